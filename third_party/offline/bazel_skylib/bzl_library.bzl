@@ -1,0 +1,4 @@
+"""Offline stand-in for bazel_skylib's bzl_library (documentation only)."""
+
+def bzl_library(**kwargs):
+    pass
