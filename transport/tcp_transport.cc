@@ -1,0 +1,355 @@
+#include "transport/tcp_transport.h"
+
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/str_cat.h"
+#include "transport/errors.h"
+#include "transport/io_wait.h"
+#include "transport/posix_socket.h"
+
+namespace islet {
+namespace {
+
+// sendfile(2) has no MSG_NOSIGNAL. Block SIGPIPE on this thread for the call, and
+// swallow the signal it raised, unless one was already pending for someone else.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    already_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &saved_);
+  }
+  ~SigpipeGuard() {
+    if (raised_ && !already_pending_) {
+      struct timespec zero = {};
+      while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
+  }
+  void NoteEpipe() { raised_ = true; }
+
+ private:
+  sigset_t pipe_;
+  sigset_t saved_;
+  bool already_pending_ = false;
+  bool raised_ = false;
+};
+
+class TcpListener : public Listener {
+ public:
+  TcpListener(UniqueFd fd, UniqueFd wake, AddressFamily family, std::string unix_path,
+              absl::Duration send_timeout)
+      : fd_(std::move(fd)),
+        wake_(std::move(wake)),
+        family_(family),
+        unix_path_(std::move(unix_path)),
+        send_timeout_(send_timeout) {}
+
+  ~TcpListener() override {
+    Close();
+    if (!unix_path_.empty() && unix_path_[0] != '@') ::unlink(unix_path_.c_str());
+  }
+
+  absl::StatusOr<std::unique_ptr<Socket>> Accept() override {
+    for (;;) {
+      if (closed_.load(std::memory_order_acquire)) return Closed();
+      struct pollfd fds[2] = {};
+      fds[0].fd = fd_.get();
+      fds[0].events = POLLIN;
+      fds[1].fd = wake_.get();
+      fds[1].events = POLLIN;
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return PosixError(errno, "accept: poll");
+      }
+      if (fds[1].revents != 0 || closed_.load(std::memory_order_acquire)) return Closed();
+      const int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0) {
+        auto socket = std::make_unique<TcpSocket>(UniqueFd(fd), family_);
+        if (send_timeout_ != absl::InfiniteDuration()) {
+          socket->SetOptions({SocketOption::SendTimeout(send_timeout_)}).IgnoreError();
+        }
+        return socket;
+      }
+      switch (errno) {
+        case EAGAIN:  // another acceptor took it
+        case EINTR:
+          continue;
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+          return PosixError(errno, "accept");
+        case EINVAL:  // shut down by Close() between poll and accept
+          if (closed_.load(std::memory_order_acquire)) return Closed();
+          return PosixError(errno, "accept");
+        default:
+          // ECONNABORTED, and the network errors Linux passes on from the new
+          // connection (EPROTO, ENETDOWN, EHOSTUNREACH, ...): that connection is lost,
+          // the listener is fine.
+          return absl::AbortedError(PosixError(errno, "accept").message());
+      }
+    }
+  }
+
+  void Close() override {
+    if (closed_.exchange(true, std::memory_order_acq_rel)) return;
+    // shutdown(2) makes the kernel refuse new connections at once; the eventfd wakes
+    // every Accept blocked in poll. The descriptor itself lives until destruction so
+    // no concurrent Accept can see it reused.
+    ::shutdown(fd_.get(), SHUT_RDWR);
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof(one));
+  }
+
+  absl::StatusOr<SocketInfo> LocalInfo() const override {
+    if (closed_.load(std::memory_order_acquire)) return Closed();
+    absl::StatusOr<SocketInfo> info = LocalInfoOfFd(fd_.get());
+    if (info.ok() && family_ == AddressFamily::kUnix) info->address = unix_path_;
+    return info;
+  }
+
+ private:
+  static absl::Status Closed() {
+    return absl::FailedPreconditionError("accept: listener is closed");
+  }
+
+  UniqueFd fd_;
+  UniqueFd wake_;
+  AddressFamily family_;
+  std::string unix_path_;
+  absl::Duration send_timeout_;
+  std::atomic<bool> closed_{false};
+};
+
+// A socket file left by a process that died still blocks bind(); replace it only when
+// nobody answers on it.
+absl::Status RemoveStaleUnixSocket(const std::string& path, const PosixAddress& address) {
+  if (path[0] == '@') return absl::OkStatus();
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return absl::OkStatus();
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe) return PosixError(errno, "listen: socket");
+  if (::connect(probe.get(), address.get(), address.length) == 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("listen: ", path, " is in use by a running server"));
+  }
+  if (errno == ECONNREFUSED) ::unlink(path.c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Listener>> TcpTransport::Listen(uint16_t port,
+                                                               const ListenOptions& options) {
+  if (options.backlog <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen: backlog must be positive, got ", options.backlog));
+  }
+  absl::Duration send_timeout = absl::InfiniteDuration();
+  for (const SocketOption& option : options.socket_options) {
+    absl::Status valid = ValidateSocketOption(option);
+    if (!valid.ok()) return valid;
+    if (option.name() == SocketOptionName::kSendTimeout && option.value() >= 0) {
+      send_timeout = absl::Milliseconds(option.value());
+    }
+  }
+  const bool is_unix = !options.unix_path.empty();
+  absl::StatusOr<PosixAddress> address =
+      is_unix ? UnixAddress(options.unix_path) : IpAddress(options.address, port);
+  if (!address.ok()) return address.status();
+
+  UniqueFd fd(::socket(address->domain(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return PosixError(errno, "listen: socket");
+  auto set_flag = [&](int level, int name, bool on, const char* what) -> absl::Status {
+    const int value = on ? 1 : 0;
+    if (::setsockopt(fd.get(), level, name, &value, sizeof(value)) != 0) {
+      return PosixError(errno, absl::StrCat("listen: ", what));
+    }
+    return absl::OkStatus();
+  };
+  if (!is_unix) {
+    absl::Status s = set_flag(SOL_SOCKET, SO_REUSEADDR, options.reuse_address, "reuseaddr");
+    if (s.ok() && options.reuse_port) s = set_flag(SOL_SOCKET, SO_REUSEPORT, true, "reuseport");
+    if (s.ok() && address->family == AddressFamily::kIpv6) {
+      s = set_flag(IPPROTO_IPV6, IPV6_V6ONLY, options.ipv6_only, "ipv6_v6only");
+    }
+    if (!s.ok()) return s;
+  }
+  for (const SocketOption& option : options.socket_options) {
+    if (option.name() == SocketOptionName::kSendTimeout ||
+        !OptionAppliesTo(option.name(), address->family)) {
+      continue;
+    }
+    absl::Status s = ApplyOptionToFd(fd.get(), address->family, option);
+    if (!s.ok()) return s;
+  }
+  if (is_unix) {
+    absl::Status s = RemoveStaleUnixSocket(options.unix_path, *address);
+    if (!s.ok()) return s;
+  }
+  if (::bind(fd.get(), address->get(), address->length) != 0) {
+    const std::string where =
+        is_unix ? options.unix_path
+                : absl::StrCat(options.address.empty() ? "0.0.0.0" : options.address, ":",
+                               port);
+    return PosixError(errno, absl::StrCat("listen: bind ", where));
+  }
+  if (::listen(fd.get(), options.backlog) != 0) return PosixError(errno, "listen");
+  UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake) return PosixError(errno, "listen: eventfd");
+  return std::make_unique<TcpListener>(std::move(fd), std::move(wake), address->family,
+                                       options.unix_path, send_timeout);
+}
+
+TcpSocket::TcpSocket(UniqueFd fd, AddressFamily family) : fd_(std::move(fd)), family_(family) {}
+
+absl::StatusOr<std::unique_ptr<TcpSocket>> TcpSocket::Connect(const SocketInfo& endpoint,
+                                                               absl::Duration timeout) {
+  absl::StatusOr<PosixAddress> address = AddressOf(endpoint);
+  if (!address.ok()) return address.status();
+  UniqueFd fd(::socket(address->domain(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return PosixError(errno, "connect: socket");
+  if (::connect(fd.get(), address->get(), address->length) != 0) {
+    if (errno != EINPROGRESS && errno != EAGAIN) {
+      return PosixError(errno, absl::StrCat("connect ", endpoint.ToString()));
+    }
+    const absl::Duration deadline = timeout == absl::InfiniteDuration()
+                                        ? absl::InfiniteDuration()
+                                        : MonotonicNow() + timeout;
+    absl::Status ready = WaitForIo(fd.get(), IoInterest::kWrite, deadline, "connect");
+    if (!ready.ok()) return ready;
+    int error = 0;
+    socklen_t length = sizeof(error);
+    ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &length);
+    if (error != 0) return PosixError(error, absl::StrCat("connect ", endpoint.ToString()));
+  }
+  auto socket = std::make_unique<TcpSocket>(std::move(fd), address->family);
+  if (address->family != AddressFamily::kUnix) {
+    absl::Status s = socket->SetOptions({SocketOption::NoDelay(true)});
+    if (!s.ok()) return s;
+  }
+  return socket;
+}
+
+absl::StatusOr<size_t> TcpSocket::ReadSomeFromTransport(absl::Span<char> buf) {
+  if (!fd_) return ClosedError("recv");
+  for (;;) {
+    const ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
+    if (n > 0) {
+      stats_.CountReceive(static_cast<uint64_t>(n));
+      return static_cast<size_t>(n);
+    }
+    if (n == 0) return PeerClosedError("recv");
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return WouldBlockError("recv");
+    return PosixError(errno, "recv");
+  }
+}
+
+absl::StatusOr<size_t> TcpSocket::WriteSome(absl::Span<const absl::string_view> buffers) {
+  if (!fd_) return ClosedError("send");
+  absl::InlinedVector<iovec, 16> iov;
+  const size_t count = std::min<size_t>(buffers.size(), IOV_MAX);
+  iov.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    iov.push_back({const_cast<char*>(buffers[i].data()), buffers[i].size()});
+  }
+  msghdr msg = {};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = iov.size();
+  for (;;) {
+    const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+    if (n >= 0) {
+      if (n == 0) return WouldBlockError("send");
+      stats_.CountSend(static_cast<uint64_t>(n));
+      return static_cast<size_t>(n);
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return WouldBlockError("send");
+    return PosixError(errno, "send");
+  }
+}
+
+absl::StatusOr<size_t> TcpSocket::SendfileSome(int file_fd, uint64_t offset, size_t length) {
+  if (!fd_) return ClosedError("sendfile");
+  SigpipeGuard guard;
+  off_t at = static_cast<off_t>(offset);
+  for (;;) {
+    const ssize_t n = ::sendfile(fd_.get(), file_fd, &at, length);
+    if (n > 0) {
+      stats_.CountSend(static_cast<uint64_t>(n));
+      return static_cast<size_t>(n);
+    }
+    if (n == 0) return absl::OutOfRangeError("sendfile: the file ended early");
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return WouldBlockError("sendfile");
+    if (errno == EPIPE) guard.NoteEpipe();
+    return PosixError(errno, "sendfile");
+  }
+}
+
+absl::Status TcpSocket::Shutdown(ShutdownWay way) {
+  if (!fd_) return ClosedError("shutdown");
+  const int how = way == ShutdownWay::kRead    ? SHUT_RD
+                  : way == ShutdownWay::kWrite ? SHUT_WR
+                                               : SHUT_RDWR;
+  // A peer that is already gone (ENOTCONN) leaves nothing to shut down.
+  if (::shutdown(fd_.get(), how) != 0 && errno != ENOTCONN) {
+    return PosixError(errno, "shutdown");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SocketInfo> TcpSocket::LocalInfo() const {
+  if (!fd_) return ClosedError("local_info");
+  return LocalInfoOfFd(fd_.get());
+}
+
+absl::StatusOr<SocketInfo> TcpSocket::PeerInfo() const {
+  if (!fd_) return ClosedError("peer_info");
+  return PeerInfoOfFd(fd_.get());
+}
+
+absl::StatusOr<SocketStats> TcpSocket::GetStat() const {
+  if (!fd_) return ClosedError("getstat");
+  SocketStats stats = stats_;
+  int queued = 0;
+  if (::ioctl(fd_.get(), SIOCOUTQ, &queued) == 0 && queued > 0) {
+    stats.send_pending = static_cast<uint64_t>(queued);
+  }
+  return stats;
+}
+
+absl::Status TcpSocket::ApplyOption(const SocketOption& option) {
+  if (!fd_) return ClosedError("setopts");
+  return ApplyOptionToFd(fd_.get(), family_, option);
+}
+
+absl::StatusOr<SocketOption> TcpSocket::ReadOption(SocketOptionName name) const {
+  if (!fd_) return ClosedError("getopts");
+  return ReadOptionFromFd(fd_.get(), family_, name);
+}
+
+}  // namespace islet

@@ -1,0 +1,236 @@
+#include "transport/transport.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/str_cat.h"
+#include "transport/errors.h"
+#include "transport/io_wait.h"
+#include "transport/unique_fd.h"
+
+namespace islet {
+namespace {
+
+// Reads bigger than this are split: a Recv(n) for a huge n grows its buffer as bytes
+// arrive rather than reserving n up front.
+constexpr size_t kReadChunk = 64 * 1024;
+
+absl::Duration DeadlineAfter(absl::Duration timeout) {
+  if (timeout == absl::InfiniteDuration()) return absl::InfiniteDuration();
+  return MonotonicNow() + std::max(timeout, absl::ZeroDuration());
+}
+
+}  // namespace
+
+absl::Status Socket::Handshake(absl::Duration timeout) {
+  const absl::Duration deadline = DeadlineAfter(timeout);
+  for (;;) {
+    absl::StatusOr<IoInterest> step = HandshakeStep();
+    if (!step.ok()) return step.status();
+    if (*step == IoInterest::kNone) return absl::OkStatus();
+    absl::Status ready = WaitForIo(fd(), *step, deadline, "handshake");
+    if (!ready.ok()) return ready;
+  }
+}
+
+absl::StatusOr<size_t> Socket::ReadSome(absl::Span<char> buf) {
+  if (buf.empty()) return 0;
+  if (!kept_input_.empty()) {
+    const size_t n = std::min(buf.size(), kept_input_.size());
+    std::memcpy(buf.data(), kept_input_.data(), n);
+    kept_input_.erase(0, n);
+    return n;
+  }
+  return ReadSomeFromTransport(buf);
+}
+
+absl::StatusOr<std::string> Socket::Recv(size_t n, absl::Duration timeout) {
+  if (IsClosed()) return ClosedError("recv");
+  const absl::Duration deadline = DeadlineAfter(timeout);
+  if (n == 0 && !kept_input_.empty()) return std::exchange(kept_input_, std::string());
+  const size_t wanted = n == 0 ? 1 : n;
+  while (kept_input_.size() < wanted) {
+    const size_t have = kept_input_.size();
+    const size_t ask = n == 0 ? kReadChunk : std::min(wanted - have, kReadChunk);
+    kept_input_.resize(have + ask);
+    absl::StatusOr<size_t> got =
+        ReadSomeFromTransport(absl::MakeSpan(kept_input_.data() + have, ask));
+    kept_input_.resize(have + (got.ok() ? *got : 0));
+    if (got.ok()) continue;
+    if (!IsWouldBlock(got.status())) return got.status();
+    if (TransportHasBufferedInput()) continue;
+    absl::Status ready = WaitForIo(fd(), IoInterest::kRead, deadline, "recv");
+    if (!ready.ok()) return ready;
+  }
+  if (n == 0) return std::exchange(kept_input_, std::string());
+  std::string out = kept_input_.substr(0, n);
+  kept_input_.erase(0, n);
+  return out;
+}
+
+absl::Status Socket::Send(absl::string_view data) {
+  return WriteAll(absl::MakeConstSpan(&data, 1), "send");
+}
+
+absl::Status Socket::Send(absl::Span<const absl::string_view> buffers) {
+  return WriteAll(buffers, "send");
+}
+
+absl::Status Socket::WriteAll(absl::Span<const absl::string_view> buffers,
+                              absl::string_view op) {
+  if (IsClosed()) return ClosedError(op);
+  absl::InlinedVector<absl::string_view, 8> rest;
+  for (absl::string_view b : buffers) {
+    if (!b.empty()) rest.push_back(b);
+  }
+  const absl::Duration deadline = DeadlineAfter(send_timeout_);
+  size_t first = 0;
+  while (first < rest.size()) {
+    absl::StatusOr<size_t> wrote = WriteSome(absl::MakeConstSpan(rest).subspan(first));
+    if (wrote.ok()) {
+      size_t n = *wrote;
+      while (n > 0 && first < rest.size()) {
+        const size_t take = std::min(n, rest[first].size());
+        rest[first].remove_prefix(take);
+        n -= take;
+        if (rest[first].empty()) ++first;
+      }
+      continue;
+    }
+    if (!IsWouldBlock(wrote.status())) return wrote.status();
+    absl::Status ready = WaitForIo(fd(), IoInterest::kWrite, deadline, op);
+    if (!ready.ok()) return ready;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Socket::Sendfile(const std::string& path, uint64_t offset,
+                                          uint64_t length) {
+  if (IsClosed()) return ClosedError("sendfile");
+  UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file) return PosixError(errno, absl::StrCat("sendfile: open ", path));
+  struct stat st;
+  if (::fstat(file.get(), &st) != 0) return PosixError(errno, "sendfile: fstat");
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("sendfile: ", path, " is not a regular file"));
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (offset > size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sendfile: offset ", offset, " is past the end of ", path, " (", size,
+                     " bytes)"));
+  }
+  const uint64_t end = length == 0 ? size : std::min(size, offset + length);
+  const absl::Duration deadline = DeadlineAfter(send_timeout_);
+  uint64_t at = offset;
+  while (at < end) {
+    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(end - at, 1 << 30));
+    absl::StatusOr<size_t> sent = SendfileSome(file.get(), at, chunk);
+    if (sent.ok()) {
+      at += *sent;
+      continue;
+    }
+    if (!IsWouldBlock(sent.status())) return sent.status();
+    absl::Status ready = WaitForIo(fd(), IoInterest::kWrite, deadline, "sendfile");
+    if (!ready.ok()) return ready;
+  }
+  return at - offset;
+}
+
+absl::StatusOr<size_t> Socket::SendfileSome(int file_fd, uint64_t offset, size_t length) {
+  std::string chunk(std::min(length, kReadChunk), '\0');
+  ssize_t got;
+  do {
+    got = ::pread(file_fd, chunk.data(), chunk.size(), static_cast<off_t>(offset));
+  } while (got < 0 && errno == EINTR);
+  if (got < 0) return PosixError(errno, "sendfile: pread");
+  if (got == 0) return absl::OutOfRangeError("sendfile: the file ended early");
+  absl::string_view data(chunk.data(), static_cast<size_t>(got));
+  return WriteSome(absl::MakeConstSpan(&data, 1));
+}
+
+absl::Status Socket::SetOptions(absl::Span<const SocketOption> options) {
+  if (IsClosed()) return ClosedError("setopts");
+  for (const SocketOption& option : options) {
+    absl::Status valid = ValidateSocketOption(option);
+    if (!valid.ok()) return valid;
+  }
+  // Read every old value before changing anything, so a failure can be undone.
+  std::vector<SocketOption> previous;
+  previous.reserve(options.size());
+  for (const SocketOption& option : options) {
+    if (option.name() == SocketOptionName::kSendTimeout) {
+      previous.push_back(SocketOption::SendTimeout(send_timeout_));
+      continue;
+    }
+    absl::StatusOr<SocketOption> old = ReadOption(option.name());
+    if (!old.ok()) return old.status();
+    previous.push_back(*old);
+  }
+  for (size_t i = 0; i < options.size(); ++i) {
+    const SocketOption& option = options[i];
+    absl::Status applied = absl::OkStatus();
+    if (option.name() == SocketOptionName::kSendTimeout) {
+      send_timeout_ = option.value() < 0 ? absl::InfiniteDuration()
+                                         : absl::Milliseconds(option.value());
+    } else {
+      applied = ApplyOption(option);
+    }
+    if (!applied.ok()) {
+      for (size_t j = i; j-- > 0;) {
+        if (previous[j].name() == SocketOptionName::kSendTimeout) {
+          send_timeout_ = previous[j].value() < 0 ? absl::InfiniteDuration()
+                                                  : absl::Milliseconds(previous[j].value());
+        } else {
+          ApplyOption(previous[j]).IgnoreError();  // best effort: it held a moment ago
+        }
+      }
+      return applied;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<SocketOption>> Socket::GetOptions(
+    absl::Span<const SocketOptionName> names) {
+  if (IsClosed()) return ClosedError("getopts");
+  std::vector<SocketOption> values;
+  values.reserve(names.size());
+  for (SocketOptionName name : names) {
+    if (name == SocketOptionName::kSendTimeout) {
+      values.push_back(SocketOption::SendTimeout(send_timeout_));
+      continue;
+    }
+    absl::StatusOr<SocketOption> value = ReadOption(name);
+    if (!value.ok()) return value.status();
+    values.push_back(*value);
+  }
+  return values;
+}
+
+absl::StatusOr<std::string> Socket::NegotiatedProtocol() const {
+  return absl::NotFoundError("negotiated_protocol: protocol not negotiated");
+}
+
+absl::StatusOr<std::unique_ptr<Socket>> Transport::Upgrade(std::unique_ptr<Socket> socket) {
+  return absl::UnimplementedError(
+      absl::StrCat("upgrade: the ", Name(), " transport cannot take over a socket"));
+}
+
+std::string SocketInfo::ToString() const {
+  switch (family) {
+    case AddressFamily::kIpv4:
+      return absl::StrCat(address, ":", port);
+    case AddressFamily::kIpv6:
+      return absl::StrCat("[", address, "]:", port);
+    case AddressFamily::kUnix:
+      return absl::StrCat("unix:", address);
+  }
+  return address;
+}
+
+}  // namespace islet

@@ -1,0 +1,214 @@
+// The Transport interface: how Islet's server talks to sockets. The C++ counterpart of
+// Thousand Island's Transport behaviour; TCP (transport/tcp_transport.h) and TLS
+// (tls/) implement it, and so can a user's own transport.
+//
+//   seed callback                    C++
+//   -------------------------------  ---------------------------------------------------
+//   listen(port, opts)               Transport::Listen(port, ListenOptions)
+//   accept(listener)                 Listener::Accept()       (blocks; Close() wakes it)
+//   handshake(socket)                Socket::Handshake(timeout) / Socket::HandshakeStep()
+//   controlling_process(socket,pid)  moving the std::unique_ptr<Socket> to its new owner;
+//                                    the owner then uses it from one thread at a time
+//   recv(socket, n, timeout)         Socket::Recv(n, timeout)  (ReadSome: non-blocking)
+//   send(socket, iodata)             Socket::Send(data | buffers) (WriteSome: non-blocking)
+//   sendfile(socket, path, off, len) Socket::Sendfile(path, offset, length)
+//   getopts(socket, names)           Socket::GetOptions(names)
+//   setopts(socket, opts)            Socket::SetOptions(options)   (all or nothing)
+//   shutdown(socket, way)            Socket::Shutdown(ShutdownWay)
+//   close(socket | listener)         Socket::Close() / Listener::Close()  (idempotent)
+//   local_info(socket | listener)    Socket::LocalInfo() / Listener::LocalInfo()
+//   peer_info(socket)                Socket::PeerInfo()       (peer_certificate = ssl_cert)
+//   getstat(socket)                  Socket::GetStat()
+//   negotiated_protocol(socket)      Socket::NegotiatedProtocol() (NotFound: not negotiated)
+//   secure?()                        Transport::Secure() / Socket::Secure()
+//
+// Types: listener_socket = Listener, socket = Socket, socket_info = SocketInfo,
+// socket_stats = SocketStats, way = ShutdownWay, socket_set/get_options =
+// SocketOption / SocketOptionName. {:ok, v} | {:error, reason} is absl::StatusOr<v>,
+// with the codes listed in transport/errors.h.
+//
+// Two layers live on Socket. The blocking calls of the seed (Recv, Send, Sendfile,
+// Handshake) are written once, here, on top of a few non-blocking primitives
+// (ReadSome, WriteSome, SendfileSome, HandshakeStep) that each transport implements and
+// that an event loop drives directly. A transport is therefore: those primitives, the
+// option hooks, and the info calls.
+#ifndef ISLET_TRANSPORT_TRANSPORT_H_
+#define ISLET_TRANSPORT_TRANSPORT_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "transport/socket_options.h"
+#include "transport/socket_types.h"
+
+namespace islet {
+
+// What a non-blocking call needs before it can make progress.
+enum class IoInterest : uint8_t { kNone, kRead, kWrite };
+
+// A connected socket. Not thread-safe: one owner thread at a time (see the table).
+class Socket {
+ public:
+  virtual ~Socket() = default;
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+
+  // ---- The seed's calls (blocking, bounded by their timeouts) ----
+
+  // Completes the transport's handshake (TLS); plain transports are done at once.
+  // DeadlineExceeded when `timeout` passes first.
+  absl::Status Handshake(absl::Duration timeout);
+
+  // n == 0: returns what is available, waiting up to `timeout` for at least one byte.
+  // n > 0: returns exactly n bytes, or DeadlineExceeded; bytes read before the
+  // deadline are kept for the next call, never lost. A zero timeout never waits;
+  // absl::InfiniteDuration() waits forever. OutOfRange when the peer closed in order
+  // and nothing (or fewer than n bytes) is left.
+  absl::StatusOr<std::string> Recv(size_t n, absl::Duration timeout);
+
+  // Sends every byte, or fails. A list of buffers goes out as one gather write, not a
+  // concatenated copy. Waits at most the send_timeout option (default: forever) for a
+  // peer that stops draining. Never raises SIGPIPE.
+  absl::Status Send(absl::string_view data);
+  absl::Status Send(absl::Span<const absl::string_view> buffers);
+
+  // Sends `length` bytes of the file at `path` from `offset` (0 = to the end of the
+  // file) and returns how many were sent. NotFound for a missing file,
+  // InvalidArgument for an offset past the end.
+  absl::StatusOr<uint64_t> Sendfile(const std::string& path, uint64_t offset,
+                                    uint64_t length);
+
+  // All or nothing: every option is validated first, and if applying one fails the
+  // ones already applied are restored. InvalidArgument names the refused option.
+  absl::Status SetOptions(absl::Span<const SocketOption> options);
+  absl::StatusOr<std::vector<SocketOption>> GetOptions(
+      absl::Span<const SocketOptionName> names);
+
+  virtual absl::Status Shutdown(ShutdownWay way) = 0;
+  // Releases the connection; idempotent. Every later call fails with FailedPrecondition.
+  virtual void Close() = 0;
+  virtual bool IsClosed() const = 0;
+
+  virtual absl::StatusOr<SocketInfo> LocalInfo() const = 0;
+  virtual absl::StatusOr<SocketInfo> PeerInfo() const = 0;
+  virtual absl::StatusOr<SocketStats> GetStat() const = 0;
+  // The ALPN protocol chosen in the handshake; NotFound("protocol not negotiated")
+  // when the transport has none or none was agreed.
+  virtual absl::StatusOr<std::string> NegotiatedProtocol() const;
+  virtual bool Secure() const { return false; }
+
+  // ---- Non-blocking primitives, for event loops and for the calls above ----
+
+  // The descriptor an event loop polls for this socket.
+  virtual int fd() const = 0;
+
+  // Advances the handshake without blocking: kNone when it is complete, otherwise the
+  // readiness to wait for before calling again. An error ends the handshake.
+  virtual absl::StatusOr<IoInterest> HandshakeStep() { return IoInterest::kNone; }
+
+  // Reads up to buf.size() bytes: a count > 0, Unavailable when nothing is ready,
+  // OutOfRange at the peer's orderly close. Bytes kept by an earlier Recv come first.
+  absl::StatusOr<size_t> ReadSome(absl::Span<char> buf);
+
+  // True when ReadSome can return data although fd() may not poll readable (bytes
+  // kept by Recv, or plaintext a secure transport already decrypted).
+  bool HasBufferedInput() const {
+    return !kept_input_.empty() || TransportHasBufferedInput();
+  }
+
+  // Writes what the transport accepts now from the buffers, in order: a count > 0,
+  // or Unavailable when nothing could be written.
+  virtual absl::StatusOr<size_t> WriteSome(absl::Span<const absl::string_view> buffers) = 0;
+
+  // Sends up to `length` bytes of the open file `file_fd` from `offset`: a count > 0,
+  // or Unavailable. The default reads a bounded chunk and passes it to WriteSome.
+  virtual absl::StatusOr<size_t> SendfileSome(int file_fd, uint64_t offset, size_t length);
+
+ protected:
+  Socket() = default;
+
+  // ReadSome after the kept bytes: the transport's own read.
+  virtual absl::StatusOr<size_t> ReadSomeFromTransport(absl::Span<char> buf) = 0;
+  // Input the transport holds that polling fd() would not reveal (TLS plaintext).
+  virtual bool TransportHasBufferedInput() const { return false; }
+  // Option hooks. Called only with options that passed ValidateSocketOption; send_timeout
+  // is handled here and never reaches them.
+  virtual absl::Status ApplyOption(const SocketOption& option) = 0;
+  virtual absl::StatusOr<SocketOption> ReadOption(SocketOptionName name) const = 0;
+
+  absl::Duration send_timeout() const { return send_timeout_; }
+
+ private:
+  absl::Status WriteAll(absl::Span<const absl::string_view> buffers, absl::string_view op);
+
+  std::string kept_input_;  // read by a Recv that then timed out; delivered first
+  absl::Duration send_timeout_ = absl::InfiniteDuration();
+};
+
+// Options for Transport::Listen.
+struct ListenOptions {
+  // The IP literal to bind ("127.0.0.1", "::1", "::"); empty binds every IPv4 address.
+  std::string address;
+  // When set, listen on this unix-domain socket path instead (the port is ignored).
+  // A stale socket file nobody listens on is replaced; the file is removed on Close.
+  std::string unix_path;
+  int backlog = 1024;
+  bool reuse_address = true;
+  // SO_REUSEPORT: lets several listeners share one port (num_listen_sockets).
+  bool reuse_port = false;
+  // IPV6_V6ONLY for an IPv6 address; by default "::" also accepts IPv4.
+  bool ipv6_only = false;
+  // Set on the listening socket before listen(), so every accepted socket inherits
+  // them at no cost per connection. Options that do not apply to the socket's family
+  // (nodelay on a unix socket) are skipped. TCP_NODELAY is on by default: servers
+  // write whole responses, and Nagle only delays them.
+  std::vector<SocketOption> socket_options = {SocketOption::NoDelay(true)};
+};
+
+// Accepts connections. Accept may be called from several threads at once.
+class Listener {
+ public:
+  virtual ~Listener() = default;
+
+  // Blocks until a connection arrives or until Close() is called from any thread, which
+  // makes every waiting and later call return FailedPrecondition at once.
+  // ResourceExhausted: out of descriptors (EMFILE/ENFILE; the message says which), so
+  // back off and retry. Aborted: the connection died in the backlog (ECONNABORTED), so
+  // carry on.
+  virtual absl::StatusOr<std::unique_ptr<Socket>> Accept() = 0;
+
+  // Stops listening at once (new connections are refused); thread-safe, idempotent.
+  virtual void Close() = 0;
+
+  // The bound address; for port 0 it holds the port the kernel chose.
+  virtual absl::StatusOr<SocketInfo> LocalInfo() const = 0;
+};
+
+// A transport: the seed's transport_module together with its transport_options.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  virtual absl::StatusOr<std::unique_ptr<Listener>> Listen(uint16_t port,
+                                                           const ListenOptions& options) = 0;
+  virtual bool Secure() const = 0;
+  // "tcp", "tls", ...: for telemetry and logs.
+  virtual absl::string_view Name() const = 0;
+
+  // Takes over a connected socket of another transport and continues on it (STARTTLS).
+  // The returned socket still needs its Handshake. Unimplemented by default.
+  virtual absl::StatusOr<std::unique_ptr<Socket>> Upgrade(std::unique_ptr<Socket> socket);
+};
+
+}  // namespace islet
+
+#endif  // ISLET_TRANSPORT_TRANSPORT_H_
