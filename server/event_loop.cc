@@ -1,0 +1,143 @@
+#include "server/event_loop.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "transport/errors.h"
+#include "transport/io_wait.h"
+
+namespace islet {
+namespace {
+
+constexpr int kMaxEventsPerWait = 256;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create() {
+  UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll) return PosixError(errno, "event loop: epoll_create1");
+  UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake) return PosixError(errno, "event loop: eventfd");
+  epoll_event ev = {};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;  // the wakeup descriptor is the only one without a watcher
+  if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, wake.get(), &ev) != 0) {
+    return PosixError(errno, "event loop: epoll_ctl");
+  }
+  return std::unique_ptr<EventLoop>(new EventLoop(std::move(epoll), std::move(wake)));
+}
+
+EventLoop::EventLoop(UniqueFd epoll, UniqueFd wake)
+    : epoll_(std::move(epoll)), wake_(std::move(wake)), now_(MonotonicNow()) {}
+
+EventLoop::~EventLoop() = default;
+
+void EventLoop::Run() {
+  owner_.store(std::this_thread::get_id());
+  epoll_event events[kMaxEventsPerWait];
+  while (!quit_.load(std::memory_order_acquire)) {
+    const int n = ::epoll_wait(epoll_.get(), events, kMaxEventsPerWait, NextTimeoutMs());
+    now_ = MonotonicNow();
+    for (int i = 0; i < n; ++i) {
+      auto* watcher = static_cast<Watcher*>(events[i].data.ptr);
+      if (watcher == nullptr) {
+        uint64_t drained;
+        [[maybe_unused]] ssize_t r = ::read(wake_.get(), &drained, sizeof(drained));
+        continue;
+      }
+      watcher->OnReady(events[i].events);
+    }
+    RunTimers();
+    RunPostedTasks();
+  }
+  // Tasks posted before Quit still run: a hand-over or a shutdown request is never lost.
+  RunPostedTasks();
+}
+
+void EventLoop::Quit() {
+  quit_.store(true, std::memory_order_release);
+  Post([] {});
+}
+
+void EventLoop::Post(Task task) {
+  bool wake;
+  {
+    absl::MutexLock lock(&mu_);
+    posted_.push_back(std::move(task));
+    wake = !std::exchange(wake_pending_, true);
+  }
+  if (wake) {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t r = ::write(wake_.get(), &one, sizeof(one));
+  }
+}
+
+void EventLoop::RunPostedTasks() {
+  {
+    absl::MutexLock lock(&mu_);
+    running_.swap(posted_);
+    wake_pending_ = false;
+  }
+  for (Task& task : running_) std::move(task)();
+  running_.clear();
+}
+
+absl::Status EventLoop::Watch(int fd, uint32_t events, Watcher* watcher) {
+  epoll_event ev = {};
+  ev.events = events;
+  ev.data.ptr = watcher;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+    return PosixError(errno, "event loop: watch");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EventLoop::Modify(int fd, uint32_t events, Watcher* watcher) {
+  epoll_event ev = {};
+  ev.events = events;
+  ev.data.ptr = watcher;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) {
+    return PosixError(errno, "event loop: modify");
+  }
+  return absl::OkStatus();
+}
+
+void EventLoop::Unwatch(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
+EventLoop::TimerId EventLoop::Schedule(absl::Duration deadline,
+                                       absl::AnyInvocable<void()> callback) {
+  const TimerId id = next_timer_id_++;
+  timers_.emplace(id, std::move(callback));
+  timer_heap_.push({deadline, id});
+  return id;
+}
+
+void EventLoop::Cancel(TimerId id) { timers_.erase(id); }
+
+void EventLoop::RunTimers() {
+  while (!timer_heap_.empty() && timer_heap_.top().deadline <= now_) {
+    const TimerId id = timer_heap_.top().id;
+    timer_heap_.pop();
+    auto it = timers_.find(id);
+    if (it == timers_.end()) continue;  // cancelled
+    absl::AnyInvocable<void()> callback = std::move(it->second);
+    timers_.erase(it);
+    callback();
+  }
+  // Cancelled timers leave their heap entries behind; drop the dead ones on top.
+  while (!timer_heap_.empty() && !timers_.contains(timer_heap_.top().id)) timer_heap_.pop();
+}
+
+int EventLoop::NextTimeoutMs() const {
+  // No need to look at posted tasks: posting writes the wakeup descriptor.
+  if (timer_heap_.empty()) return -1;
+  const absl::Duration left = timer_heap_.top().deadline - MonotonicNow();
+  if (left <= absl::ZeroDuration()) return 0;
+  return static_cast<int>(std::min<int64_t>(
+      absl::ToInt64Milliseconds(left + absl::Microseconds(999)), 1 << 30));
+}
+
+}  // namespace islet

@@ -1,0 +1,104 @@
+// EventLoop: one thread's epoll loop, with its own wakeup eventfd, a timer queue, and a
+// queue of tasks other threads post to it. Each worker owns one; everything it runs
+// (readiness callbacks, timers, posted tasks) runs on the loop's thread, one at a time,
+// so the state those callbacks touch needs no lock.
+//
+//   auto loop = EventLoop::Create();
+//   std::thread t([&] { (*loop)->Run(); });
+//   (*loop)->Post([] { /* runs on the loop thread */ });
+//   (*loop)->Quit();
+//   t.join();
+#ifndef ISLET_SERVER_EVENT_LOOP_H_
+#define ISLET_SERVER_EVENT_LOOP_H_
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <queue>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "transport/unique_fd.h"
+
+namespace islet {
+
+class EventLoop {
+ public:
+  // Receives readiness for one descriptor. Must outlive its registration.
+  class Watcher {
+   public:
+    virtual ~Watcher() = default;
+    // `events` is the epoll mask (EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, ...).
+    virtual void OnReady(uint32_t events) = 0;
+  };
+
+  using TimerId = uint64_t;
+  using Task = absl::AnyInvocable<void() &&>;
+
+  static absl::StatusOr<std::unique_ptr<EventLoop>> Create();
+  ~EventLoop();
+
+  // Runs until Quit(). Call from the thread that is to own the loop.
+  void Run();
+  // Makes Run() return after the current iteration. Thread-safe.
+  void Quit();
+
+  // Runs `task` on the loop thread soon. Thread-safe; tasks run in the order posted.
+  void Post(Task task);
+
+  // Registration. Loop thread only. `events` is an epoll mask (level-triggered).
+  absl::Status Watch(int fd, uint32_t events, Watcher* watcher);
+  absl::Status Modify(int fd, uint32_t events, Watcher* watcher);
+  void Unwatch(int fd);
+
+  // Runs `callback` on the loop thread once MonotonicNow() reaches `deadline`.
+  // Loop thread only. Cancel is a no-op for a timer that already ran.
+  TimerId Schedule(absl::Duration deadline, absl::AnyInvocable<void()> callback);
+  void Cancel(TimerId id);
+
+  // The monotonic time at the start of the current iteration: cheap, and the same for
+  // every callback of one batch.
+  absl::Duration now() const { return now_; }
+  bool InLoopThread() const { return std::this_thread::get_id() == owner_.load(); }
+
+ private:
+  EventLoop(UniqueFd epoll, UniqueFd wake);
+  void RunTimers();
+  void RunPostedTasks();
+  int NextTimeoutMs() const;
+
+  struct PendingTimer {
+    absl::Duration deadline;
+    TimerId id;
+    bool operator>(const PendingTimer& other) const {
+      return deadline != other.deadline ? deadline > other.deadline : id > other.id;
+    }
+  };
+
+  UniqueFd epoll_;
+  UniqueFd wake_;
+  std::atomic<bool> quit_{false};
+  std::atomic<std::thread::id> owner_{};
+  absl::Duration now_;
+
+  absl::Mutex mu_;
+  std::vector<Task> posted_ ABSL_GUARDED_BY(mu_);
+  bool wake_pending_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<Task> running_;  // loop thread: the batch being run
+
+  std::priority_queue<PendingTimer, std::vector<PendingTimer>, std::greater<>> timer_heap_;
+  absl::flat_hash_map<TimerId, absl::AnyInvocable<void()>> timers_;
+  TimerId next_timer_id_ = 1;
+};
+
+}  // namespace islet
+
+#endif  // ISLET_SERVER_EVENT_LOOP_H_

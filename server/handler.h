@@ -1,0 +1,146 @@
+// Handler: your protocol. The server makes one Handler per connection (through the
+// factory in ServerOptions) and calls it on the connection's worker thread, one
+// callback at a time. The counterpart of ThousandIsland.Handler.
+//
+//   class Echo : public islet::Handler {
+//    public:
+//     islet::HandlerResult HandleData(absl::string_view data,
+//                                     islet::Connection& conn) override {
+//       conn.Send(data).IgnoreError();
+//       return islet::HandlerResult::Continue();
+//     }
+//   };
+//
+// The life of a connection:
+//   handshake (bounded by handshake_timeout; failure -> HandleError)
+//   -> HandleConnection -> (data arrives -> HandleData)* , with HandleMessage for
+//      messages posted through a ConnectionHandle, and HandleContinue after ContinueThen
+//   -> exactly one of: HandleClose (the peer or the handler closed), HandleError,
+//      HandleTimeout (no data within the timeout), HandleShutdown (the server stops).
+// Data that arrived while HandleConnection ran is delivered right after it returns.
+// After the final callback, queued output is flushed (bounded by send_timeout) and the
+// socket is closed.
+//
+// Callbacks must not block for long: a worker serves many connections. A blocking
+// Connection::Recv is allowed (the seed's recv contract) but stalls its worker.
+#ifndef ISLET_SERVER_HANDLER_H_
+#define ISLET_SERVER_HANDLER_H_
+
+#include <any>
+#include <functional>
+#include <memory>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace islet {
+
+class Connection;
+class Transport;
+
+// What a callback wants to happen next.
+class HandlerResult {
+ public:
+  enum class Kind : uint8_t {
+    kContinue,            // wait for data (the read timeout applies)
+    kContinueThen,        // call HandleContinue before waiting for data
+    kSwitchTransport,     // upgrade in place (STARTTLS), then wait for data
+    kClose,               // flush output and close; HandleClose runs
+    kError,               // HandleError(status) runs, then close
+  };
+
+  // Wait for data; the read timeout in force (read_timeout, or the last persistent one)
+  // applies.
+  static HandlerResult Continue() { return HandlerResult(Kind::kContinue); }
+  // Wait for data for at most `timeout`, this time only; HandleTimeout when it passes.
+  static HandlerResult ContinueWithTimeout(absl::Duration timeout) {
+    HandlerResult r(Kind::kContinue);
+    r.timeout_ = timeout;
+    return r;
+  }
+  // From now on `timeout` replaces read_timeout for this connection.
+  static HandlerResult ContinueWithPersistentTimeout(absl::Duration timeout) {
+    HandlerResult r(Kind::kContinue);
+    r.timeout_ = timeout;
+    r.persistent_ = true;
+    return r;
+  }
+  // Call HandleContinue next, before any data or message (handle_continue).
+  static HandlerResult ContinueThen() { return HandlerResult(Kind::kContinueThen); }
+  // Continue over `transport` on the same socket (Transport::Upgrade), after its
+  // handshake, bounded by handshake_timeout. `transport` must outlive the server.
+  static HandlerResult SwitchTransport(Transport* transport) {
+    HandlerResult r(Kind::kSwitchTransport);
+    r.transport_ = transport;
+    return r;
+  }
+  static HandlerResult Close() { return HandlerResult(Kind::kClose); }
+  // Reported (telemetry, and HandleError) unless silent_terminate_on_error.
+  static HandlerResult Error(absl::Status error) {
+    HandlerResult r(Kind::kError);
+    r.error_ = std::move(error);
+    return r;
+  }
+
+  Kind kind() const { return kind_; }
+  // Set for ContinueWithTimeout / ContinueWithPersistentTimeout.
+  bool has_timeout() const { return timeout_ != absl::InfiniteDuration() || persistent_; }
+  absl::Duration timeout() const { return timeout_; }
+  bool persistent() const { return persistent_; }
+  Transport* transport() const { return transport_; }
+  const absl::Status& error() const { return error_; }
+
+ private:
+  explicit HandlerResult(Kind kind) : kind_(kind) {}
+
+  Kind kind_;
+  absl::Duration timeout_ = absl::InfiniteDuration();
+  bool persistent_ = false;
+  Transport* transport_ = nullptr;
+  absl::Status error_;
+};
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+
+  // The connection is ready (handshake done).
+  virtual HandlerResult HandleConnection(Connection& conn) { return HandlerResult::Continue(); }
+  // Bytes arrived. `data` is valid only during the call.
+  virtual HandlerResult HandleData(absl::string_view data, Connection& conn) {
+    return HandlerResult::Continue();
+  }
+  // After a ContinueThen result.
+  virtual HandlerResult HandleContinue(Connection& conn) { return HandlerResult::Continue(); }
+  // A message posted through a ConnectionHandle (handle_info).
+  virtual HandlerResult HandleMessage(std::any& message, Connection& conn) {
+    return HandlerResult::Continue();
+  }
+
+  // Exactly one of these ends every connection whose handler was made.
+  virtual void HandleClose(Connection& conn) {}
+  virtual void HandleError(const absl::Status& error, Connection& conn) {}
+  virtual void HandleShutdown(Connection& conn) {}
+  virtual void HandleTimeout(Connection& conn) {}
+};
+
+// Makes the handler for a new connection from ServerOptions::handler_options.
+using HandlerFactory = std::function<std::unique_ptr<Handler>(const std::any& options)>;
+
+// A factory for handlers constructible from nothing, or from the options' type.
+template <typename H>
+HandlerFactory HandlerFactoryOf() {
+  return [](const std::any& options) -> std::unique_ptr<Handler> {
+    if constexpr (std::is_default_constructible_v<H>) {
+      return std::make_unique<H>();
+    } else {
+      return std::make_unique<H>(options);
+    }
+  };
+}
+
+}  // namespace islet
+
+#endif  // ISLET_SERVER_HANDLER_H_

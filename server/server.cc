@@ -1,0 +1,189 @@
+#include "server/server.h"
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "server/acceptor.h"
+#include "server/telemetry.h"
+#include "server/worker.h"
+#include "transport/io_wait.h"
+#include "transport/tcp_transport.h"
+
+namespace islet {
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
+  absl::Status valid = ValidateServerOptions(options);
+  if (!valid.ok()) return valid;
+  if (options.transport == nullptr) options.transport = std::make_shared<TcpTransport>();
+  if (options.num_workers == 0) {
+    options.num_workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  const uint16_t port = options.port;
+  auto server = std::unique_ptr<Server>(new Server(std::make_unique<ServerContext>(std::move(options))));
+  absl::MutexLock lock(&server->mu_);
+  absl::Status listening = server->Listen(port);
+  if (!listening.ok()) return listening;
+
+  const ServerOptions& o = server->context_->options;
+  std::vector<Worker*> workers;
+  for (int i = 0; i < o.num_workers; ++i) {
+    server->workers_.push_back(std::make_unique<Worker>(*server->context_, i));
+    absl::Status started = server->workers_.back()->Start();
+    if (!started.ok()) {
+      server->listeners_->CloseAll(/*stopping=*/true);
+      return started;
+    }
+    workers.push_back(server->workers_.back().get());
+  }
+  for (int i = 0; i < o.num_acceptors; ++i) {
+    server->acceptors_.push_back(
+        std::make_unique<Acceptor>(*server->context_, *server->listeners_, workers, i));
+    server->acceptors_.back()->Start();
+  }
+  server->status_ = ServerStatus::kRunning;
+  return server;
+}
+
+Server::Server(std::unique_ptr<ServerContext> context)
+    : context_(std::move(context)),
+      transport_(context_->options.transport),
+      listeners_(std::make_unique<ListenerSet>()) {}
+
+Server::~Server() { Stop().IgnoreError(); }
+
+absl::Status Server::Listen(uint16_t port) {
+  const ServerOptions& o = context_->options;
+  ListenOptions listen_options = o.transport_options;
+  if (o.num_listen_sockets > 1) listen_options.reuse_port = true;
+  std::vector<std::shared_ptr<Listener>> opened;
+  for (int i = 0; i < o.num_listen_sockets; ++i) {
+    absl::StatusOr<std::unique_ptr<Listener>> listener = transport_->Listen(port, listen_options);
+    if (!listener.ok()) {
+      for (auto& l : opened) l->Close();
+      return listener.status();
+    }
+    opened.push_back(*std::move(listener));
+    if (i == 0) {
+      absl::StatusOr<SocketInfo> local = opened[0]->LocalInfo();
+      if (!local.ok()) {
+        opened[0]->Close();
+        return local.status();
+      }
+      local_ = *local;
+      port = local_.port;  // the others join the port the kernel chose for the first
+    }
+  }
+  listeners_->Install(std::move(opened));
+  context_->listener_span_id = Telemetry::NewSpanId();
+  listener_started_ = MonotonicNow();
+  EmitListener(/*start=*/true);
+  return absl::OkStatus();
+}
+
+void Server::EmitListener(bool start) {
+  if (!Telemetry::Enabled()) return;
+  TelemetryEvent e{start ? TelemetryEventType::kListenerStart : TelemetryEventType::kListenerStop};
+  e.monotonic_time = MonotonicNow();
+  if (!start) e.duration = e.monotonic_time - listener_started_;
+  e.server = context_->options.name;
+  e.span_id = context_->listener_span_id;
+  e.local = &local_;
+  e.detail = transport_->Name();
+  Telemetry::Emit(e);
+}
+
+bool Server::OnWorkerThread() const {
+  for (const auto& w : workers_) {
+    if (w->IsCurrentThread()) return true;
+  }
+  return false;
+}
+
+absl::Status Server::Stop() { return Stop(context_->options.shutdown_timeout); }
+
+absl::Status Server::Stop(absl::Duration timeout) {
+  if (OnWorkerThread()) {
+    return absl::FailedPreconditionError("stop: called from a handler; it would wait for itself");
+  }
+  absl::MutexLock lock(&mu_);
+  if (status_ == ServerStatus::kStopped) return absl::OkStatus();
+  const bool was_listening = status_ == ServerStatus::kRunning;
+  listeners_->CloseAll(/*stopping=*/true);
+  for (auto& a : acceptors_) a->Join();
+  if (was_listening) EmitListener(/*start=*/false);
+  status_ = ServerStatus::kStopped;
+
+  const absl::Duration deadline = MonotonicNow() + timeout;
+  for (auto& w : workers_) w->BeginShutdown(deadline);
+  {
+    absl::MutexLock live_lock(&context_->mu);
+    auto all_gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(context_->mu) {
+      return context_->live_connections == 0;
+    };
+    context_->mu.AwaitWithTimeout(absl::Condition(&all_gone), timeout);
+  }
+  for (auto& w : workers_) w->CloseAll();
+  for (auto& w : workers_) w->Stop();
+  return absl::OkStatus();
+}
+
+absl::Status Server::Suspend() {
+  absl::MutexLock lock(&mu_);
+  if (status_ == ServerStatus::kStopped) return absl::FailedPreconditionError("suspend: server stopped");
+  if (status_ == ServerStatus::kSuspended) return absl::OkStatus();
+  listeners_->CloseAll(/*stopping=*/false);
+  EmitListener(/*start=*/false);
+  status_ = ServerStatus::kSuspended;
+  return absl::OkStatus();
+}
+
+absl::Status Server::Resume() {
+  absl::MutexLock lock(&mu_);
+  if (status_ == ServerStatus::kStopped) return absl::FailedPreconditionError("resume: server stopped");
+  if (status_ == ServerStatus::kRunning) return absl::OkStatus();
+  // The same port as before, even when the server first asked for port 0.
+  absl::Status listening = Listen(local_.port);
+  if (!listening.ok()) return listening;
+  status_ = ServerStatus::kRunning;
+  return absl::OkStatus();
+}
+
+ServerStatus Server::status() const {
+  absl::MutexLock lock(&mu_);
+  return status_;
+}
+
+absl::StatusOr<SocketInfo> Server::ListenerInfo() const {
+  absl::MutexLock lock(&mu_);
+  if (status_ != ServerStatus::kRunning) {
+    return absl::FailedPreconditionError("listener_info: the server is not listening");
+  }
+  return local_;
+}
+
+int64_t Server::active_connections() const {
+  absl::MutexLock lock(&context_->mu);
+  return context_->live_connections;
+}
+
+ServerInfo Server::Info() const {
+  ServerInfo info;
+  {
+    absl::MutexLock lock(&mu_);
+    info.status = status_;
+    if (status_ == ServerStatus::kRunning) info.local = local_;
+  }
+  info.active_connections = active_connections();
+  return info;
+}
+
+std::vector<ConnectionSummary> Server::Connections() const {
+  std::vector<ConnectionSummary> all;
+  for (const auto& w : workers_) {
+    std::vector<ConnectionSummary> some = w->Connections();
+    all.insert(all.end(), std::make_move_iterator(some.begin()), std::make_move_iterator(some.end()));
+  }
+  return all;
+}
+
+}  // namespace islet

@@ -1,0 +1,95 @@
+// Server: a listening socket (or several), an acceptor pool, and worker event loops
+// serving connections through your Handler. The counterpart of ThousandIsland's
+// start_link / stop / suspend / resume / listener_info / info / connection_pids.
+//
+//   islet::ServerOptions options;
+//   options.port = 0;
+//   options.handler_factory = islet::HandlerFactoryOf<Echo>();
+//   absl::StatusOr<std::unique_ptr<islet::Server>> server =
+//       islet::Server::Start(std::move(options));
+//   if (!server.ok()) { /* InvalidArgument names the option; listen errors as is */ }
+//   std::cout << (*server)->ListenerInfo()->ToString();
+//   (*server)->Stop();
+//
+// Threads: num_acceptors acceptors + num_workers event loops; never one per connection.
+// Control calls (Stop, Suspend, Resume, Connections) are thread-safe but must not be
+// made from a handler callback (they wait for the workers).
+#ifndef ISLET_SERVER_SERVER_H_
+#define ISLET_SERVER_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/connection.h"
+#include "server/server_options.h"
+#include "transport/transport.h"
+
+namespace islet {
+
+class Acceptor;
+class ListenerSet;
+class Worker;
+struct ServerContext;
+
+enum class ServerStatus : uint8_t { kRunning, kSuspended, kStopped };
+
+struct ServerInfo {
+  ServerStatus status = ServerStatus::kStopped;
+  std::optional<SocketInfo> local;  // the listening address; none unless running
+  int64_t active_connections = 0;
+};
+
+class Server {
+ public:
+  // Validates the options, listens, and starts the threads; returns once listening.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(ServerOptions options);
+  // Stops with the shutdown_timeout if still running.
+  ~Server();
+
+  // Stops accepting at once (new connects are refused), gives every connection its
+  // HandleShutdown and lets queued output drain, waits up to `timeout` (default:
+  // shutdown_timeout) for connections to finish, closes the rest, and joins every
+  // thread. A callback still running finishes first. Idempotent.
+  absl::Status Stop();
+  absl::Status Stop(absl::Duration timeout);
+
+  // Suspend closes the listeners (new connects are refused) and keeps the connections;
+  // Resume listens again on the same address and port.
+  absl::Status Suspend();
+  absl::Status Resume();
+
+  ServerStatus status() const;
+  // The bound address (port 0 resolved); FailedPrecondition unless running.
+  absl::StatusOr<SocketInfo> ListenerInfo() const;
+  ServerInfo Info() const;
+  int64_t active_connections() const;
+  // The live connections, each with a handle to post to or close it.
+  std::vector<ConnectionSummary> Connections() const;
+
+ private:
+  explicit Server(std::unique_ptr<ServerContext> context);
+  absl::Status Listen(uint16_t port);
+  void EmitListener(bool start);
+  bool OnWorkerThread() const;
+
+  std::unique_ptr<ServerContext> context_;
+  std::shared_ptr<Transport> transport_;
+  std::unique_ptr<ListenerSet> listeners_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+
+  mutable absl::Mutex mu_;  // serializes control calls
+  ServerStatus status_ ABSL_GUARDED_BY(mu_) = ServerStatus::kStopped;
+  SocketInfo local_ ABSL_GUARDED_BY(mu_);
+  absl::Duration listener_started_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace islet
+
+#endif  // ISLET_SERVER_SERVER_H_

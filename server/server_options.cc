@@ -1,0 +1,60 @@
+#include "server/server_options.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace islet {
+namespace {
+
+absl::Status Bad(absl::string_view option, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("server options: ", option, ": ", why));
+}
+
+bool PositiveFinite(absl::Duration d) {
+  return d > absl::ZeroDuration() && d != absl::InfiniteDuration();
+}
+
+}  // namespace
+
+absl::Status ValidateServerOptions(const ServerOptions& o) {
+  if (!o.handler_factory) return Bad("handler_factory", "is required");
+  if (o.num_acceptors < 1) return Bad("num_acceptors", "must be at least 1");
+  if (o.num_listen_sockets < 1) return Bad("num_listen_sockets", "must be at least 1");
+  if (o.num_listen_sockets > o.num_acceptors) {
+    return Bad("num_listen_sockets",
+               absl::StrCat(o.num_listen_sockets, " exceeds num_acceptors (",
+                            o.num_acceptors, "): a listener needs an acceptor"));
+  }
+  if (o.num_listen_sockets > 1 && !o.transport_options.unix_path.empty()) {
+    return Bad("num_listen_sockets", "SO_REUSEPORT does not apply to unix sockets");
+  }
+  if (o.num_workers < 0) return Bad("num_workers", "must be 0 (one per core) or more");
+  if (o.num_connections < 1 && o.num_connections != ServerOptions::kUnlimited) {
+    return Bad("num_connections", "must be at least 1, or kUnlimited");
+  }
+  if (o.max_connections_retry_wait < absl::ZeroDuration() ||
+      o.max_connections_retry_wait == absl::InfiniteDuration()) {
+    return Bad("max_connections_retry_wait", "must be finite and not negative");
+  }
+  if (o.max_connections_retry_count < 0) {
+    return Bad("max_connections_retry_count", "must not be negative");
+  }
+  if (o.read_timeout <= absl::ZeroDuration()) {
+    return Bad("read_timeout", "must be positive (or absl::InfiniteDuration())");
+  }
+  if (!PositiveFinite(o.handshake_timeout)) {
+    return Bad("handshake_timeout", "must be positive and finite");
+  }
+  if (o.shutdown_timeout < absl::ZeroDuration() ||
+      o.shutdown_timeout == absl::InfiniteDuration()) {
+    return Bad("shutdown_timeout", "must be finite and not negative");
+  }
+  if (!PositiveFinite(o.send_timeout)) return Bad("send_timeout", "must be positive and finite");
+  if (o.send_queue_high_water == 0) return Bad("send_queue_high_water", "must be positive");
+  if (o.send_queue_limit < o.send_queue_high_water) {
+    return Bad("send_queue_limit", "must be at least send_queue_high_water");
+  }
+  if (o.transport_options.backlog < 1) return Bad("transport_options.backlog", "must be positive");
+  return absl::OkStatus();
+}
+
+}  // namespace islet

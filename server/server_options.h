@@ -1,0 +1,82 @@
+// ServerOptions: every knob of a server in one struct, each default with its reason.
+// Server::Start validates them and fails with InvalidArgument naming the option.
+#ifndef ISLET_SERVER_SERVER_OPTIONS_H_
+#define ISLET_SERVER_SERVER_OPTIONS_H_
+
+#include <any>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "server/handler.h"
+#include "transport/transport.h"
+
+namespace islet {
+
+struct ServerOptions {
+  // Thousand Island's default port. 0 asks the kernel for a free one; read it back
+  // with Server::ListenerInfo().
+  uint16_t port = 4000;
+
+  // The transport; nullptr means plain TCP. Shared so one TLS configuration can serve
+  // several servers.
+  std::shared_ptr<Transport> transport;
+  // Bind address or unix path, backlog, socket options (see ListenOptions).
+  ListenOptions transport_options;
+
+  // Makes one Handler per connection, given handler_options. Required.
+  HandlerFactory handler_factory;
+  std::any handler_options;
+
+  // Threads blocked in Accept. One keeps up with tens of thousands of connections per
+  // second; add more only with several listen sockets.
+  int num_acceptors = 1;
+  // Listening sockets sharing the port through SO_REUSEPORT, so the kernel spreads
+  // new connections; at most num_acceptors.
+  int num_listen_sockets = 1;
+  // Event-loop threads serving connections; 0 means one per CPU core.
+  int num_workers = 0;
+  // Live connections each acceptor may have (kUnlimited for no limit): 16384 per
+  // acceptor bounds memory while leaving room for real traffic.
+  static constexpr int kUnlimited = -1;
+  int num_connections = 16384;
+  // At the limit, an acceptor waits this long for a slot, this many times, then closes
+  // the new connection and reports acceptor.spawn_error (Thousand Island's defaults).
+  absl::Duration max_connections_retry_wait = absl::Seconds(1);
+  int max_connections_retry_count = 5;
+
+  // A connection waiting this long for data gets HandleTimeout and is closed: idle
+  // clients cannot hold resources forever.
+  absl::Duration read_timeout = absl::Seconds(60);
+  // The transport handshake (TLS) must finish within this; a stalled client is closed.
+  absl::Duration handshake_timeout = absl::Seconds(5);
+  // Stop waits this long for connections to finish before closing the rest.
+  absl::Duration shutdown_timeout = absl::Seconds(15);
+  // A peer that drains none of our queued output for this long is closed.
+  absl::Duration send_timeout = absl::Seconds(30);
+
+  // Output queued above this stops reading from the connection until it drains below
+  // a quarter of it (backpressure): a peer that does not read cannot make us buffer
+  // responses to requests it keeps sending.
+  size_t send_queue_high_water = 1 << 20;
+  // Output queued above this fails Send with ResourceExhausted and closes the
+  // connection: the hard bound on memory per connection.
+  size_t send_queue_limit = 16 << 20;
+
+  // When true, a handler's Error result still runs HandleError but is not reported as
+  // an error in telemetry (connection.stop carries no error).
+  bool silent_terminate_on_error = false;
+
+  // Names the server in telemetry.
+  std::string name = "islet";
+};
+
+// OK, or InvalidArgument naming the first bad option.
+absl::Status ValidateServerOptions(const ServerOptions& options);
+
+}  // namespace islet
+
+#endif  // ISLET_SERVER_SERVER_OPTIONS_H_
