@@ -50,6 +50,15 @@ struct SocketStats {
   }
 };
 
+// What a secure transport agreed in its handshake (the seed's connection_information).
+struct ConnectionInformation {
+  std::string protocol_version;  // "TLSv1.3"
+  std::string cipher;            // "TLS_AES_128_GCM_SHA256"
+  std::string alpn;              // the negotiated protocol, "" when none
+  std::string server_name;       // what the client asked for with SNI, "" when nothing
+  bool session_resumed = false;
+};
+
 // The direction to shut down (the seed's way).
 enum class ShutdownWay : uint8_t { kRead, kWrite, kReadWrite };
 

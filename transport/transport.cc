@@ -216,6 +216,10 @@ absl::StatusOr<std::string> Socket::NegotiatedProtocol() const {
   return absl::NotFoundError("negotiated_protocol: protocol not negotiated");
 }
 
+absl::StatusOr<ConnectionInformation> Socket::GetConnectionInformation() const {
+  return absl::NotFoundError("connection_information: not a secure connection");
+}
+
 absl::StatusOr<std::unique_ptr<Socket>> Transport::Upgrade(std::unique_ptr<Socket> socket) {
   return absl::UnimplementedError(
       absl::StrCat("upgrade: the ", Name(), " transport cannot take over a socket"));

@@ -21,6 +21,7 @@
 //   getstat(socket)                  Socket::GetStat()
 //   negotiated_protocol(socket)      Socket::NegotiatedProtocol() (NotFound: not negotiated)
 //   secure?()                        Transport::Secure() / Socket::Secure()
+//   (Socket.connection_information)  Socket::GetConnectionInformation()
 //
 // Types: listener_socket = Listener, socket = Socket, socket_info = SocketInfo,
 // socket_stats = SocketStats, way = ShutdownWay, socket_set/get_options =
@@ -105,6 +106,8 @@ class Socket {
   // when the transport has none or none was agreed.
   virtual absl::StatusOr<std::string> NegotiatedProtocol() const;
   virtual bool Secure() const { return false; }
+  // Protocol version, cipher, ALPN, SNI, resumption; NotFound for plain transports.
+  virtual absl::StatusOr<ConnectionInformation> GetConnectionInformation() const;
 
   // ---- Non-blocking primitives, for event loops and for the calls above ----
 
