@@ -1,0 +1,55 @@
+// HTTP hello world: answers "Hello world!" to every HTTP/1.x request, with keep-alive,
+// pipelining and correct framing. Request bodies framed by Content-Length are read and
+// ignored. A malformed request, a chunked body, or a head over the size limit gets an
+// error response and a graceful close: the write side is shut down and input drained
+// briefly, so a reset cannot destroy the response before the client reads it.
+#ifndef ISLET_EXAMPLES_HTTP_HELLO_HTTP_HELLO_H_
+#define ISLET_EXAMPLES_HTTP_HELLO_HTTP_HELLO_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "server/connection.h"
+#include "server/handler.h"
+
+namespace islet::examples {
+
+struct HttpHelloOptions {
+  // The request line plus headers may not exceed this (431/400 beyond).
+  size_t max_head_bytes = 8 * 1024;
+  // Bodies above this are refused (413) instead of being read.
+  uint64_t max_body_bytes = 64 << 20;
+  // How long input is drained after an error response before the close.
+  absl::Duration linger = absl::Seconds(1);
+};
+
+class HttpHelloHandler : public Handler {
+ public:
+  HttpHelloHandler() = default;
+  // ServerOptions::handler_options may hold an HttpHelloOptions.
+  explicit HttpHelloHandler(const std::any& options);
+
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override;
+
+ private:
+  // What one parse pass decided.
+  enum class Verdict : uint8_t { kNeedMore, kClose, kReject };
+
+  // Parses and answers complete requests in `input`; what it consumed is removed.
+  Verdict Serve(absl::string_view& input, std::string& responses);
+  HandlerResult Reject(Connection& conn, absl::string_view status_line);
+  HandlerResult Linger(Connection& conn);
+
+  HttpHelloOptions options_;
+  std::string partial_;      // an incomplete request head kept between reads
+  uint64_t body_left_ = 0;   // bytes of a request body still to skip
+  bool lingering_ = false;   // after an error response: drain input, then close
+  std::string reject_status_;
+};
+
+}  // namespace islet::examples
+
+#endif  // ISLET_EXAMPLES_HTTP_HELLO_HTTP_HELLO_H_
