@@ -1,50 +1,182 @@
-// The server harness: for now a minimal echo server on the TCP transport, listening on
-// 127.0.0.1:4000 (or --port=N). It becomes the full harness once the server lands.
-#include <csignal>
+// The server harness: starts an Islet server from flags named after Thousand Island's
+// options, serving one of the example handlers.
+//
+//   harness                                    # echo on 127.0.0.1:4000
+//   harness --handler=http_hello --port=8080 --num_workers=2 --log=debug
+//   harness --transport=tls --certfile=cert.pem --keyfile=key.pem --alpn=h2,http/1.1
+//
+// Contract (scripts drive it):
+// - When listening it prints one line to stdout containing HOST:PORT (or the unix path).
+// - SIGTERM or SIGINT: the listener closes at once, connections drain within
+//   --shutdown_timeout, then exit 0. A second signal exits 1 at once.
+// - A bad flag, a bad value, a missing certificate, a port in use: exactly one line on
+//   stderr, and exit 2.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <cstdio>
-#include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
-#include "absl/strings/numbers.h"
+#include "absl/flags/commandlineflag.h"
+#include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
-#include "transport/errors.h"
-#include "transport/tcp_transport.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "tools/harness/harness_server.h"
 
-int main(int argc, char** argv) {
-  uint16_t port = 4000;
+ABSL_FLAG(std::string, handler, "echo", "echo, daytime, http_hello or messenger");
+ABSL_FLAG(std::string, ip, "127.0.0.1", "the IP address to listen on");
+ABSL_FLAG(int32_t, port, 4000, "the port to listen on; 0 picks a free one");
+ABSL_FLAG(std::string, unix_socket, "", "listen on this unix socket path instead");
+ABSL_FLAG(std::string, transport, "tcp", "tcp or tls");
+ABSL_FLAG(std::string, certfile, "", "TLS: the certificate chain (PEM)");
+ABSL_FLAG(std::string, keyfile, "", "TLS: the private key (PEM)");
+ABSL_FLAG(std::string, cacertfile, "", "TLS: CA bundle for client certificates (PEM)");
+ABSL_FLAG(std::string, verify_peer, "none", "TLS client certificates: none, optional, required");
+ABSL_FLAG(std::string, alpn, "", "TLS: ALPN protocols in server preference order, comma-separated");
+ABSL_FLAG(int32_t, num_acceptors, 1, "acceptor threads");
+ABSL_FLAG(int32_t, num_listen_sockets, 1, "listening sockets (SO_REUSEPORT)");
+ABSL_FLAG(int32_t, num_workers, 0, "event-loop threads; 0 = one per core");
+ABSL_FLAG(int32_t, num_connections, 16384, "connections per acceptor; -1 = unlimited");
+ABSL_FLAG(absl::Duration, max_connections_retry_wait, absl::Seconds(1),
+          "wait for a free connection slot this long per retry");
+ABSL_FLAG(int32_t, max_connections_retry_count, 5, "retries before refusing a connection");
+ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(60), "close connections idle this long");
+ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(5), "TLS handshake deadline");
+ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(15), "drain time on SIGTERM");
+ABSL_FLAG(std::string, log, "info", "log level: debug, info, warning, error, off");
+
+namespace {
+
+constexpr int kUsageError = 2;
+
+[[noreturn]] void Fail(absl::string_view message) {
+  std::fprintf(stderr, "harness: %s\n", std::string(message).c_str());
+  std::fflush(stderr);
+  std::_Exit(kUsageError);
+}
+
+// Abseil's own parser exits 1 on errors and prints several lines; the harness promises
+// exit 2 and one line, so it parses here and lets each flag parse its own value.
+void ParseFlags(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Starts an Islet server. Flags are Thousand Island's options.");
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    uint32_t value = 0;
-    if (absl::StartsWith(arg, "--port=") && absl::SimpleAtoi(arg.substr(7), &value) &&
-        value <= 65535) {
-      port = static_cast<uint16_t>(value);
-    } else {
-      std::fprintf(stderr, "harness: unknown or bad flag: %s\n", arg.c_str());
-      return 2;
-    }
-  }
-  islet::TcpTransport tcp;
-  auto listener = tcp.Listen(port, {.address = "127.0.0.1"});
-  if (!listener.ok()) {
-    std::fprintf(stderr, "harness: %s\n", listener.status().ToString().c_str());
-    return 2;
-  }
-  auto local = (*listener)->LocalInfo();
-  std::printf("islet harness (echo) listening on %s\n", local->ToString().c_str());
-  std::fflush(stdout);
-  for (;;) {
-    auto socket = (*listener)->Accept();
-    if (!socket.ok()) {
-      if (islet::IsClosed(socket.status())) return 0;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      continue;
-    }
-    std::thread([s = std::move(*socket)]() {
-      for (;;) {
-        auto data = s->Recv(0, absl::InfiniteDuration());
-        if (!data.ok() || !s->Send(*data).ok()) return;
+    if (arg == "--help" || arg == "-h" || arg == "--helpfull") {
+      std::printf("%s\n", absl::ProgramUsageMessage().data());
+      for (const char* name :
+           {"handler", "ip", "port", "unix_socket", "transport", "certfile", "keyfile",
+            "cacertfile", "verify_peer", "alpn", "num_acceptors", "num_listen_sockets",
+            "num_workers", "num_connections", "max_connections_retry_wait",
+            "max_connections_retry_count", "read_timeout", "handshake_timeout",
+            "shutdown_timeout", "log"}) {
+        absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+        std::printf("  --%s (default %s)  %s\n", name, flag->DefaultValue().c_str(),
+                    flag->Help().c_str());
       }
-    }).detach();
+      std::exit(0);
+    }
+    if (!absl::StartsWith(arg, "--")) Fail(absl::StrCat("unexpected argument: ", arg));
+    std::string name = arg.substr(2);
+    std::string value;
+    bool has_value = false;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr || flag->Filename() != __FILE__) {
+      Fail(absl::StrCat("unknown flag: --", name));
+    }
+    if (!has_value) {
+      if (i + 1 >= argc) Fail(absl::StrCat("flag --", name, " needs a value"));
+      value = argv[++i];
+    }
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      Fail(absl::StrCat("bad value for --", name, ": \"", value, "\": ", error));
+    }
   }
+}
+
+islet::harness::HarnessConfig ConfigFromFlags() {
+  islet::harness::HarnessConfig c;
+  c.handler = absl::GetFlag(FLAGS_handler);
+  c.ip = absl::GetFlag(FLAGS_ip);
+  const int32_t port = absl::GetFlag(FLAGS_port);
+  if (port < 0 || port > 65535) Fail(absl::StrCat("bad value for --port: ", port));
+  c.port = static_cast<uint16_t>(port);
+  c.unix_socket = absl::GetFlag(FLAGS_unix_socket);
+  c.transport = absl::GetFlag(FLAGS_transport);
+  c.certfile = absl::GetFlag(FLAGS_certfile);
+  c.keyfile = absl::GetFlag(FLAGS_keyfile);
+  c.cacertfile = absl::GetFlag(FLAGS_cacertfile);
+  c.verify_peer = absl::GetFlag(FLAGS_verify_peer);
+  for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_alpn), ',', absl::SkipEmpty())) {
+    c.alpn.emplace_back(p);
+  }
+  c.num_acceptors = absl::GetFlag(FLAGS_num_acceptors);
+  c.num_listen_sockets = absl::GetFlag(FLAGS_num_listen_sockets);
+  c.num_workers = absl::GetFlag(FLAGS_num_workers);
+  c.num_connections = absl::GetFlag(FLAGS_num_connections);
+  c.max_connections_retry_wait = absl::GetFlag(FLAGS_max_connections_retry_wait);
+  c.max_connections_retry_count = absl::GetFlag(FLAGS_max_connections_retry_count);
+  c.read_timeout = absl::GetFlag(FLAGS_read_timeout);
+  c.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
+  c.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
+  c.log = absl::GetFlag(FLAGS_log);
+  return c;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ParseFlags(argc, argv);
+  islet::harness::HarnessConfig config = ConfigFromFlags();
+
+  // Signals are taken by sigwait in this thread alone: block them before any thread
+  // starts, so every thread inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<islet::harness::HarnessServer>> harness =
+      islet::harness::HarnessServer::Start(config);
+  if (!harness.ok()) Fail(harness.status().message());
+  std::printf("islet harness: %s over %s listening on %s\n", config.handler.c_str(),
+              config.transport.c_str(), (*harness)->listening().c_str());
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::fprintf(stderr, "harness: %s: draining (up to %s); a second signal stops at once\n",
+               strsignal(signal_number), absl::FormatDuration(config.shutdown_timeout).c_str());
+  std::fflush(stderr);
+  std::thread second([&] {
+    int again = 0;
+    sigwait(&stop_signals, &again);
+    std::fprintf(stderr, "harness: %s again: stopping now\n", strsignal(again));
+    std::fflush(stderr);
+    std::_Exit(1);
+  });
+  second.detach();
+  absl::Status stopped = (*harness)->Stop();
+  if (!stopped.ok()) {
+    std::fprintf(stderr, "harness: stop: %s\n", std::string(stopped.message()).c_str());
+    std::_Exit(1);
+  }
+  std::fflush(stdout);
+  std::_Exit(0);
 }

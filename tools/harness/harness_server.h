@@ -1,0 +1,61 @@
+// The harness's server, built from a HarnessConfig (the flags, parsed). A library so
+// tests and the benchmarks can start exactly what the harness binary starts.
+#ifndef ISLET_TOOLS_HARNESS_HARNESS_SERVER_H_
+#define ISLET_TOOLS_HARNESS_HARNESS_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/server.h"
+#include "server/telemetry_logger.h"
+
+namespace islet::harness {
+
+struct HarnessConfig {
+  std::string handler = "echo";
+  std::string ip = "127.0.0.1";
+  uint16_t port = 4000;
+  std::string unix_socket;
+  std::string transport = "tcp";
+  std::string certfile;
+  std::string keyfile;
+  std::string cacertfile;
+  std::string verify_peer = "none";
+  std::vector<std::string> alpn;
+  int num_acceptors = 1;
+  int num_listen_sockets = 1;
+  int num_workers = 0;
+  int num_connections = 16384;
+  absl::Duration max_connections_retry_wait = absl::Seconds(1);
+  int max_connections_retry_count = 5;
+  absl::Duration read_timeout = absl::Seconds(60);
+  absl::Duration handshake_timeout = absl::Seconds(5);
+  absl::Duration shutdown_timeout = absl::Seconds(15);
+  std::string log = "info";
+};
+
+class HarnessServer {
+ public:
+  // InvalidArgument for a bad handler, transport or option; the server's own errors
+  // (a port in use, a missing certificate) as they come.
+  static absl::StatusOr<std::unique_ptr<HarnessServer>> Start(const HarnessConfig& config);
+
+  // "127.0.0.1:4000", "[::1]:4000" or the unix socket path.
+  const std::string& listening() const { return listening_; }
+  Server& server() { return *server_; }
+  absl::Status Stop() { return server_->Stop(); }
+
+ private:
+  std::unique_ptr<TelemetryLogger> logger_;
+  std::unique_ptr<Server> server_;
+  std::string listening_;
+};
+
+}  // namespace islet::harness
+
+#endif  // ISLET_TOOLS_HARNESS_HARNESS_SERVER_H_
