@@ -64,7 +64,7 @@ void Acceptor::Join() {
 
 void Acceptor::Emit(TelemetryEventType type, const absl::Status* error, uint64_t count,
                     absl::Duration duration) {
-  if (!Telemetry::Enabled()) return;
+  if (!Telemetry::Enabled(type)) return;
   TelemetryEvent e{type};
   e.monotonic_time = MonotonicNow();
   e.duration = duration;

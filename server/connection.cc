@@ -79,7 +79,7 @@ ConnectionSummary Connection::Summary() const {
 
 void Connection::Emit(TelemetryEventType type, uint64_t bytes, const absl::Status* error,
                       absl::string_view detail) {
-  if (!Telemetry::Enabled()) return;
+  if (!Telemetry::Enabled(type)) return;
   TelemetryEvent e{type};
   e.monotonic_time = MonotonicNow();
   e.bytes = bytes;
@@ -355,7 +355,7 @@ void Connection::CloseNow() {
   out_.clear();
   queued_bytes_ = 0;
   queued_files_ = 0;
-  if (Telemetry::Enabled()) {
+  if (Telemetry::Enabled(TelemetryEventType::kConnectionStop)) {
     TelemetryEvent e{TelemetryEventType::kConnectionStop};
     e.monotonic_time = MonotonicNow();
     e.duration = e.monotonic_time - started_;

@@ -81,8 +81,10 @@ absl::Status Server::Listen(uint16_t port) {
 }
 
 void Server::EmitListener(bool start) {
-  if (!Telemetry::Enabled()) return;
-  TelemetryEvent e{start ? TelemetryEventType::kListenerStart : TelemetryEventType::kListenerStop};
+  const TelemetryEventType type =
+      start ? TelemetryEventType::kListenerStart : TelemetryEventType::kListenerStop;
+  if (!Telemetry::Enabled(type)) return;
+  TelemetryEvent e{type};
   e.monotonic_time = MonotonicNow();
   if (!start) e.duration = e.monotonic_time - listener_started_;
   e.server = context_->options.name;

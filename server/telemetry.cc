@@ -11,6 +11,7 @@ namespace {
 
 struct Attached {
   uint64_t id;
+  TelemetryMask interest;
   TelemetrySink sink;
 };
 using SinkList = std::vector<Attached>;
@@ -32,16 +33,28 @@ std::atomic<uint64_t> next_span_id{1};
 
 }  // namespace
 
-std::atomic<bool> Telemetry::enabled_{false};
+std::atomic<TelemetryMask> Telemetry::wanted_{0};
 
-uint64_t Telemetry::Attach(TelemetrySink sink) {
+namespace {
+
+// Publishes a new sink list and the union of what its sinks want.
+void Publish(Registry& r, std::shared_ptr<SinkList> next, std::atomic<TelemetryMask>& wanted)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
+  TelemetryMask all = 0;
+  for (const Attached& a : *next) all |= a.interest;
+  r.sinks = std::move(next);
+  wanted.store(all, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+uint64_t Telemetry::Attach(TelemetrySink sink, TelemetryMask interest) {
   Registry& r = GetRegistry();
   absl::MutexLock lock(&r.mu);
   auto next = std::make_shared<SinkList>(*r.sinks);
   const uint64_t id = r.next_id++;
-  next->push_back({id, std::move(sink)});
-  r.sinks = std::move(next);
-  enabled_.store(true, std::memory_order_relaxed);
+  next->push_back({id, interest, std::move(sink)});
+  Publish(r, std::move(next), wanted_);
   return id;
 }
 
@@ -52,8 +65,17 @@ void Telemetry::Detach(uint64_t id) {
   for (const Attached& a : *r.sinks) {
     if (a.id != id) next->push_back(a);
   }
-  enabled_.store(!next->empty(), std::memory_order_relaxed);
-  r.sinks = std::move(next);
+  Publish(r, std::move(next), wanted_);
+}
+
+void Telemetry::SetInterest(uint64_t id, TelemetryMask interest) {
+  Registry& r = GetRegistry();
+  absl::MutexLock lock(&r.mu);
+  auto next = std::make_shared<SinkList>(*r.sinks);
+  for (Attached& a : *next) {
+    if (a.id == id) a.interest = interest;
+  }
+  Publish(r, std::move(next), wanted_);
 }
 
 void Telemetry::Emit(const TelemetryEvent& event) {
@@ -63,7 +85,10 @@ void Telemetry::Emit(const TelemetryEvent& event) {
     absl::MutexLock lock(&r.mu);
     sinks = r.sinks;
   }
-  for (const Attached& a : *sinks) a.sink(event);
+  const TelemetryMask bit = TelemetryBit(event.type);
+  for (const Attached& a : *sinks) {
+    if ((a.interest & bit) != 0) a.sink(event);
+  }
 }
 
 uint64_t Telemetry::NewSpanId() { return next_span_id.fetch_add(1, std::memory_order_relaxed); }

@@ -12,8 +12,9 @@
 // addresses.
 //
 // Sinks attach and detach at any time, from any thread, and run synchronously on the
-// thread that emits (often a worker loop): keep them short and thread-safe. With no
-// sink attached, an emission point costs one relaxed atomic load.
+// thread that emits (often a worker loop): keep them short and thread-safe. A sink says
+// which event types it wants (all by default); an emission point whose type no sink
+// wants costs one relaxed atomic load, and builds nothing.
 //
 //   uint64_t id = Telemetry::Attach([](const TelemetryEvent& e) { ... });
 //   Telemetry::Detach(id);
@@ -80,22 +81,34 @@ struct TelemetryEvent {
 
 using TelemetrySink = std::function<void(const TelemetryEvent&)>;
 
+// A set of event types, one bit per TelemetryEventType.
+using TelemetryMask = uint32_t;
+inline constexpr TelemetryMask kAllTelemetryEvents = ~TelemetryMask{0};
+constexpr TelemetryMask TelemetryBit(TelemetryEventType type) {
+  return TelemetryMask{1} << static_cast<int>(type);
+}
+
 class Telemetry {
  public:
-  // Returns an id for Detach.
-  static uint64_t Attach(TelemetrySink sink);
+  // Returns an id for Detach and SetInterest. The sink receives the types in `interest`.
+  static uint64_t Attach(TelemetrySink sink, TelemetryMask interest = kAllTelemetryEvents);
   static void Detach(uint64_t id);
+  // Changes which types an attached sink receives (a logger whose level changed).
+  static void SetInterest(uint64_t id, TelemetryMask interest);
 
-  static bool Enabled() { return enabled_.load(std::memory_order_relaxed); }
-  // Delivers to every attached sink. Call only when Enabled(), to keep the
-  // no-sink path free: `if (Telemetry::Enabled()) Telemetry::Emit(MakeEvent());`
+  // Whether any sink wants `type`. Check it before building an event:
+  // `if (Telemetry::Enabled(type)) Telemetry::Emit(MakeEvent());`
+  static bool Enabled(TelemetryEventType type) {
+    return (wanted_.load(std::memory_order_relaxed) & TelemetryBit(type)) != 0;
+  }
+  // Delivers to every attached sink that wants the event's type.
   static void Emit(const TelemetryEvent& event);
 
   // Fresh span ids, unique in the process.
   static uint64_t NewSpanId();
 
  private:
-  static std::atomic<bool> enabled_;
+  static std::atomic<TelemetryMask> wanted_;
 };
 
 }  // namespace islet

@@ -30,7 +30,26 @@ absl::string_view LogLevelName(LogLevel level) {
 }
 
 TelemetryLogger::TelemetryLogger(LogLevel level, FILE* out) : level_(level), out_(out) {
-  attachment_ = Telemetry::Attach([this](const TelemetryEvent& e) { Write(e); });
+  attachment_ =
+      Telemetry::Attach([this](const TelemetryEvent& e) { Write(e); }, InterestAt(level));
+}
+
+void TelemetryLogger::set_level(LogLevel level) {
+  level_.store(level, std::memory_order_relaxed);
+  Telemetry::SetInterest(attachment_, InterestAt(level));
+}
+
+TelemetryMask TelemetryLogger::InterestAt(LogLevel level) {
+  // connection.stop can be an error, so it stays wanted at every level but off.
+  TelemetryMask mask = 0;
+  for (int t = 0; t <= static_cast<int>(TelemetryEventType::kConnectionSocketShutdown); ++t) {
+    const auto type = static_cast<TelemetryEventType>(t);
+    TelemetryEvent probe{type};
+    const absl::Status error = absl::UnknownError("probe");
+    if (type == TelemetryEventType::kConnectionStop) probe.error = &error;
+    if (level != LogLevel::kOff && LevelOf(probe) >= level) mask |= TelemetryBit(type);
+  }
+  return mask;
 }
 
 TelemetryLogger::~TelemetryLogger() { Telemetry::Detach(attachment_); }

@@ -37,12 +37,15 @@ class TelemetryLogger {
   TelemetryLogger(const TelemetryLogger&) = delete;
   TelemetryLogger& operator=(const TelemetryLogger&) = delete;
 
-  void set_level(LogLevel level) { level_.store(level, std::memory_order_relaxed); }
+  // Also narrows what telemetry builds: events below the level cost nothing.
+  void set_level(LogLevel level);
   LogLevel level() const { return level_.load(std::memory_order_relaxed); }
 
   // The level an event is logged at, and its line (without the timestamp and newline).
   static LogLevel LevelOf(const TelemetryEvent& event);
   static std::string Format(const TelemetryEvent& event);
+  // The event types that can be logged at `level`.
+  static TelemetryMask InterestAt(LogLevel level);
 
  private:
   void Write(const TelemetryEvent& event);
