@@ -14,12 +14,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <vector>
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "transport/errors.h"
 #include "transport/io_wait.h"
 #include "transport/posix_socket.h"
@@ -29,6 +32,8 @@ namespace {
 
 // sendfile(2) has no MSG_NOSIGNAL. Block SIGPIPE on this thread for the call, and
 // swallow the signal it raised, unless one was already pending for someone else.
+// sendfile can raise SIGPIPE and still return the bytes it moved before the pipe broke,
+// so the signal is looked for whatever the call returned.
 class SigpipeGuard {
  public:
   SigpipeGuard() {
@@ -40,36 +45,32 @@ class SigpipeGuard {
     pthread_sigmask(SIG_BLOCK, &pipe_, &saved_);
   }
   ~SigpipeGuard() {
-    if (raised_ && !already_pending_) {
+    if (!already_pending_) {
       struct timespec zero = {};
       while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
       }
     }
     pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
   }
-  void NoteEpipe() { raised_ = true; }
 
  private:
   sigset_t pipe_;
   sigset_t saved_;
   bool already_pending_ = false;
-  bool raised_ = false;
 };
 
 class TcpListener : public Listener {
  public:
   TcpListener(UniqueFd fd, UniqueFd wake, AddressFamily family, std::string unix_path,
-              absl::Duration send_timeout)
+              absl::Duration send_timeout, std::vector<SocketOption> not_inherited)
       : fd_(std::move(fd)),
         wake_(std::move(wake)),
         family_(family),
         unix_path_(std::move(unix_path)),
-        send_timeout_(send_timeout) {}
+        send_timeout_(send_timeout),
+        not_inherited_(std::move(not_inherited)) {}
 
-  ~TcpListener() override {
-    Close();
-    if (!unix_path_.empty() && unix_path_[0] != '@') ::unlink(unix_path_.c_str());
-  }
+  ~TcpListener() override { Close(); }
 
   absl::StatusOr<std::unique_ptr<Socket>> Accept() override {
     for (;;) {
@@ -87,6 +88,7 @@ class TcpListener : public Listener {
       const int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd >= 0) {
         auto socket = std::make_unique<TcpSocket>(UniqueFd(fd), family_);
+        if (!not_inherited_.empty()) socket->SetOptions(not_inherited_).IgnoreError();
         if (send_timeout_ != absl::InfiniteDuration()) {
           socket->SetOptions({SocketOption::SendTimeout(send_timeout_)}).IgnoreError();
         }
@@ -119,6 +121,9 @@ class TcpListener : public Listener {
     // every Accept blocked in poll. The descriptor itself lives until destruction so
     // no concurrent Accept can see it reused.
     ::shutdown(fd_.get(), SHUT_RDWR);
+    // The socket file goes now, not at destruction: once we are closed a successor may
+    // bind the path, and destroying us later must not take its file.
+    if (!unix_path_.empty() && unix_path_[0] != '@') ::unlink(unix_path_.c_str());
     const uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof(one));
   }
@@ -140,6 +145,8 @@ class TcpListener : public Listener {
   AddressFamily family_;
   std::string unix_path_;
   absl::Duration send_timeout_;
+  // Listen options the kernel does not pass on to accepted sockets; set on each.
+  std::vector<SocketOption> not_inherited_;
   std::atomic<bool> closed_{false};
 };
 
@@ -197,6 +204,7 @@ absl::StatusOr<std::unique_ptr<Listener>> TcpTransport::Listen(uint16_t port,
     }
     if (!s.ok()) return s;
   }
+  std::vector<SocketOption> not_inherited;
   for (const SocketOption& option : options.socket_options) {
     if (option.name() == SocketOptionName::kSendTimeout ||
         !OptionAppliesTo(option.name(), address->family)) {
@@ -204,6 +212,11 @@ absl::StatusOr<std::unique_ptr<Listener>> TcpTransport::Listen(uint16_t port,
     }
     absl::Status s = ApplyOptionToFd(fd.get(), address->family, option);
     if (!s.ok()) return s;
+    // A unix socket's accepted sockets inherit nothing; TCP's inherit all but
+    // SO_PRIORITY.
+    if (is_unix || option.name() == SocketOptionName::kPriority) {
+      not_inherited.push_back(option);
+    }
   }
   if (is_unix) {
     absl::Status s = RemoveStaleUnixSocket(options.unix_path, *address);
@@ -220,7 +233,8 @@ absl::StatusOr<std::unique_ptr<Listener>> TcpTransport::Listen(uint16_t port,
   UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake) return PosixError(errno, "listen: eventfd");
   return std::make_unique<TcpListener>(std::move(fd), std::move(wake), address->family,
-                                       options.unix_path, send_timeout);
+                                       options.unix_path, send_timeout,
+                                       std::move(not_inherited));
 }
 
 TcpSocket::TcpSocket(UniqueFd fd, AddressFamily family) : fd_(std::move(fd)), family_(family) {}
@@ -231,13 +245,25 @@ absl::StatusOr<std::unique_ptr<TcpSocket>> TcpSocket::Connect(const SocketInfo& 
   if (!address.ok()) return address.status();
   UniqueFd fd(::socket(address->domain(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return PosixError(errno, "connect: socket");
-  if (::connect(fd.get(), address->get(), address->length) != 0) {
-    if (errno != EINPROGRESS && errno != EAGAIN) {
+  const absl::Duration deadline = timeout == absl::InfiniteDuration()
+                                      ? absl::InfiniteDuration()
+                                      : MonotonicNow() + timeout;
+  int rc;
+  // EAGAIN is not "in progress": on a unix socket it means the listener's backlog is
+  // full and nothing was started, nor will anything signal room. Try again until the
+  // deadline.
+  while ((rc = ::connect(fd.get(), address->get(), address->length)) != 0 &&
+         errno == EAGAIN && address->family == AddressFamily::kUnix) {
+    const absl::Duration left = deadline - MonotonicNow();
+    if (left <= absl::ZeroDuration()) {
+      return TimeoutError(absl::StrCat("connect ", endpoint.ToString()));
+    }
+    absl::SleepFor(std::min(left, absl::Milliseconds(5)));
+  }
+  if (rc != 0) {
+    if (errno != EINPROGRESS) {
       return PosixError(errno, absl::StrCat("connect ", endpoint.ToString()));
     }
-    const absl::Duration deadline = timeout == absl::InfiniteDuration()
-                                        ? absl::InfiniteDuration()
-                                        : MonotonicNow() + timeout;
     absl::Status ready = WaitForIo(fd.get(), IoInterest::kWrite, deadline, "connect");
     if (!ready.ok()) return ready;
     int error = 0;
@@ -305,7 +331,6 @@ absl::StatusOr<size_t> TcpSocket::SendfileSome(int file_fd, uint64_t offset, siz
     if (n == 0) return absl::OutOfRangeError("sendfile: the file ended early");
     if (errno == EINTR) continue;
     if (errno == EAGAIN) return WouldBlockError("sendfile");
-    if (errno == EPIPE) guard.NoteEpipe();
     return PosixError(errno, "sendfile");
   }
 }

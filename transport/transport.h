@@ -171,9 +171,11 @@ struct ListenOptions {
   // IPV6_V6ONLY for an IPv6 address; by default "::" also accepts IPv4.
   bool ipv6_only = false;
   // Set on the listening socket before listen(), so every accepted socket inherits
-  // them at no cost per connection. Options that do not apply to the socket's family
-  // (nodelay on a unix socket) are skipped. TCP_NODELAY is on by default: servers
-  // write whole responses, and Nagle only delays them.
+  // them at no cost per connection; the few the kernel does not pass on (SO_PRIORITY,
+  // and every option of a unix socket) are set again on each accepted socket. Options
+  // that do not apply to the socket's family (nodelay on a unix socket) are skipped.
+  // TCP_NODELAY is on by default: servers write whole responses, and Nagle only
+  // delays them.
   std::vector<SocketOption> socket_options = {SocketOption::NoDelay(true)};
 };
 
