@@ -59,8 +59,30 @@ namespace {
 
 constexpr int kUsageError = 2;
 
+// `message` made safe for a single line: it may quote a flag's value, and a value can
+// hold a newline or other control characters, which are escaped ("\n", "\x01").
+std::string OneLine(absl::string_view message) {
+  std::string line;
+  line.reserve(message.size());
+  for (char c : message) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u != 0x7f) {
+      line += c;
+    } else if (c == '\n') {
+      line += "\\n";
+    } else if (c == '\r') {
+      line += "\\r";
+    } else if (c == '\t') {
+      line += "\\t";
+    } else {
+      absl::StrAppend(&line, "\\x", absl::Hex(u, absl::kZeroPad2));
+    }
+  }
+  return line;
+}
+
 [[noreturn]] void Fail(absl::string_view message) {
-  std::fprintf(stderr, "harness: %s\n", std::string(message).c_str());
+  std::fprintf(stderr, "harness: %s\n", OneLine(message).c_str());
   std::fflush(stderr);
   std::_Exit(kUsageError);
 }
@@ -151,6 +173,9 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // A reader of our stdout that goes away (`harness | head -1` with the messenger
+  // printing chat lines) must not kill the server.
+  signal(SIGPIPE, SIG_IGN);
 
   absl::StatusOr<std::unique_ptr<islet::harness::HarnessServer>> harness =
       islet::harness::HarnessServer::Start(config);
