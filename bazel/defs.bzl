@@ -19,7 +19,39 @@ def islet_cc_test(name, copts = [], deps = [], size = "small", **kwargs):
     native.cc_test(
         name = name,
         copts = ISLET_COPTS + copts,
-        deps = deps + ["//third_party:gtest_main"],
+        # tsan_absl_sync is empty except under --config=tsan, where it lets TSan see
+        # Debian's uninstrumented Abseil locks.
+        deps = deps + ["//third_party:gtest_main", "//testing:tsan_absl_sync"],
         size = size,
+        **kwargs
+    )
+
+def islet_cc_fuzz_test(name, srcs, deps = [], corpus = None, **kwargs):
+    """A fuzz target that is also an ordinary test.
+
+    By default (gcc) it links a small driver that replays every file in the checked-in
+    corpus directory (`<name>_corpus/`, crash regressions included) through
+    LLVMFuzzerTestOneInput. Under --config=fuzz it links libFuzzer: `bazel test` then
+    replays the corpus with -runs=0, and tools/fuzz.sh runs it as a real fuzzer.
+    """
+    corpus = corpus or name + "_corpus"
+    native.cc_test(
+        name = name,
+        srcs = srcs,
+        copts = ISLET_COPTS,
+        deps = deps + select({
+            "//bazel:libfuzzer": [],
+            "//conditions:default": ["//fuzz:replay_main"],
+        }),
+        linkopts = select({
+            "//bazel:libfuzzer": ["-fsanitize=fuzzer"],
+            "//conditions:default": [],
+        }),
+        data = native.glob([corpus + "/**"]),
+        args = [native.package_name() + "/" + corpus] + select({
+            "//bazel:libfuzzer": ["-runs=0"],
+            "//conditions:default": [],
+        }),
+        size = kwargs.pop("size", "small"),
         **kwargs
     )

@@ -81,7 +81,9 @@ void Connection::Emit(TelemetryEventType type, uint64_t bytes, const absl::Statu
                       absl::string_view detail) {
   if (!Telemetry::Enabled(type)) return;
   TelemetryEvent e{type};
-  e.monotonic_time = MonotonicNow();
+  // The span starts when the connection was made, so that the stop's duration is
+  // exactly its monotonic_time minus the start's.
+  e.monotonic_time = type == TelemetryEventType::kConnectionStart ? started_ : MonotonicNow();
   e.bytes = bytes;
   e.server = worker_.context().options.name;
   e.span_id = span_id_;
@@ -126,7 +128,7 @@ void Connection::ContinueHandshake() {
 
 void Connection::Deliver(std::any& message) {
   if (phase_ != Phase::kOpen || ended_) return;
-  RunCallback([&] { return handler_->HandleMessage(message, *this); });
+  RunCallback([&] { return handler_->HandleMessage(message, *this); }, /*local_message=*/true);
 }
 
 void Connection::RequestClose() {
@@ -195,7 +197,7 @@ void Connection::ReadAndDispatch() {
 }
 
 template <typename Callback>
-void Connection::RunCallback(Callback&& callback) {
+void Connection::RunCallback(Callback&& callback, bool local_message) {
   in_callback_ = true;
   HandlerResult result = callback();
   // ContinueThen loops here rather than recursing: a handler may chain many steps.
@@ -204,10 +206,10 @@ void Connection::RunCallback(Callback&& callback) {
     result = handler_->HandleContinue(*this);
   }
   in_callback_ = false;
-  Apply(std::move(result));
+  Apply(std::move(result), local_message);
 }
 
-void Connection::Apply(HandlerResult result) {
+void Connection::Apply(HandlerResult result, bool local_message) {
   if (phase_ != Phase::kOpen || ended_) return;
   if (!pending_error_.ok()) {
     Finish(Ending::kError, std::exchange(pending_error_, absl::OkStatus()),
@@ -222,6 +224,15 @@ void Connection::Apply(HandlerResult result) {
     case HandlerResult::Kind::kContinue:
     case HandlerResult::Kind::kContinueThen:
       if (result.persistent()) read_timeout_ = result.timeout();
+      if (local_message && !result.has_timeout()) {
+        // A posted message is not client activity: a plain Continue keeps waiting
+        // under the deadline already running (only client data, or an explicit
+        // timeout, moves it), so messages cannot keep an idle client alive.
+        UpdateInterest();
+        ArmTimer();
+        PostReadIfBuffered();
+        return;
+      }
       WaitForData(result.has_timeout() ? result.timeout() : read_timeout_);
       return;
     case HandlerResult::Kind::kClose:
@@ -271,9 +282,12 @@ void Connection::Apply(HandlerResult result) {
 
 void Connection::WaitForData(absl::Duration timeout) {
   wait_timeout_ = timeout;
+  // The wait starts now, when the callback returns: not at loop_.now(), the start of
+  // this loop turn, which would count the callback's own run time (a slow callback,
+  // or a blocking Recv) against the client.
   read_deadline_ = reading_paused_ || timeout == absl::InfiniteDuration()
                        ? absl::InfiniteDuration()
-                       : loop_.now() + timeout;
+                       : MonotonicNow() + timeout;
   UpdateInterest();
   ArmTimer();
   PostReadIfBuffered();
@@ -406,6 +420,19 @@ absl::Status Connection::QueueOrWrite(absl::Span<const absl::string_view> buffer
       }
     }
   }
+  // What the kernel did not take is refused whole unless it fits under the limit:
+  // checked before copying, so the limit bounds the memory even against one huge Send.
+  const ServerOptions& options = worker_.context().options;
+  size_t left = 0;
+  for (size_t i = first; i < rest.size(); ++i) left += rest[i].size();
+  if (left > 0 && queued_bytes_ + left > options.send_queue_limit) {
+    absl::Status full = absl::ResourceExhaustedError(absl::StrCat(
+        "send: ", queued_bytes_ + left, " bytes to queue for a peer that is not reading (limit ",
+        options.send_queue_limit, ")"));
+    Emit(TelemetryEventType::kConnectionSendError, 0, &full);
+    SetPendingError(full);
+    return full;
+  }
   size_t queued_now = 0;
   for (size_t i = first; i < rest.size(); ++i) {
     // Small pieces join the last queued chunk: one allocation, not one per piece.
@@ -421,15 +448,6 @@ absl::Status Connection::QueueOrWrite(absl::Span<const absl::string_view> buffer
   Emit(TelemetryEventType::kConnectionSend, total);
   if (queued_now == 0) return absl::OkStatus();
   queued_bytes_ += queued_now;
-  const ServerOptions& options = worker_.context().options;
-  if (queued_bytes_ > options.send_queue_limit) {
-    absl::Status full = absl::ResourceExhaustedError(absl::StrCat(
-        "send: ", queued_bytes_, " bytes queued for a peer that is not reading (limit ",
-        options.send_queue_limit, ")"));
-    Emit(TelemetryEventType::kConnectionSendError, 0, &full);
-    SetPendingError(full);
-    return full;
-  }
   if (send_deadline_ == absl::InfiniteDuration()) {
     send_deadline_ = loop_.now() + options.send_timeout;
   }

@@ -154,9 +154,10 @@ class Connection : private EventLoop::Watcher {
   void OnReady(uint32_t events) override;
   void ContinueHandshake();
   void ReadAndDispatch();
+  // `local_message`: the callback is HandleMessage (see Apply).
   template <typename Callback>
-  void RunCallback(Callback&& callback);
-  void Apply(HandlerResult result);
+  void RunCallback(Callback&& callback, bool local_message = false);
+  void Apply(HandlerResult result, bool local_message = false);
   void WaitForData(absl::Duration timeout);
   // Runs the one final callback, then flushes (when `drain`) and closes.
   void Finish(Ending ending, absl::Status error = absl::OkStatus(), bool from_handler = false,

@@ -55,15 +55,18 @@ class HandlerResult {
   // applies.
   static HandlerResult Continue() { return HandlerResult(Kind::kContinue); }
   // Wait for data for at most `timeout`, this time only; HandleTimeout when it passes.
+  // absl::InfiniteDuration() waits without a timeout, this time only.
   static HandlerResult ContinueWithTimeout(absl::Duration timeout) {
     HandlerResult r(Kind::kContinue);
     r.timeout_ = timeout;
+    r.has_timeout_ = true;
     return r;
   }
   // From now on `timeout` replaces read_timeout for this connection.
   static HandlerResult ContinueWithPersistentTimeout(absl::Duration timeout) {
     HandlerResult r(Kind::kContinue);
     r.timeout_ = timeout;
+    r.has_timeout_ = true;
     r.persistent_ = true;
     return r;
   }
@@ -86,7 +89,7 @@ class HandlerResult {
 
   Kind kind() const { return kind_; }
   // Set for ContinueWithTimeout / ContinueWithPersistentTimeout.
-  bool has_timeout() const { return timeout_ != absl::InfiniteDuration() || persistent_; }
+  bool has_timeout() const { return has_timeout_; }
   absl::Duration timeout() const { return timeout_; }
   bool persistent() const { return persistent_; }
   Transport* transport() const { return transport_; }
@@ -97,6 +100,7 @@ class HandlerResult {
 
   Kind kind_;
   absl::Duration timeout_ = absl::InfiniteDuration();
+  bool has_timeout_ = false;  // an infinite one-shot timeout is still a timeout
   bool persistent_ = false;
   Transport* transport_ = nullptr;
   absl::Status error_;
@@ -114,7 +118,10 @@ class Handler {
   }
   // After a ContinueThen result.
   virtual HandlerResult HandleContinue(Connection& conn) { return HandlerResult::Continue(); }
-  // A message posted through a ConnectionHandle (handle_info).
+  // A message posted through a ConnectionHandle (handle_info). A message is not client
+  // activity: a plain Continue() keeps the read deadline already running, and time
+  // spent here counts against it; ContinueWithTimeout / ContinueWithPersistentTimeout
+  // start a new wait.
   virtual HandlerResult HandleMessage(std::any& message, Connection& conn) {
     return HandlerResult::Continue();
   }

@@ -107,14 +107,20 @@ absl::Status Server::Stop(absl::Duration timeout) {
   if (OnWorkerThread()) {
     return absl::FailedPreconditionError("stop: called from a handler; it would wait for itself");
   }
-  absl::MutexLock lock(&mu_);
-  if (status_ == ServerStatus::kStopped) return absl::OkStatus();
-  const bool was_listening = status_ == ServerStatus::kRunning;
-  listeners_->CloseAll(/*stopping=*/true);
-  for (auto& a : acceptors_) a->Join();
-  if (was_listening) EmitListener(/*start=*/false);
-  status_ = ServerStatus::kStopped;
-
+  // One Stop at a time: a second caller returns once the first has finished.
+  absl::MutexLock stop_lock(&stop_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (status_ == ServerStatus::kStopped) return absl::OkStatus();
+    const bool was_listening = status_ == ServerStatus::kRunning;
+    listeners_->CloseAll(/*stopping=*/true);
+    for (auto& a : acceptors_) a->Join();
+    if (was_listening) EmitListener(/*start=*/false);
+    status_ = ServerStatus::kStopped;
+  }
+  // The connections drain without mu_: a handler may read Info(), ListenerInfo() or
+  // status() from its callbacks (HandleShutdown included), and those must not wait
+  // for this Stop, which waits for the handlers.
   const absl::Duration deadline = MonotonicNow() + timeout;
   for (auto& w : workers_) w->BeginShutdown(deadline);
   {

@@ -84,6 +84,8 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
 
+  // Serializes Stop calls; held while the connections drain, when mu_ is not.
+  absl::Mutex stop_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;  // serializes control calls
   ServerStatus status_ ABSL_GUARDED_BY(mu_) = ServerStatus::kStopped;
   SocketInfo local_ ABSL_GUARDED_BY(mu_);

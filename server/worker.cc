@@ -101,16 +101,24 @@ std::vector<ConnectionSummary> Worker::Connections() {
     out.reserve(connections_.size());
     for (auto& [id, c] : connections_) out.push_back(c->Summary());
   };
-  if (!running_) return out;
   if (IsCurrentThread()) {
     collect();
     return out;
   }
   absl::Notification done;
-  loop_->Post([&] {
-    collect();
-    done.Notify();
-  });
+  {
+    // Posted under the mailbox lock, as ConnectionHandle::Post does: Stop clears the
+    // mailbox before it quits the loop, so a task posted here is still run by the
+    // loop (at the latest in its final drain). Checking running_ instead raced with
+    // Stop: a task posted after the loop's final drain never ran, and this waited
+    // forever.
+    absl::MutexLock lock(&mailbox_->mu);
+    if (mailbox_->worker == nullptr) return out;  // not started, or stopped
+    loop_->Post([&] {
+      collect();
+      done.Notify();
+    });
+  }
   done.WaitForNotification();
   return out;
 }

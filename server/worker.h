@@ -26,7 +26,8 @@ struct ServerContext {
   explicit ServerContext(ServerOptions o) : options(std::move(o)) {}
 
   const ServerOptions options;
-  uint64_t listener_span_id = 0;
+  // Resume replaces it while the acceptors may be emitting events that carry it.
+  std::atomic<uint64_t> listener_span_id{0};
 
   // Live connections across all workers; Stop waits on it.
   absl::Mutex mu;

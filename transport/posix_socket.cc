@@ -245,6 +245,15 @@ absl::Status ApplyOptionToFd(int fd, AddressFamily family, const SocketOption& o
     return absl::InvalidArgumentError(
         absl::StrCat("setopts: ", SocketOptionNameString(name), ": not a socket option"));
   }
+  if (name == SocketOptionName::kTos && family == AddressFamily::kIpv4) {
+    // Linux derives SO_PRIORITY from IP_TOS as a side effect; an option must change
+    // only itself, so the priority is put back.
+    absl::StatusOr<int> priority = GetInt(fd, SOL_SOCKET, SO_PRIORITY, SocketOptionName::kPriority);
+    if (!priority.ok()) return priority.status();
+    absl::Status set = SetInt(fd, ln.level, ln.name, static_cast<int>(value), name);
+    if (!set.ok()) return set;
+    return SetInt(fd, SOL_SOCKET, SO_PRIORITY, *priority, SocketOptionName::kPriority);
+  }
   return SetInt(fd, ln.level, ln.name, static_cast<int>(value), name);
 }
 

@@ -1541,6 +1541,19 @@ TEST_P(IpConnectedTest, EveryOptionRoundTrips) {
   }
 }
 
+// Linux derives SO_PRIORITY from IP_TOS; setting tos must leave priority as it was
+// (found by //fuzz:setopts_fuzz).
+TEST_P(IpConnectedTest, SettingTosLeavesPriorityAlone) {
+  ASSERT_TRUE(server_->SetOptions({SocketOption::Priority(2)}).ok());
+  for (int tos : {0x10, 0xb8, 0x20, 0}) {
+    ASSERT_TRUE(server_->SetOptions({SocketOption::Tos(tos)}).ok()) << tos;
+    auto read = server_->GetOptions({SocketOptionName::kTos, SocketOptionName::kPriority});
+    ASSERT_TRUE(read.ok()) << read.status();
+    EXPECT_EQ((*read)[0].value(), tos);
+    EXPECT_EQ((*read)[1].value(), 2) << "tos " << tos << " moved the priority";
+  }
+}
+
 TEST_P(IpConnectedTest, OptionsReachTheKernel) {
   const int fd = server_->fd();
   const bool v6 = GetParam() == Net::kIpv6;

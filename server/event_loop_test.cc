@@ -1,0 +1,355 @@
+// EventLoop: posted tasks, timers, descriptor readiness and Quit, driven from a
+// separate thread as the workers drive it.
+#include "server/event_loop.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "server/test_util.h"
+#include "transport/io_wait.h"
+
+namespace islet {
+namespace {
+
+using testutil::kWait;
+
+// Runs a loop on its own thread for the test's duration.
+class LoopThread {
+ public:
+  LoopThread() {
+    absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
+    EXPECT_TRUE(loop.ok()) << loop.status();
+    loop_ = *std::move(loop);
+    thread_ = std::thread([this] { loop_->Run(); });
+  }
+  ~LoopThread() { Stop(); }
+
+  EventLoop& loop() { return *loop_; }
+
+  // Runs `task` on the loop thread and waits for it.
+  void RunOnLoop(absl::AnyInvocable<void() &&> task) {
+    absl::Notification done;
+    loop_->Post([&] {
+      std::move(task)();
+      done.Notify();
+    });
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
+  }
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    loop_->Quit();
+    thread_.join();
+  }
+
+ private:
+  std::unique_ptr<EventLoop> loop_;
+  std::thread thread_;
+};
+
+// Thread-safe ordered log.
+class Log {
+ public:
+  void Add(std::string s) {
+    absl::MutexLock lock(&mu_);
+    entries_.push_back(std::move(s));
+  }
+  std::vector<std::string> Entries() const {
+    absl::MutexLock lock(&mu_);
+    return entries_;
+  }
+  size_t Size() const {
+    absl::MutexLock lock(&mu_);
+    return entries_.size();
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> entries_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(EventLoopTest, PostedTasksRunOnTheLoopThreadInOrder) {
+  LoopThread t;
+  constexpr int kPosters = 4;
+  constexpr int kPerPoster = 500;
+  absl::Mutex mu;
+  std::vector<std::vector<int>> seen(kPosters);
+  std::atomic<int> off_thread{0};
+  std::atomic<int> ran{0};
+  std::vector<std::thread> posters;
+  for (int p = 0; p < kPosters; ++p) {
+    posters.emplace_back([&, p] {
+      for (int i = 0; i < kPerPoster; ++i) {
+        t.loop().Post([&, p, i] {
+          if (!t.loop().InLoopThread()) off_thread.fetch_add(1);
+          absl::MutexLock lock(&mu);
+          seen[p].push_back(i);
+          ran.fetch_add(1);
+        });
+      }
+    });
+  }
+  for (std::thread& p : posters) p.join();
+  ASSERT_TRUE(testutil::WaitFor([&] { return ran.load() == kPosters * kPerPoster; }));
+  EXPECT_EQ(off_thread.load(), 0);
+  absl::MutexLock lock(&mu);
+  for (int p = 0; p < kPosters; ++p) {
+    ASSERT_EQ(seen[p].size(), static_cast<size_t>(kPerPoster));
+    for (int i = 0; i < kPerPoster; ++i) {
+      ASSERT_EQ(seen[p][i], i) << "poster " << p << " out of order";
+    }
+  }
+  EXPECT_FALSE(t.loop().InLoopThread());
+}
+
+TEST(EventLoopTest, TaskPostedFromATaskRunsLater) {
+  LoopThread t;
+  Log log;
+  // Hold the loop until both tasks below are queued, so they run as one batch.
+  absl::Notification gate;
+  t.loop().Post([&] { gate.WaitForNotification(); });
+  t.loop().Post([&] {
+    log.Add("outer");
+    t.loop().Post([&] { log.Add("inner"); });
+    log.Add("outer-end");
+  });
+  t.loop().Post([&] { log.Add("second"); });
+  gate.Notify();
+  ASSERT_TRUE(testutil::WaitFor([&] { return log.Size() == 4; }));
+  EXPECT_EQ(log.Entries(), (std::vector<std::string>{"outer", "outer-end", "second", "inner"}));
+}
+
+TEST(EventLoopTest, TimersFireInDeadlineOrder) {
+  LoopThread t;
+  Log log;
+  t.RunOnLoop([&] {
+    const absl::Duration now = MonotonicNow();
+    // Scheduled out of order; two share a deadline (they fire in scheduling order).
+    t.loop().Schedule(now + absl::Milliseconds(60), [&] { log.Add("60"); });
+    t.loop().Schedule(now + absl::Milliseconds(20), [&] { log.Add("20"); });
+    t.loop().Schedule(now + absl::Milliseconds(40), [&] { log.Add("40a"); });
+    t.loop().Schedule(now + absl::Milliseconds(40), [&] { log.Add("40b"); });
+    t.loop().Schedule(now - absl::Milliseconds(5), [&] { log.Add("past"); });
+  });
+  ASSERT_TRUE(testutil::WaitFor([&] { return log.Size() == 5; }));
+  EXPECT_EQ(log.Entries(), (std::vector<std::string>{"past", "20", "40a", "40b", "60"}));
+}
+
+TEST(EventLoopTest, TimerDoesNotFireBeforeItsDeadline) {
+  LoopThread t;
+  std::atomic<int64_t> fired_at_ns{0};
+  absl::Duration deadline;
+  t.RunOnLoop([&] {
+    deadline = MonotonicNow() + absl::Milliseconds(50);
+    t.loop().Schedule(deadline, [&] {
+      fired_at_ns.store(absl::ToInt64Nanoseconds(MonotonicNow()));
+    });
+  });
+  ASSERT_TRUE(testutil::WaitFor([&] { return fired_at_ns.load() != 0; }));
+  EXPECT_GE(absl::Nanoseconds(fired_at_ns.load()), deadline);
+}
+
+TEST(EventLoopTest, CancelPreventsATimer) {
+  LoopThread t;
+  Log log;
+  t.RunOnLoop([&] {
+    const absl::Duration now = MonotonicNow();
+    EventLoop::TimerId doomed =
+        t.loop().Schedule(now + absl::Milliseconds(10), [&] { log.Add("cancelled"); });
+    EventLoop::TimerId also_doomed =
+        t.loop().Schedule(now + absl::Milliseconds(30), [&] { log.Add("cancelled too"); });
+    t.loop().Schedule(now + absl::Milliseconds(20), [&, also_doomed] {
+      log.Add("kept");
+      t.loop().Cancel(also_doomed);  // from another timer's callback
+    });
+    t.loop().Schedule(now + absl::Milliseconds(80), [&] { log.Add("last"); });
+    t.loop().Cancel(doomed);
+    t.loop().Cancel(doomed);  // twice is harmless
+  });
+  ASSERT_TRUE(testutil::WaitFor([&] { return log.Size() >= 2; }));
+  // "last" fires after the cancelled timers' deadlines: had they run, they'd be here.
+  EXPECT_EQ(log.Entries(), (std::vector<std::string>{"kept", "last"}));
+}
+
+TEST(EventLoopTest, CancellingARunTimerIsANoOp) {
+  LoopThread t;
+  std::atomic<int> fired{0};
+  EventLoop::TimerId id = 0;
+  t.RunOnLoop([&] { id = t.loop().Schedule(MonotonicNow(), [&] { fired.fetch_add(1); }); });
+  ASSERT_TRUE(testutil::WaitFor([&] { return fired.load() == 1; }));
+  t.RunOnLoop([&] { t.loop().Cancel(id); });
+  EXPECT_EQ(fired.load(), 1);
+}
+
+TEST(EventLoopTest, TimerScheduledFromATimerFires) {
+  LoopThread t;
+  Log log;
+  t.RunOnLoop([&] {
+    t.loop().Schedule(MonotonicNow() + absl::Milliseconds(5), [&] {
+      log.Add("first");
+      t.loop().Schedule(MonotonicNow() + absl::Milliseconds(5), [&] { log.Add("second"); });
+    });
+  });
+  ASSERT_TRUE(testutil::WaitFor([&] { return log.Size() == 2; }));
+  EXPECT_EQ(log.Entries(), (std::vector<std::string>{"first", "second"}));
+}
+
+// Records readiness for a descriptor.
+class RecordingWatcher : public EventLoop::Watcher {
+ public:
+  explicit RecordingWatcher(int fd) : fd_(fd) {}
+  void OnReady(uint32_t events) override {
+    calls_.fetch_add(1);
+    last_events_.store(events);
+    if (drain_ && (events & EPOLLIN) != 0) {
+      char buf[64];
+      while (::read(fd_, buf, sizeof(buf)) > 0) {
+      }
+    }
+  }
+  int calls() const { return calls_.load(); }
+  uint32_t last_events() const { return last_events_.load(); }
+  void set_drain(bool drain) { drain_ = drain; }
+
+ private:
+  int fd_;
+  bool drain_ = true;
+  std::atomic<int> calls_{0};
+  std::atomic<uint32_t> last_events_{0};
+};
+
+TEST(EventLoopTest, WatchModifyUnwatchDeliverPipeReadiness) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+  const int read_end = fds[0];
+  const int write_end = fds[1];
+  LoopThread t;
+  RecordingWatcher reader(read_end);
+  RecordingWatcher writer(write_end);
+
+  // Nothing to read yet: no callback.
+  t.RunOnLoop([&] { ASSERT_TRUE(t.loop().Watch(read_end, EPOLLIN, &reader).ok()); });
+  t.RunOnLoop([] {});  // one more turn of the loop
+  EXPECT_EQ(reader.calls(), 0);
+
+  // A byte makes it readable; the watcher drains it.
+  ASSERT_EQ(::write(write_end, "x", 1), 1);
+  ASSERT_TRUE(testutil::WaitFor([&] { return reader.calls() >= 1; }));
+  EXPECT_NE(reader.last_events() & EPOLLIN, 0u);
+
+  // Modify to no interest: level-triggered readiness is no longer reported.
+  t.RunOnLoop([&] { ASSERT_TRUE(t.loop().Modify(read_end, 0, &reader).ok()); });
+  const int before = reader.calls();
+  ASSERT_EQ(::write(write_end, "y", 1), 1);
+  absl::SleepFor(absl::Milliseconds(50));
+  t.RunOnLoop([] {});
+  EXPECT_EQ(reader.calls(), before);
+
+  // Back to EPOLLIN: the pending byte is reported at once.
+  t.RunOnLoop([&] { ASSERT_TRUE(t.loop().Modify(read_end, EPOLLIN, &reader).ok()); });
+  ASSERT_TRUE(testutil::WaitFor([&] { return reader.calls() > before; }));
+
+  // The write end of an empty pipe is writable straight away.
+  t.RunOnLoop([&] { ASSERT_TRUE(t.loop().Watch(write_end, EPOLLOUT, &writer).ok()); });
+  ASSERT_TRUE(testutil::WaitFor([&] { return writer.calls() >= 1; }));
+  EXPECT_NE(writer.last_events() & EPOLLOUT, 0u);
+  t.RunOnLoop([&] { t.loop().Unwatch(write_end); });
+
+  // Unwatch: readable again, but nobody is told.
+  t.RunOnLoop([&] { t.loop().Unwatch(read_end); });
+  const int after_unwatch = reader.calls();
+  ASSERT_EQ(::write(write_end, "z", 1), 1);
+  absl::SleepFor(absl::Milliseconds(50));
+  t.RunOnLoop([] {});
+  EXPECT_EQ(reader.calls(), after_unwatch);
+
+  // Watching a descriptor twice, or modifying one not watched, fails cleanly.
+  t.RunOnLoop([&] {
+    ASSERT_TRUE(t.loop().Watch(read_end, EPOLLIN, &reader).ok());
+    EXPECT_FALSE(t.loop().Watch(read_end, EPOLLIN, &reader).ok());
+    t.loop().Unwatch(read_end);
+    EXPECT_FALSE(t.loop().Modify(read_end, EPOLLIN, &reader).ok());
+  });
+
+  t.Stop();
+  ::close(read_end);
+  ::close(write_end);
+}
+
+TEST(EventLoopTest, PeerHangupIsReported) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+  LoopThread t;
+  RecordingWatcher reader(fds[0]);
+  t.RunOnLoop([&] { ASSERT_TRUE(t.loop().Watch(fds[0], EPOLLIN, &reader).ok()); });
+  ::close(fds[1]);
+  ASSERT_TRUE(testutil::WaitFor([&] { return (reader.last_events() & EPOLLHUP) != 0; }));
+  t.RunOnLoop([&] { t.loop().Unwatch(fds[0]); });
+  t.Stop();
+  ::close(fds[0]);
+}
+
+TEST(EventLoopTest, QuitMakesRunReturn) {
+  absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
+  ASSERT_TRUE(loop.ok()) << loop.status();
+  EventLoop& l = **loop;
+  // A far timer must not keep Run from returning.
+  std::atomic<bool> timer_ran{false};
+  std::promise<void> returned;
+  std::future<void> returned_future = returned.get_future();
+  std::thread runner([&] {
+    l.Run();
+    returned.set_value();
+  });
+  absl::Notification scheduled;
+  l.Post([&] {
+    l.Schedule(MonotonicNow() + absl::Hours(1), [&] { timer_ran = true; });
+    scheduled.Notify();
+  });
+  ASSERT_TRUE(scheduled.WaitForNotificationWithTimeout(kWait));
+  std::atomic<bool> posted_before_quit_ran{false};
+  l.Post([&] { posted_before_quit_ran = true; });
+  l.Quit();
+  ASSERT_EQ(returned_future.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "Run did not return after Quit";
+  runner.join();
+  EXPECT_TRUE(posted_before_quit_ran.load());
+  EXPECT_FALSE(timer_ran.load());
+}
+
+TEST(EventLoopTest, QuitBeforeRunMakesRunReturnAtOnce) {
+  absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
+  ASSERT_TRUE(loop.ok()) << loop.status();
+  (*loop)->Quit();
+  std::promise<void> returned;
+  std::future<void> returned_future = returned.get_future();
+  std::thread runner([&] {
+    (*loop)->Run();
+    returned.set_value();
+  });
+  ASSERT_EQ(returned_future.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  runner.join();
+}
+
+TEST(EventLoopTest, InLoopThreadIsTrueOnlyOnTheLoop) {
+  LoopThread t;
+  std::atomic<bool> inside{false};
+  t.RunOnLoop([&] { inside = t.loop().InLoopThread(); });
+  EXPECT_TRUE(inside.load());
+  EXPECT_FALSE(t.loop().InLoopThread());
+}
+
+}  // namespace
+}  // namespace islet
