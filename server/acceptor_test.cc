@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -206,6 +207,11 @@ int RunEmfileChild(int to_parent, int from_parent) {
 }
 
 TEST(AcceptorEmfileTest, DescriptorExhaustionBacksOffAndRecoversByItself) {
+  if (std::getenv("ISLET_UBSAN") != nullptr) {
+    // UBSan's vptr check probes memory through a pipe: with every descriptor in use it
+    // cannot, and reports a false "invalid vptr" on the worker's handler call.
+    GTEST_SKIP() << "UBSan needs free descriptors; the asan and default runs cover this";
+  }
   int up[2];    // child -> parent
   int down[2];  // parent -> child
   ASSERT_EQ(::pipe2(up, O_CLOEXEC), 0);

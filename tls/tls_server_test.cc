@@ -1,0 +1,274 @@
+// The TLS transport under the real server: handshakes driven non-blocking by the
+// workers' event loops (HandshakeStep and IoInterest), queued output retried after a
+// blocked record (WriteSome's retry rule through the server's queue), Sendfile through
+// TLS, the handshake timeout, and STARTTLS through HandlerResult::SwitchTransport.
+// (Decrypted input the descriptor does not show, HasBufferedInput, is covered in
+// tls_transport_test: the worker's 64 KiB reads always take a whole 16 KiB record.)
+#include <sys/socket.h>
+
+#include <any>
+#include <future>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/server.h"
+#include "testing/test_certs.h"
+#include "tls/tls_test_util.h"
+#include "tls/tls_transport.h"
+
+namespace islet {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Pki {
+  TestCertificateAuthority ca = TestCertificateAuthority::Create();
+  TestCertificate server = ca.IssueServer("server.test");
+  TestCertificate client = ca.IssueClient("alice");
+};
+
+const Pki& pki() {
+  static const Pki* const p = new Pki;
+  return *p;
+}
+
+TlsOptions ServerTlsOptions() {
+  TlsOptions options;
+  options.credentials = TlsCredentials::FromPem(pki().server.chain_pem(), pki().server.key_pem);
+  options.alpn_protocols = {"echo/1"};
+  options.client_certificate = ClientCertificateMode::kOptional;
+  options.client_ca_pem = pki().ca.cert_pem();
+  return options;
+}
+
+TlsClientOptions ClientOptions() {
+  TlsClientOptions options;
+  options.ca_pem = pki().ca.cert_pem();
+  options.verify_host = "localhost";
+  options.alpn = {"echo/1"};
+  return options;
+}
+
+std::string RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string out(n, '\0');
+  for (char& c : out) c = static_cast<char>(rng());
+  return out;
+}
+
+// Echoes; its first reply line describes the connection when the client asks "info".
+class EchoHandler : public Handler {
+ public:
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
+    if (data == "info") {
+      absl::StatusOr<ConnectionInformation> info = conn.GetConnectionInformation();
+      absl::StatusOr<std::string> alpn = conn.NegotiatedProtocol();
+      std::optional<std::string> cert = conn.PeerCertificate();
+      conn.Send(absl::StrCat(conn.Secure() ? "secure" : "plain", " ",
+                             info.ok() ? info->protocol_version : "?", " ",
+                             alpn.ok() ? *alpn : "-", " ",
+                             cert ? CommonNameOfCertificate(*cert) : "nobody", "\n"))
+          .IgnoreError();
+      return HandlerResult::Continue();
+    }
+    conn.Send(data).IgnoreError();
+    return HandlerResult::Continue();
+  }
+};
+
+// Plain text until "STARTTLS\r\n", then TLS (the transport comes in handler_options).
+class StartTlsHandler : public Handler {
+ public:
+  explicit StartTlsHandler(const std::any& options)
+      : tls_(std::any_cast<Transport*>(options)) {}
+
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
+    if (!upgraded_) {
+      line_.append(data.data(), data.size());
+      if (line_ != "STARTTLS\r\n") return HandlerResult::Continue();
+      upgraded_ = true;
+      conn.Send("OK\r\n").IgnoreError();
+      return HandlerResult::SwitchTransport(tls_);
+    }
+    conn.Send(absl::StrCat(conn.Secure() ? "secure:" : "plain:", data)).IgnoreError();
+    return HandlerResult::Continue();
+  }
+
+ private:
+  Transport* tls_;
+  bool upgraded_ = false;
+  std::string line_;
+};
+
+// Answers "GET\n" with the file named in handler_options, then closes.
+class FileHandler : public Handler {
+ public:
+  explicit FileHandler(const std::any& options) : path_(std::any_cast<std::string>(options)) {}
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
+    absl::StatusOr<uint64_t> sent = conn.Sendfile(path_);
+    if (!sent.ok()) return HandlerResult::Error(sent.status());
+    return HandlerResult::Close();
+  }
+
+ private:
+  std::string path_;
+};
+
+class TlsServerTest : public ::testing::Test {
+ protected:
+  absl::Status Start(std::shared_ptr<Transport> transport, HandlerFactory factory,
+                     std::any handler_options = {},
+                     absl::Duration handshake_timeout = absl::Seconds(5)) {
+    ServerOptions options;
+    options.port = 0;
+    options.transport_options.address = "127.0.0.1";
+    options.transport = std::move(transport);
+    options.handler_factory = std::move(factory);
+    options.handler_options = std::move(handler_options);
+    options.num_workers = 2;
+    options.handshake_timeout = handshake_timeout;
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
+    if (!server.ok()) return server.status();
+    server_ = *std::move(server);
+    absl::StatusOr<SocketInfo> where = server_->ListenerInfo();
+    if (!where.ok()) return where.status();
+    port_ = where->port;
+    return absl::OkStatus();
+  }
+
+  void TearDown() override {
+    if (server_) {
+      EXPECT_THAT(server_->Stop(), IsOk());
+    }
+  }
+
+  std::unique_ptr<Server> server_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(TlsServerTest, EchoesLargeStreamsForSeveralClientsAtOnce) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ASSERT_THAT(Start(tls, HandlerFactoryOf<EchoHandler>()), IsOk());
+  std::vector<std::future<absl::Status>> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(std::async(std::launch::async, [this, i]() -> absl::Status {
+      absl::StatusOr<std::unique_ptr<TestTlsClient>> c = TestTlsClient::Connect(port_);
+      if (!c.ok()) return c.status();
+      if (absl::Status s = (*c)->StartTls(ClientOptions()); !s.ok()) return s;
+      // Each round writes 1 MiB before reading any echo: the server must queue its
+      // output (the client is not reading) and retry blocked records from its queue.
+      for (int round = 0; round < 3; ++round) {
+        const std::string data = RandomBytes(1 << 20, 10 * i + round);
+        if (absl::Status s = (*c)->Write(data); !s.ok()) return s;
+        absl::StatusOr<std::string> echo = (*c)->Read(data.size());
+        if (!echo.ok()) return echo.status();
+        if (*echo != data) return absl::DataLossError(absl::StrCat("echo corrupted, round ", round));
+      }
+      return absl::OkStatus();
+    }));
+  }
+  for (auto& c : clients) EXPECT_THAT(c.get(), IsOk());
+}
+
+TEST_F(TlsServerTest, HandlerSeesTheConnectionInformation) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ASSERT_THAT(Start(tls, HandlerFactoryOf<EchoHandler>()), IsOk());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> anonymous, TestTlsClient::Connect(port_));
+  ASSERT_THAT(anonymous->StartTls(ClientOptions()), IsOk());
+  ASSERT_THAT(anonymous->Write("info"), IsOk());
+  EXPECT_THAT(anonymous->Read(29), IsOkAndHolds(std::string("secure TLSv1.3 echo/1 nobody\n")));
+
+  TlsClientOptions with_cert = ClientOptions();
+  with_cert.cert_pem = pki().client.cert_pem;
+  with_cert.key_pem = pki().client.key_pem;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> alice, TestTlsClient::Connect(port_));
+  ASSERT_THAT(alice->StartTls(with_cert), IsOk());
+  ASSERT_THAT(alice->Write("info"), IsOk());
+  EXPECT_THAT(alice->Read(28), IsOkAndHolds(std::string("secure TLSv1.3 echo/1 alice\n")));
+}
+
+// One client write becomes many records arriving together; the worker decrypts them one
+// SSL_read at a time and echoes them all, in order.
+TEST_F(TlsServerTest, ManyRecordsInOneWriteAreAllDelivered) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ASSERT_THAT(Start(tls, HandlerFactoryOf<EchoHandler>()), IsOk());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> c, TestTlsClient::Connect(port_));
+  ASSERT_THAT(c->StartTls(ClientOptions()), IsOk());
+  // 200 KiB: thirteen records, sent back to back.
+  const std::string data = RandomBytes(200 * 1024, 99);
+  ASSERT_THAT(c->Write(data), IsOk());
+  absl::StatusOr<std::string> echo = c->Read(data.size());
+  ASSERT_THAT(echo, IsOk());
+  EXPECT_TRUE(*echo == data);
+}
+
+TEST_F(TlsServerTest, StalledHandshakeIsClosedAtTheHandshakeTimeout) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ASSERT_THAT(Start(tls, HandlerFactoryOf<EchoHandler>(), {}, absl::Milliseconds(300)), IsOk());
+  for (absl::string_view sent : {absl::string_view(), absl::string_view("\x16\x03\x01", 3)}) {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> raw, TestTlsClient::Connect(port_));
+    ASSERT_THAT(raw->WritePlain(sent), IsOk());
+    const absl::Time start = absl::Now();
+    char byte;
+    const ssize_t n = ::recv(raw->fd(), &byte, 1, 0);  // SO_RCVTIMEO bounds it
+    const absl::Duration took = absl::Now() - start;
+    EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET)) << "n=" << n << " errno=" << errno;
+    EXPECT_GE(took, absl::Milliseconds(200));
+    EXPECT_LT(took, absl::Seconds(10));
+  }
+}
+
+TEST_F(TlsServerTest, GarbageIsClosedAtOnce) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ASSERT_THAT(Start(tls, HandlerFactoryOf<EchoHandler>(), {}, absl::Seconds(30)), IsOk());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> raw, TestTlsClient::Connect(port_));
+  ASSERT_THAT(raw->WritePlain("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), IsOk());
+  const absl::Time start = absl::Now();
+  char buf[64];
+  ssize_t n;
+  while ((n = ::recv(raw->fd(), buf, sizeof(buf), 0)) > 0) {
+  }
+  EXPECT_TRUE(n == 0 || errno == ECONNRESET) << "errno=" << errno;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
+TEST_F(TlsServerTest, StartTlsThroughSwitchTransport) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  // A plain server (nullptr transport = TCP) whose handler switches to TLS.
+  ASSERT_THAT(Start(nullptr, HandlerFactoryOf<StartTlsHandler>(),
+                    std::any(static_cast<Transport*>(tls.get()))),
+              IsOk());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> c, TestTlsClient::Connect(port_));
+  ASSERT_THAT(c->WritePlain("STARTTLS\r\n"), IsOk());
+  EXPECT_THAT(c->ReadPlainLine(), IsOkAndHolds(std::string("OK\r\n")));
+  ASSERT_THAT(c->StartTls(ClientOptions()), IsOk());
+  ASSERT_THAT(c->Write("hello"), IsOk());
+  EXPECT_THAT(c->Read(12), IsOkAndHolds(std::string("secure:hello")));
+  ASSERT_THAT(c->Write("again"), IsOk());
+  EXPECT_THAT(c->Read(12), IsOkAndHolds(std::string("secure:again")));
+}
+
+TEST_F(TlsServerTest, SendfileThroughTheServerQueue) {
+  const std::string contents = RandomBytes(5 * 1024 * 1024 + 333, 5);
+  const std::string path = WriteTestFile("served.bin", contents);
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ASSERT_THAT(Start(tls, HandlerFactoryOf<FileHandler>(), std::any(path)), IsOk());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> c, TestTlsClient::Connect(port_));
+  ASSERT_THAT(c->StartTls(ClientOptions()), IsOk());
+  ASSERT_THAT(c->Write("GET\n"), IsOk());
+  // Read slowly at first, so the server's sendfile blocks mid-record and retries.
+  absl::SleepFor(absl::Milliseconds(100));
+  absl::StatusOr<std::string> got = c->ReadToEnd();  // ends with close_notify
+  ASSERT_THAT(got, IsOk());
+  EXPECT_EQ(got->size(), contents.size());
+  EXPECT_TRUE(*got == contents) << "file corrupted";
+}
+
+}  // namespace
+}  // namespace islet

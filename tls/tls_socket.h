@@ -1,0 +1,160 @@
+// TlsSocket: the server side of a TLS connection (BoringSSL) over another connected
+// Socket, the "inner" one: the TCP socket TlsTransport's listener accepted, or whatever
+// plain socket TlsTransport::Upgrade took over for STARTTLS. Made only by TlsTransport.
+//
+// BoringSSL talks to the inner socket through a custom BIO that calls the inner
+// socket's own non-blocking primitives (ReadSome / WriteSome), not its descriptor. So
+// TLS runs over any transport, bytes the inner socket had already buffered (a Recv
+// that timed out with part of the ClientHello) reach the handshake, and the inner
+// socket's counters see exactly the ciphertext: GetStat is bytes on the wire.
+//
+// Non-blocking contract, beyond transport/transport.h:
+//  * HandshakeStep must complete (kNone) before ReadSome, WriteSome and SendfileSome,
+//    which fail with FailedPrecondition until then.
+//  * WriteSome / SendfileSome encrypt one TLS record (at most 16 KiB) at a time and
+//    return the plaintext bytes whose records reached the inner socket. When the inner
+//    socket would block in the middle of a record, that record is already encrypted:
+//    the socket keeps a copy of its plaintext and the call returns the count before
+//    it (or Unavailable). The caller's next write must start with those same bytes, as
+//    any caller that keeps its unsent data does (Socket::Send, the server's queue);
+//    other bytes fail with FailedPrecondition rather than corrupt the stream.
+//  * Errors: Unavailable (would block), OutOfRange (close_notify, or a TCP EOF at a
+//    record boundary), Aborted (a TLS protocol failure or alert, or a connection cut
+//    in the middle of a record), Unauthenticated (the client certificate was missing
+//    or did not verify), and the inner socket's own codes for its I/O errors.
+//    Messages name the call and the TLS cause:
+//      "handshake: TLS alert: protocol version (sent; UNSUPPORTED_PROTOCOL)"
+//      "handshake: TLS alert: unknown CA (received; TLSV1_ALERT_UNKNOWN_CA)"
+//      "handshake: TLS alert: certificate required (sent; PEER_DID_NOT_RETURN_A_CERTIFICATE)"
+//      "handshake: TLS error: http request (HTTP_REQUEST)"
+//      "recv: TLS alert: no renegotiation (sent; NO_RENEGOTIATION)"
+#ifndef ISLET_TLS_TLS_SOCKET_H_
+#define ISLET_TLS_TLS_SOCKET_H_
+
+#include <openssl/base.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "transport/transport.h"
+
+namespace islet {
+
+namespace tls_internal {
+class TlsContext;
+}  // namespace tls_internal
+
+class TlsSocket : public Socket {
+ public:
+  // Wraps the connected `inner` socket as the server side of a TLS connection whose
+  // handshake has not started. InvalidArgument for a null socket, FailedPrecondition
+  // for a closed one (which is then dropped).
+  static absl::StatusOr<std::unique_ptr<TlsSocket>> Create(
+      std::unique_ptr<Socket> inner, std::shared_ptr<const tls_internal::TlsContext> context);
+
+  // Closes (sending close_notify when it can without waiting).
+  ~TlsSocket() override;
+
+  // kRead shuts the inner socket's read side. kWrite and kReadWrite first send
+  // close_notify (after a record still pending from a blocked write; waiting for the
+  // peer to take them at most the send_timeout option, capped at 5 seconds), then shut
+  // the inner socket down that way. Writes fail afterwards.
+  absl::Status Shutdown(ShutdownWay way) override;
+  // Sends close_notify if that can be done without waiting, then closes the inner
+  // socket and frees the TLS state. Idempotent.
+  void Close() override;
+  bool IsClosed() const override { return closed_; }
+
+  absl::StatusOr<SocketInfo> LocalInfo() const override;
+  // The inner socket's peer, with peer_certificate set to the client's certificate
+  // (DER) when one was sent and verified.
+  absl::StatusOr<SocketInfo> PeerInfo() const override;
+  // The inner socket's counters: ciphertext, handshake included.
+  absl::StatusOr<SocketStats> GetStat() const override;
+  // The ALPN protocol; NotFound("negotiated_protocol: protocol not negotiated").
+  absl::StatusOr<std::string> NegotiatedProtocol() const override;
+  bool Secure() const override { return true; }
+  // FailedPrecondition until the handshake is complete.
+  absl::StatusOr<ConnectionInformation> GetConnectionInformation() const override;
+
+  int fd() const override;
+  absl::StatusOr<IoInterest> HandshakeStep() override;
+  absl::StatusOr<size_t> WriteSome(absl::Span<const absl::string_view> buffers) override;
+  // Reads the file in chunks of 64 KiB and writes them as records until the inner
+  // socket would block, 1 MiB at most per call; never holds more than one chunk.
+  absl::StatusOr<size_t> SendfileSome(int file_fd, uint64_t offset, size_t length) override;
+
+  // The BoringSSL connection, for what this API does not cover (keying-material
+  // exporters, channel bindings). Owned by the socket; null once closed.
+  SSL* ssl() const { return ssl_.get(); }
+
+ protected:
+  // SSL_read: plaintext, or Unavailable until a whole record has arrived.
+  absl::StatusOr<size_t> ReadSomeFromTransport(absl::Span<char> buf) override;
+  // Decrypted bytes BoringSSL holds (SSL_pending), or bytes the inner socket kept.
+  bool TransportHasBufferedInput() const override;
+  // Delegated to the inner socket.
+  absl::Status ApplyOption(const SocketOption& option) override;
+  absl::StatusOr<SocketOption> ReadOption(SocketOptionName name) const override;
+
+ private:
+  // Follows the TLS record framing of the received byte stream, so an EOF can be told
+  // apart: at a record boundary (an orderly close without close_notify) or inside a
+  // record (truncation).
+  class RecordTracker {
+   public:
+    void Feed(const uint8_t* data, size_t length);
+    bool AtBoundary() const { return header_have_ == 0 && body_left_ == 0; }
+
+   private:
+    uint8_t header_[5] = {};
+    size_t header_have_ = 0;
+    size_t body_left_ = 0;
+  };
+
+  TlsSocket(std::unique_ptr<Socket> inner, std::shared_ptr<const tls_internal::TlsContext> context,
+            bssl::UniquePtr<SSL> ssl);
+
+  // The BIO's callbacks, and the info callback that records alerts.
+  static BIO_METHOD* BioMethod();
+  static int BioRead(BIO* bio, char* out, int length);
+  static int BioWrite(BIO* bio, const char* in, int length);
+  static long BioCtrl(BIO* bio, int command, long larg, void* parg);
+  static void InfoCallback(const SSL* ssl, int type, int value);
+
+  // Checks shared by the write paths: open, handshake done, write side not shut.
+  absl::Status CheckWritable(const char* op) const;
+  // One SSL_write of at most one record; on would-block the record becomes pending.
+  absl::StatusOr<size_t> WriteRecord(const char* data, size_t length, const char* op);
+  // Retries the pending record: OK once it is out (pending_write_ is then empty).
+  absl::Status FlushPending(const char* op);
+  // The Status for a failed SSL_* call that returned `result`.
+  absl::Status Failure(int result, const char* op);
+  absl::Status ProtocolError(const char* op);
+
+  std::unique_ptr<Socket> inner_;
+  std::shared_ptr<const tls_internal::TlsContext> context_;  // outlives ssl_
+  bssl::UniquePtr<SSL> ssl_;
+
+  // The plaintext of the record SSL_write encrypted but could not hand to the inner
+  // socket in full; its retry must carry the same bytes.
+  std::string pending_write_;
+  // What the inner socket reported through the BIO: its first hard error, and EOF.
+  absl::Status transport_error_;
+  bool transport_eof_ = false;
+  RecordTracker received_;
+  // The last fatal alerts sent and received (the alert description), -1 for none.
+  int alert_sent_ = -1;
+  int alert_received_ = -1;
+  absl::Status handshake_failure_;
+  bool close_notify_sent_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace islet
+
+#endif  // ISLET_TLS_TLS_SOCKET_H_

@@ -1,0 +1,391 @@
+#include "tls/tls_test_util.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+
+namespace islet {
+namespace {
+
+int ClientIndex() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+std::string ErrorReason() {
+  const uint32_t e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "no BoringSSL error";
+  const char* reason = ERR_reason_error_string(e);
+  return reason != nullptr ? reason : absl::StrCat("error ", e);
+}
+
+}  // namespace
+
+// ---- TestTlsClient ----
+
+absl::StatusOr<std::unique_ptr<TestTlsClient>> TestTlsClient::Connect(uint16_t port,
+                                                                     absl::Duration io_timeout) {
+  std::unique_ptr<TestTlsClient> client(new TestTlsClient());
+  client->fd_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!client->fd_) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  const timeval tv = absl::ToTimeval(io_timeout);
+  ::setsockopt(client->fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(client->fd(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  const int one = 1;
+  ::setsockopt(client->fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(client->fd(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
+    return absl::UnavailableError(absl::StrCat("connect: ", std::strerror(errno)));
+  }
+  return client;
+}
+
+TestTlsClient::~TestTlsClient() = default;
+
+absl::Status TestTlsClient::WritePlain(absl::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd(), data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return absl::AbortedError(absl::StrCat("write: ", std::strerror(errno)));
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> TestTlsClient::ReadPlainLine() {
+  std::string line;
+  for (;;) {
+    char c;
+    const ssize_t n = ::recv(fd(), &c, 1, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return absl::DeadlineExceededError(absl::StrCat("read: ", std::strerror(errno)));
+    if (n == 0) return absl::OutOfRangeError(absl::StrCat("read: EOF after \"", line, "\""));
+    line.push_back(c);
+    if (c == '\n') return line;
+  }
+}
+
+int TestTlsClient::NewSessionCallback(SSL* ssl, SSL_SESSION* session) {
+  auto* self = static_cast<TestTlsClient*>(SSL_get_ex_data(ssl, ClientIndex()));
+  if (self == nullptr) return 0;
+  self->latest_session_.reset(session);  // takes the reference
+  return 1;
+}
+
+absl::Status TestTlsClient::StartTls(const TlsClientOptions& options) {
+  ERR_clear_error();
+  ctx_.reset(SSL_CTX_new(TLS_method()));
+  if (!ctx_) return absl::InternalError("SSL_CTX_new");
+  SSL_CTX_set_min_proto_version(ctx_.get(), options.min_version);
+  SSL_CTX_set_max_proto_version(ctx_.get(), options.max_version);
+  if (options.max_version < TLS1_2_VERSION) {
+    // Old versions need old (CBC) suites offered; BoringSSL's defaults include them.
+    SSL_CTX_set_cipher_list(ctx_.get(), "ALL");
+  }
+  if (!options.session_tickets) SSL_CTX_set_options(ctx_.get(), SSL_OP_NO_TICKET);
+  SSL_CTX_set_session_cache_mode(ctx_.get(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+  SSL_CTX_sess_set_new_cb(ctx_.get(), &TestTlsClient::NewSessionCallback);
+  if (!options.ca_pem.empty()) {
+    bssl::UniquePtr<BIO> bio(
+        BIO_new_mem_buf(options.ca_pem.data(), static_cast<int>(options.ca_pem.size())));
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx_.get());
+    for (;;) {
+      bssl::UniquePtr<X509> ca(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+      if (!ca) break;
+      X509_STORE_add_cert(store, ca.get());
+    }
+    ERR_clear_error();
+    SSL_CTX_set_verify(ctx_.get(), SSL_VERIFY_PEER, nullptr);
+  }
+  if (!options.cert_pem.empty()) {
+    bssl::UniquePtr<BIO> cert_bio(
+        BIO_new_mem_buf(options.cert_pem.data(), static_cast<int>(options.cert_pem.size())));
+    bssl::UniquePtr<X509> cert(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
+    bssl::UniquePtr<BIO> key_bio(
+        BIO_new_mem_buf(options.key_pem.data(), static_cast<int>(options.key_pem.size())));
+    bssl::UniquePtr<EVP_PKEY> key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
+    if (!cert || !key || !SSL_CTX_use_certificate(ctx_.get(), cert.get()) ||
+        !SSL_CTX_use_PrivateKey(ctx_.get(), key.get())) {
+      return absl::InvalidArgumentError(absl::StrCat("client certificate: ", ErrorReason()));
+    }
+  }
+  ssl_.reset(SSL_new(ctx_.get()));
+  if (!ssl_) return absl::InternalError("SSL_new");
+  SSL_set_ex_data(ssl_.get(), ClientIndex(), this);
+  if (!options.server_name.empty()) SSL_set_tlsext_host_name(ssl_.get(), options.server_name.c_str());
+  if (!options.ca_pem.empty() && !options.verify_host.empty()) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_.get());
+    in_addr ip;
+    if (inet_pton(AF_INET, options.verify_host.c_str(), &ip) == 1) {
+      X509_VERIFY_PARAM_set1_ip_asc(param, options.verify_host.c_str());
+    } else {
+      X509_VERIFY_PARAM_set1_host(param, options.verify_host.data(), options.verify_host.size());
+    }
+  }
+  if (!options.alpn.empty()) {
+    std::string wire;
+    for (const std::string& p : options.alpn) {
+      wire.push_back(static_cast<char>(p.size()));
+      wire += p;
+    }
+    // Note: SSL_set_alpn_protos returns 0 on success.
+    SSL_set_alpn_protos(ssl_.get(), reinterpret_cast<const uint8_t*>(wire.data()), wire.size());
+  }
+  if (options.session != nullptr) SSL_set_session(ssl_.get(), options.session);
+  if (!SSL_set_fd(ssl_.get(), fd())) return absl::InternalError("SSL_set_fd");
+  const int result = SSL_connect(ssl_.get());
+  if (result != 1) return SslError("handshake", result);
+  return absl::OkStatus();
+}
+
+absl::Status TestTlsClient::SslError(const char* op, int result) {
+  const int error = SSL_get_error(ssl_.get(), result);
+  const int saved_errno = errno;
+  std::string reason = ErrorReason();
+  if (error == SSL_ERROR_SYSCALL) reason = absl::StrCat("syscall: ", std::strerror(saved_errno));
+  if (error == SSL_ERROR_ZERO_RETURN) return absl::OutOfRangeError(absl::StrCat(op, ": close_notify"));
+  if (error == SSL_ERROR_SYSCALL && result == 0) return absl::OutOfRangeError(absl::StrCat(op, ": eof"));
+  return absl::AbortedError(absl::StrCat(op, ": ", reason, " (SSL_get_error ", error, ")"));
+}
+
+absl::Status TestTlsClient::Write(absl::string_view data) {
+  while (!data.empty()) {
+    ERR_clear_error();
+    const int n = SSL_write(ssl_.get(), data.data(), static_cast<int>(data.size()));
+    if (n <= 0) return SslError("write", n);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> TestTlsClient::ReadOnce(size_t n) {
+  std::string out(n, '\0');
+  ERR_clear_error();
+  const int got = SSL_read(ssl_.get(), out.data(), static_cast<int>(n));
+  if (got <= 0) return SslError("read", got);
+  out.resize(static_cast<size_t>(got));
+  return out;
+}
+
+absl::StatusOr<std::string> TestTlsClient::Read(size_t n) {
+  std::string out;
+  while (out.size() < n) {
+    absl::StatusOr<std::string> got = ReadOnce(std::min<size_t>(n - out.size(), 1 << 16));
+    if (!got.ok()) {
+      return absl::Status(got.status().code(),
+                          absl::StrCat(got.status().message(), " after ", out.size(), " of ", n,
+                                       " bytes"));
+    }
+    out += *got;
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> TestTlsClient::ReadToEnd() {
+  std::string out;
+  for (;;) {
+    absl::StatusOr<std::string> got = ReadOnce(1 << 16);
+    if (!got.ok()) {
+      // Only a close_notify ends the stream cleanly; a bare EOF could be a truncation.
+      if (absl::IsOutOfRange(got.status()) &&
+          got.status().message().find("close_notify") != absl::string_view::npos) {
+        return out;
+      }
+      return got.status();
+    }
+    out += *got;
+  }
+}
+
+std::string TestTlsClient::PeerCertificateDer() const {
+  bssl::UniquePtr<X509> cert(SSL_get_peer_certificate(ssl_.get()));
+  if (!cert) return "";
+  uint8_t* der = nullptr;
+  const int length = i2d_X509(cert.get(), &der);
+  std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(std::max(length, 0)));
+  OPENSSL_free(der);
+  return out;
+}
+
+std::string TestTlsClient::PeerCommonName() const {
+  bssl::UniquePtr<X509> cert(SSL_get_peer_certificate(ssl_.get()));
+  if (!cert) return "";
+  char cn[256] = {};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn, sizeof(cn));
+  return cn;
+}
+
+std::string TestTlsClient::Alpn() const {
+  const uint8_t* data = nullptr;
+  unsigned length = 0;
+  SSL_get0_alpn_selected(ssl_.get(), &data, &length);
+  return std::string(reinterpret_cast<const char*>(data), length);
+}
+
+std::string TestTlsClient::Version() const { return SSL_get_version(ssl_.get()); }
+
+std::string TestTlsClient::Cipher() const {
+  const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl_.get());
+  return cipher != nullptr ? SSL_CIPHER_standard_name(cipher) : "";
+}
+
+bool TestTlsClient::Resumed() const { return SSL_session_reused(ssl_.get()) == 1; }
+
+bssl::UniquePtr<SSL_SESSION> TestTlsClient::LatestSession() const {
+  if (!latest_session_) return nullptr;
+  SSL_SESSION_up_ref(latest_session_.get());
+  return bssl::UniquePtr<SSL_SESSION>(latest_session_.get());
+}
+
+absl::Status TestTlsClient::ShutdownTls() {
+  ERR_clear_error();
+  const int result = SSL_shutdown(ssl_.get());
+  if (result < 0) return SslError("shutdown", result);
+  return absl::OkStatus();
+}
+
+// ---- AcceptWithin ----
+
+absl::StatusOr<std::unique_ptr<Socket>> AcceptWithin(Listener& listener, absl::Duration timeout) {
+  absl::Notification accepted;
+  bool timed_out = false;
+  std::thread watchdog([&] {
+    if (!accepted.WaitForNotificationWithTimeout(timeout)) {
+      timed_out = true;
+      listener.Close();
+    }
+  });
+  absl::StatusOr<std::unique_ptr<Socket>> socket = listener.Accept();
+  accepted.Notify();
+  watchdog.join();
+  if (timed_out && !socket.ok()) {
+    return absl::DeadlineExceededError("accept: no connection in time (listener closed)");
+  }
+  return socket;
+}
+
+// ---- External programs ----
+
+std::string FindProgram(const std::string& name) {
+  std::vector<std::string> dirs;
+  if (const char* path = std::getenv("PATH")) dirs = absl::StrSplit(path, ':', absl::SkipEmpty());
+  for (const char* d : {"/usr/bin", "/bin", "/usr/local/bin"}) dirs.push_back(d);
+  for (const std::string& dir : dirs) {
+    const std::string candidate = absl::StrCat(dir, "/", name);
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, const CommandOptions& options) {
+  CommandResult result;
+  // Writing to a program that closed its input must fail with EPIPE, not kill us.
+  ::signal(SIGPIPE, SIG_IGN);
+  int in_pipe[2];
+  int out_pipe[2];
+  if (::pipe2(in_pipe, O_CLOEXEC) != 0 || ::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    result.output = absl::StrCat("pipe: ", std::strerror(errno));
+    return result;
+  }
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    // Only async-signal-safe calls until exec.
+    ::signal(SIGPIPE, SIG_DFL);
+    ::dup2(in_pipe[0], 0);
+    ::dup2(out_pipe[1], 1);
+    ::dup2(out_pipe[1], 2);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(in_pipe[0]);
+  ::close(out_pipe[1]);
+  UniqueFd to_child(in_pipe[1]);
+  UniqueFd from_child(out_pipe[0]);
+  if (pid < 0) {
+    result.output = absl::StrCat("fork: ", std::strerror(errno));
+    return result;
+  }
+  ::fcntl(to_child.get(), F_SETFL, O_NONBLOCK);
+  const absl::Time deadline = absl::Now() + options.timeout;
+  size_t input_written = 0;
+  bool output_open = true;
+  while (output_open) {
+    if (to_child && input_written == options.input.size() &&
+        (!options.close_input_when || options.close_input_when(result.output))) {
+      to_child.reset();
+    }
+    pollfd fds[2] = {};
+    int count = 0;
+    fds[count++] = {from_child.get(), POLLIN, 0};
+    const bool want_write = to_child && input_written < options.input.size();
+    if (want_write) fds[count++] = {to_child.get(), POLLOUT, 0};
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      result.timed_out = true;
+      break;
+    }
+    const int ready = ::poll(fds, count, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    if (fds[0].revents != 0) {
+      char buf[4096];
+      const ssize_t n = ::read(from_child.get(), buf, sizeof(buf));
+      if (n > 0) {
+        result.output.append(buf, static_cast<size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        output_open = false;
+      }
+    }
+    if (want_write && fds[1].revents != 0) {
+      const ssize_t n = ::write(to_child.get(), options.input.data() + input_written,
+                                options.input.size() - input_written);
+      if (n > 0) {
+        input_written += static_cast<size_t>(n);
+      } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        to_child.reset();  // the program closed its input
+      }
+    }
+  }
+  to_child.reset();
+  int status = 0;
+  for (;;) {
+    if (result.timed_out) ::kill(pid, SIGKILL);
+    const pid_t done = ::waitpid(pid, &status, result.timed_out ? 0 : WNOHANG);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) break;
+    if (absl::Now() >= deadline) result.timed_out = true;
+    if (done == 0) absl::SleepFor(absl::Milliseconds(5));
+  }
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+}  // namespace islet
