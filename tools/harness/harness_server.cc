@@ -7,6 +7,8 @@
 #include "examples/echo/echo.h"
 #include "examples/http_hello/http_hello.h"
 #include "examples/messenger/messenger.h"
+#include "tls/tls_options.h"
+#include "tls/tls_transport.h"
 
 namespace islet::harness {
 namespace {
@@ -33,11 +35,46 @@ absl::Status ChooseHandler(const std::string& name, ServerOptions& options) {
 }
 
 absl::Status ChooseTransport(const HarnessConfig& config, ServerOptions& options) {
-  if (config.transport == "tcp") return absl::OkStatus();
-  if (config.transport == "tls") {
-    return Bad("transport", "tls is not available in this build yet");
+  if (config.transport == "tcp") {
+    for (absl::string_view flag : {"certfile", "keyfile", "cacertfile"}) {
+      const std::string& value = flag == "certfile"  ? config.certfile
+                                 : flag == "keyfile" ? config.keyfile
+                                                     : config.cacertfile;
+      if (!value.empty()) return Bad(flag, "needs --transport=tls");
+    }
+    if (!config.alpn.empty()) return Bad("alpn", "needs --transport=tls");
+    if (config.verify_peer != "none") return Bad("verify_peer", "needs --transport=tls");
+    return absl::OkStatus();
   }
-  return Bad("transport", absl::StrCat("\"", config.transport, "\" is not one of tcp, tls"));
+  if (config.transport != "tls") {
+    return Bad("transport", absl::StrCat("\"", config.transport, "\" is not one of tcp, tls"));
+  }
+  if (config.certfile.empty()) return Bad("certfile", "is required with --transport=tls");
+  // A certificate file usually holds its key too; --keyfile defaults to it.
+  const std::string keyfile = config.keyfile.empty() ? config.certfile : config.keyfile;
+  TlsOptions tls;
+  tls.credentials = TlsCredentials::FromFiles(config.certfile, keyfile);
+  tls.alpn_protocols = config.alpn;
+  if (config.verify_peer == "none") {
+    tls.client_certificate = ClientCertificateMode::kNone;
+  } else if (config.verify_peer == "optional") {
+    tls.client_certificate = ClientCertificateMode::kOptional;
+  } else if (config.verify_peer == "required") {
+    tls.client_certificate = ClientCertificateMode::kRequired;
+  } else {
+    return Bad("verify_peer", absl::StrCat("\"", config.verify_peer,
+                                           "\" is not one of none, optional, required"));
+  }
+  if (tls.client_certificate != ClientCertificateMode::kNone) {
+    if (config.cacertfile.empty()) return Bad("cacertfile", "is required with --verify_peer");
+    tls.client_ca_file = config.cacertfile;
+  } else if (!config.cacertfile.empty()) {
+    return Bad("cacertfile", "needs --verify_peer=optional or required");
+  }
+  absl::StatusOr<std::shared_ptr<TlsTransport>> transport = TlsTransport::Create(std::move(tls));
+  if (!transport.ok()) return transport.status();
+  options.transport = *std::move(transport);
+  return absl::OkStatus();
 }
 
 }  // namespace
