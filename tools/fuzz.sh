@@ -15,19 +15,21 @@ if ((${#targets[@]} == 0)); then
 fi
 tools/setup.sh
 bazel build --config=fuzz "${targets[@]/#///fuzz:}"
+# Ask Bazel where the fuzz build went: bazel-bin follows whichever build ran last.
+bin=$(bazel info --config=fuzz bazel-bin 2>/dev/null)
 status=0
 for t in "${targets[@]}"; do
   work=$(mktemp -d)
   cp -r "fuzz/${t}_corpus/." "$work/"
   echo "fuzz: $t for ${seconds}s"
   # New inputs go to a scratch copy of the corpus; findings come back as crash files.
-  if ! "bazel-bin/fuzz/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  if ! "$bin/fuzz/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="fuzz/${t}_corpus/" "$work" 2>"$work.log"; then
-    echo "fuzz: $t FOUND A PROBLEM; the input is in fuzz/${t}_corpus/ (log: $work.log)" >&2
+    echo "fuzz: $t FOUND A PROBLEM; the input is in fuzz/${t}_corpus/; the log ends:" >&2
     tail -40 "$work.log" >&2
     status=1
   fi
-  grep -E "^#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec" "$work.log" || true
-  rm -rf "$work"
+  grep -E "DONE|stat::number_of_executed_units|stat::average_exec_per_sec" "$work.log" || true
+  rm -rf "$work" "$work.log"
 done
 exit $status

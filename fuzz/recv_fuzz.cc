@@ -1,0 +1,496 @@
+// Fuzzes the input side of a connection end to end: a real Islet server on loopback is
+// fed arbitrary bytes in arbitrary chunks, and its handler takes them through the data
+// callback (HandleData), through blocking Connection::Recv calls of arbitrary sizes and
+// timeouts mixed with HandleData and HandleContinue, or through the http_hello example.
+//
+// Invariants:
+//   data, recv  every byte the client sent reaches the handler exactly once and in
+//               order; every Recv returns exactly n bytes (n > 0), at least one (n == 0),
+//               DeadlineExceeded or OutOfRange (the peer closed) and nothing else; the
+//               connection ends with HandleClose (the peer closed), and the client then
+//               reads a clean end of stream.
+//   http        the server answers, never crashes or hangs: every response starts with
+//               "HTTP/1.1 ", is complete by its Content-Length, nothing follows a
+//               "Connection: close" one, and the stream ends cleanly (no reset) with
+//               HandleClose. The responses do not depend on how the requests were split:
+//               the same bytes sent in one piece get byte-for-byte the same answer.
+// Any violation aborts. Each wait is bounded by a deadline per input, so a hang aborts
+// too instead of stalling the fuzzer.
+//
+// The input:
+//   byte 0            mode: % 3 = 0 data, 1 recv, 2 http
+//   byte 1            chunk count, % 33
+//   2 bytes a chunk   length (low 12 bits, clamped to what is left) and bit 15: sync,
+//                     i.e. wait until the handler has everything sent so far before
+//                     sending the next chunk (this makes the handler see the chunk
+//                     boundaries, and a Recv wanting more than is there time out)
+//   data, recv:
+//     byte            step count, % 17
+//     3 bytes a step  n = (low 13 bits) % 4097, then = bits 13-14, timeout byte t:
+//                     t < 128 ? t % 3 : t % 21 milliseconds. recv: each step is a
+//                     Recv(n, timeout) on the worker, and `then` says what follows: 0 the
+//                     next step at once; 1 return Continue, 2 ContinueThen, 3
+//                     ContinueWithTimeout (the next step runs in the next HandleData or in
+//                     HandleContinue). data: step i's `then` is the result of the i-th
+//                     HandleData (0 and 1 Continue).
+//   http:
+//     2 bytes         max_head_bytes (0: the default 8 KiB, else b * 16) and max_body_bytes
+//                     (255: the default, else b * 8)
+//   the rest          the bytes to send, cut by the chunk lengths; what the chunks leave
+//                     goes last, in one piece.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "examples/http_hello/http_hello.h"
+#include "server/connection.h"
+#include "server/handler.h"
+#include "server/server.h"
+#include "server/server_options.h"
+#include "transport/errors.h"
+#include "transport/socket_options.h"
+#include "transport/tcp_transport.h"
+#include "transport/transport.h"
+
+namespace islet {
+namespace {
+
+using examples::HttpHelloHandler;
+using examples::HttpHelloOptions;
+
+constexpr absl::Duration kReadTimeout = absl::Seconds(2);
+// Everything one input does must finish within this (libFuzzer's -timeout is 10 s).
+constexpr absl::Duration kBudget = absl::Seconds(5);
+constexpr size_t kMaxChunks = 32;
+constexpr size_t kMaxSteps = 16;
+constexpr size_t kMaxRecv = 4096;
+
+enum class Mode : uint8_t { kData, kRecv, kHttp };
+enum class Final : uint8_t { kNone, kClose, kError, kShutdown, kTimeout };
+
+const char* ModeName(Mode m) {
+  switch (m) {
+    case Mode::kData: return "data";
+    case Mode::kRecv: return "recv";
+    case Mode::kHttp: return "http";
+  }
+  return "?";
+}
+
+const char* FinalName(Final f) {
+  switch (f) {
+    case Final::kNone: return "none";
+    case Final::kClose: return "HandleClose";
+    case Final::kError: return "HandleError";
+    case Final::kShutdown: return "HandleShutdown";
+    case Final::kTimeout: return "HandleTimeout";
+  }
+  return "?";
+}
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "recv_fuzz: %s\n", what.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+struct Step {
+  size_t n = 0;
+  absl::Duration timeout;
+  uint8_t then = 0;
+};
+
+struct Chunk {
+  absl::string_view bytes;
+  bool sync = false;
+};
+
+struct Input {
+  Mode mode = Mode::kData;
+  std::vector<Chunk> chunks;
+  std::vector<Step> script;
+  HttpHelloOptions http;
+  absl::string_view stream;  // every byte the chunks send, in order
+};
+
+Input Parse(const uint8_t* data, size_t size) {
+  const uint8_t* p = data;
+  const uint8_t* end = data + size;
+  auto take = [&]() -> uint8_t { return p < end ? *p++ : 0; };
+  Input in;
+  in.mode = static_cast<Mode>(take() % 3);
+  std::vector<std::pair<size_t, bool>> cuts(take() % (kMaxChunks + 1));
+  for (auto& [length, sync] : cuts) {
+    const uint8_t lo = take();
+    const uint16_t d = static_cast<uint16_t>(lo | take() << 8);
+    length = d & 0x0fff;
+    sync = (d & 0x8000) != 0;
+  }
+  if (in.mode == Mode::kHttp) {
+    const uint8_t head = take();
+    const uint8_t body = take();
+    if (head != 0) in.http.max_head_bytes = head * size_t{16};
+    if (body != 255) in.http.max_body_bytes = body * uint64_t{8};
+    // Generous: the client half-closes right after its last chunk, so this never
+    // runs out unless something is stuck.
+    in.http.linger = absl::Seconds(3);
+  } else {
+    in.script.resize(take() % (kMaxSteps + 1));
+    for (Step& step : in.script) {
+      const uint8_t lo = take();
+      const uint16_t d = static_cast<uint16_t>(lo | take() << 8);
+      const uint8_t t = take();
+      step.n = (d & 0x1fff) % (kMaxRecv + 1);
+      step.then = static_cast<uint8_t>(d >> 13 & 3);
+      step.timeout = absl::Milliseconds(t < 128 ? t % 3 : t % 21);
+    }
+  }
+  in.stream = absl::string_view(reinterpret_cast<const char*>(p), static_cast<size_t>(end - p));
+  absl::string_view rest = in.stream;
+  for (const auto& [length, sync] : cuts) {
+    const size_t n = std::min(length, rest.size());
+    in.chunks.push_back({rest.substr(0, n), sync});
+    rest.remove_prefix(n);
+  }
+  if (!rest.empty()) in.chunks.push_back({rest, false});
+  return in;
+}
+
+// One connection's side of the server, shared with the client thread that checks it.
+struct Session {
+  Mode mode = Mode::kData;
+  std::vector<Step> script;
+  HttpHelloOptions http;
+
+  absl::Mutex mu;
+  std::string received ABSL_GUARDED_BY(mu);  // data, recv: what reached the handler
+  uint64_t delivered ABSL_GUARDED_BY(mu) = 0;  // bytes the handler has taken in
+  Final final ABSL_GUARDED_BY(mu) = Final::kNone;
+  std::string final_error ABSL_GUARDED_BY(mu);
+
+  void Took(absl::string_view bytes, bool keep) {
+    absl::MutexLock lock(&mu);
+    if (keep) received.append(bytes.data(), bytes.size());
+    delivered += bytes.size();
+  }
+  void End(Final f, const absl::Status& error = absl::OkStatus()) {
+    absl::MutexLock lock(&mu);
+    if (final != Final::kNone) Die(absl::StrCat("a second final callback: ", FinalName(f),
+                                                " after ", FinalName(final)));
+    final = f;
+    final_error = error.ToString();
+  }
+};
+
+HandlerResult ResultOf(uint8_t then) {
+  switch (then) {
+    case 2: return HandlerResult::ContinueThen();
+    case 3: return HandlerResult::ContinueWithTimeout(kReadTimeout);
+    default: return HandlerResult::Continue();
+  }
+}
+
+// Modes data and recv: records every byte, however it arrives.
+class StreamHandler : public Handler {
+ public:
+  explicit StreamHandler(std::shared_ptr<Session> s) : s_(std::move(s)) {}
+
+  HandlerResult HandleConnection(Connection& conn) override {
+    return s_->mode == Mode::kRecv ? RunScript(conn) : HandlerResult::Continue();
+  }
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
+    if (data.empty()) Die("HandleData with no data");
+    s_->Took(data, /*keep=*/true);
+    if (s_->mode == Mode::kRecv) return RunScript(conn);
+    return next_ < s_->script.size() ? ResultOf(s_->script[next_++].then)
+                                     : HandlerResult::Continue();
+  }
+  HandlerResult HandleContinue(Connection& conn) override {
+    return s_->mode == Mode::kRecv ? RunScript(conn) : HandlerResult::Continue();
+  }
+  void HandleClose(Connection&) override { s_->End(Final::kClose); }
+  void HandleError(const absl::Status& e, Connection&) override { s_->End(Final::kError, e); }
+  void HandleShutdown(Connection&) override { s_->End(Final::kShutdown); }
+  void HandleTimeout(Connection&) override { s_->End(Final::kTimeout); }
+
+ private:
+  // Runs Recv steps until one says to return, or the script ends.
+  HandlerResult RunScript(Connection& conn) {
+    while (next_ < s_->script.size()) {
+      const Step& step = s_->script[next_++];
+      absl::StatusOr<std::string> got = conn.Recv(step.n, step.timeout);
+      if (got.ok()) {
+        if (step.n > 0 && got->size() != step.n) {
+          Die(absl::StrCat("Recv(", step.n, ") returned ", got->size(), " bytes"));
+        }
+        if (step.n == 0 && got->empty()) Die("Recv(0) returned no bytes and no error");
+        s_->Took(*got, /*keep=*/true);
+      } else if (!IsTimeout(got.status()) && !IsPeerClosed(got.status())) {
+        Die(absl::StrCat("Recv(", step.n, ", ", absl::FormatDuration(step.timeout),
+                         ") failed: ", got.status().ToString()));
+      }
+      if (step.then != 0) return ResultOf(step.then);
+    }
+    return HandlerResult::Continue();
+  }
+
+  std::shared_ptr<Session> s_;
+  size_t next_ = 0;
+};
+
+// Mode http: the example handler, counting what it is given and how it ends.
+class HttpHandler : public Handler {
+ public:
+  explicit HttpHandler(std::shared_ptr<Session> s)
+      : s_(std::move(s)), inner_(std::any(s_->http)) {}
+
+  HandlerResult HandleConnection(Connection& conn) override {
+    return inner_.HandleConnection(conn);
+  }
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
+    if (data.empty()) Die("HandleData with no data");
+    HandlerResult result = inner_.HandleData(data, conn);
+    s_->Took(data, /*keep=*/false);
+    return result;
+  }
+  HandlerResult HandleContinue(Connection& conn) override { return inner_.HandleContinue(conn); }
+  void HandleClose(Connection& conn) override {
+    inner_.HandleClose(conn);
+    s_->End(Final::kClose);
+  }
+  void HandleError(const absl::Status& e, Connection& conn) override {
+    inner_.HandleError(e, conn);
+    s_->End(Final::kError, e);
+  }
+  void HandleShutdown(Connection& conn) override {
+    inner_.HandleShutdown(conn);
+    s_->End(Final::kShutdown);
+  }
+  void HandleTimeout(Connection& conn) override {
+    inner_.HandleTimeout(conn);
+    s_->End(Final::kTimeout);
+  }
+
+ private:
+  std::shared_ptr<Session> s_;
+  HttpHelloHandler inner_;
+};
+
+// The client offers the session of its next connection here; the factory takes it.
+// Inputs run one at a time, and each waits for its connections to end, so there is
+// never more than one on offer.
+ABSL_CONST_INIT absl::Mutex offer_mu(absl::kConstInit);
+std::shared_ptr<Session>* const offered ABSL_PT_GUARDED_BY(offer_mu) =
+    new std::shared_ptr<Session>();
+
+std::unique_ptr<Handler> MakeHandler(const std::any&) {
+  std::shared_ptr<Session> s;
+  {
+    absl::MutexLock lock(&offer_mu);
+    s = std::exchange(*offered, nullptr);
+  }
+  if (s == nullptr) Die("a connection nobody offered a session for");
+  if (s->mode == Mode::kHttp) return std::make_unique<HttpHandler>(std::move(s));
+  return std::make_unique<StreamHandler>(std::move(s));
+}
+
+// Started once, never stopped: a server per input would cost far more than the input.
+const SocketInfo& ServerAddress() {
+  static const SocketInfo* address = [] {
+    ServerOptions options;
+    options.port = 0;
+    options.transport_options.address = "127.0.0.1";
+    options.handler_factory = MakeHandler;
+    options.num_workers = 2;
+    options.read_timeout = kReadTimeout;
+    options.name = "recv_fuzz";
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
+    if (!server.ok()) Die(absl::StrCat("server start: ", server.status().ToString()));
+    absl::StatusOr<SocketInfo> where = (*server)->ListenerInfo();
+    if (!where.ok()) Die(absl::StrCat("listener info: ", where.status().ToString()));
+    server->release();  // kept for the life of the process
+    return new SocketInfo(*where);
+  }();
+  return *address;
+}
+
+absl::Duration Left(absl::Time deadline) {
+  return std::max(deadline - absl::Now(), absl::ZeroDuration());
+}
+
+std::string Describe(const Input& in, absl::string_view stage) {
+  return absl::StrCat("mode ", ModeName(in.mode), ", ", in.chunks.size(), " chunks, ",
+                      in.script.size(), " steps, ", in.stream.size(), " bytes (", stage, ")");
+}
+
+// Reads until the server closes: what came, or the failure (a reset, the deadline).
+absl::StatusOr<std::string> ReadToEnd(Socket& client, absl::Time deadline) {
+  std::string all;
+  for (;;) {
+    absl::StatusOr<std::string> got = client.Recv(0, Left(deadline));
+    if (got.ok()) {
+      all += *got;
+      continue;
+    }
+    if (IsPeerClosed(got.status())) return all;
+    return absl::Status(got.status().code(), absl::StrCat(got.status().message(), " after ",
+                                                          all.size(), " bytes"));
+  }
+}
+
+// Runs one connection: sends the chunks, half-closes, reads what comes back, waits for
+// the handler's final callback. Returns what the client read.
+std::string RunConnection(const Input& in, const std::shared_ptr<Session>& s,
+                          const std::vector<Chunk>& chunks, absl::Time deadline,
+                          absl::string_view stage) {
+  const std::string context = Describe(in, stage);
+  {
+    absl::MutexLock lock(&offer_mu);
+    *offered = s;
+  }
+  absl::StatusOr<std::unique_ptr<TcpSocket>> client =
+      TcpSocket::Connect(ServerAddress(), Left(deadline));
+  if (!client.ok()) Die(absl::StrCat("connect: ", client.status().ToString(), "; ", context));
+  uint64_t sent = 0;
+  for (const Chunk& chunk : chunks) {
+    absl::Status set = (*client)->SetOptions(
+        {SocketOption::SendTimeout(std::max(Left(deadline), absl::Milliseconds(1)))});
+    if (!set.ok()) Die(absl::StrCat("send_timeout: ", set.ToString()));
+    absl::Status sending = (*client)->Send(chunk.bytes);
+    if (!sending.ok()) {
+      absl::MutexLock lock(&s->mu);
+      Die(absl::StrCat("send after ", sent, " bytes: ", sending.ToString(), " (server side: ",
+                       FinalName(s->final), " ", s->final_error, "); ", context));
+    }
+    sent += chunk.bytes.size();
+    if (!chunk.sync) continue;
+    absl::MutexLock lock(&s->mu);
+    auto caught_up = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+      return s->delivered >= sent || s->final != Final::kNone;
+    };
+    if (!s->mu.AwaitWithTimeout(absl::Condition(&caught_up), Left(deadline))) {
+      Die(absl::StrCat("the handler has ", s->delivered, " of ", sent,
+                       " bytes sent, and no more came within the deadline; ", context));
+    }
+  }
+  absl::Status shut = (*client)->Shutdown(ShutdownWay::kWrite);
+  if (!shut.ok()) Die(absl::StrCat("client shutdown: ", shut.ToString()));
+  // The server closes only after the final callback, so once the client has read the
+  // end of the stream the callback has run.
+  absl::StatusOr<std::string> reply = ReadToEnd(**client, deadline);
+  absl::MutexLock lock(&s->mu);
+  if (!reply.ok()) {
+    Die(absl::StrCat("the client's read did not end cleanly: ", reply.status().ToString(),
+                     " (server side: ", s->delivered, " of ", sent, " bytes taken in, final ",
+                     FinalName(s->final), " ", s->final_error, "); ", context));
+  }
+  auto ended = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->final != Final::kNone; };
+  if (!s->mu.AwaitWithTimeout(absl::Condition(&ended), Left(deadline))) {
+    Die(absl::StrCat("no final callback within the deadline; ", context));
+  }
+  if (s->final != Final::kClose) {
+    Die(absl::StrCat("the connection ended with ", FinalName(s->final), " (", s->final_error,
+                     "), not HandleClose; ", context));
+  }
+  if (s->delivered != sent) {
+    Die(absl::StrCat("the handler took in ", s->delivered, " bytes of ", sent, " sent; ",
+                     context));
+  }
+  return *std::move(reply);
+}
+
+void CheckStream(const Input& in, Session& s, absl::string_view reply) {
+  absl::MutexLock lock(&s.mu);
+  if (!reply.empty()) {
+    Die(absl::StrCat("the server sent ", reply.size(), " bytes; ", Describe(in, "stream")));
+  }
+  if (s.received == in.stream) return;
+  size_t at = 0;
+  while (at < s.received.size() && at < in.stream.size() && s.received[at] == in.stream[at]) ++at;
+  Die(absl::StrCat("the handler got ", s.received.size(), " bytes for ", in.stream.size(),
+                   " sent, first difference at byte ", at, "; ", Describe(in, "stream")));
+}
+
+// Every response is "HTTP/1.1 ...", complete by its Content-Length, and none follows
+// one that said "Connection: close".
+void CheckResponses(const Input& in, absl::string_view reply, absl::string_view stage) {
+  const std::string context = Describe(in, stage);
+  absl::string_view rest = reply;
+  bool closed = false;
+  while (!rest.empty()) {
+    const size_t offset = reply.size() - rest.size();
+    if (closed) Die(absl::StrCat("a response after Connection: close, at ", offset, "; ", context));
+    if (!absl::StartsWith(rest, "HTTP/1.1 ")) {
+      Die(absl::StrCat("a response does not start with HTTP/1.1, at ", offset, "; ", context));
+    }
+    const size_t head_end = rest.find("\r\n\r\n");
+    if (head_end == absl::string_view::npos) {
+      Die(absl::StrCat("a response head is cut short, at ", offset, "; ", context));
+    }
+    const absl::string_view head = rest.substr(0, head_end + 2);
+    constexpr absl::string_view kLength = "\r\nContent-Length: ";
+    const size_t at = head.find(kLength);
+    uint64_t length = 0;
+    if (at == absl::string_view::npos) Die(absl::StrCat("no Content-Length; ", context));
+    const size_t value = at + kLength.size();
+    if (!absl::SimpleAtoi(head.substr(value, head.find("\r\n", value) - value), &length)) {
+      Die(absl::StrCat("a bad Content-Length; ", context));
+    }
+    closed = absl::StrContains(head, "\r\nConnection: close\r\n");
+    rest.remove_prefix(head_end + 4);
+    if (rest.size() < length) {
+      Die(absl::StrCat("a response body is cut short: ", rest.size(), " of ", length,
+                       " bytes; ", context));
+    }
+    rest.remove_prefix(length);
+  }
+}
+
+}  // namespace
+}  // namespace islet
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace islet;
+  const Input in = Parse(data, size);
+  const absl::Time deadline = absl::Now() + kBudget;
+  auto session = [&] {
+    auto s = std::make_shared<Session>();
+    s->mode = in.mode;
+    s->script = in.script;
+    s->http = in.http;
+    return s;
+  };
+  if (in.mode != Mode::kHttp) {
+    std::shared_ptr<Session> s = session();
+    const std::string reply = RunConnection(in, s, in.chunks, deadline, "chunked");
+    CheckStream(in, *s, reply);
+    return 0;
+  }
+  const std::string chunked = RunConnection(in, session(), in.chunks, deadline, "chunked");
+  CheckResponses(in, chunked, "chunked");
+  if (in.chunks.size() > 1) {
+    // The same bytes in one piece must get the same answer.
+    const std::vector<Chunk> whole = {{in.stream, false}};
+    const std::string reference = RunConnection(in, session(), whole, deadline, "whole");
+    if (reference != chunked) {
+      Die(absl::StrCat("the responses depend on the chunking: ", chunked.size(),
+                       " bytes chunked, ", reference.size(), " bytes whole; ",
+                       Describe(in, "http")));
+    }
+  }
+  return 0;
+}
