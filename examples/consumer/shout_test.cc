@@ -1,0 +1,26 @@
+#include "shout.h"
+
+#include "gtest/gtest.h"
+#include "transport/tcp_transport.h"
+
+namespace consumer {
+namespace {
+
+TEST(ShoutTest, AnswersInCapitalsOverLoopback) {
+  auto server = StartShoutServer(0);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto client = islet::TcpSocket::Connect(*(*server)->ListenerInfo(), absl::Seconds(10));
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_TRUE((*client)->Send("hello islet\n").ok());
+  auto got = (*client)->Recv(12, absl::Seconds(10));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, "HELLO ISLET\n");
+}
+
+TEST(ShoutTest, BadTlsCredentialsFailToStart) {
+  auto server = StartShoutServer(0, islet::TlsCredentials::FromFiles("/missing.pem", "/missing.key"));
+  EXPECT_FALSE(server.ok());
+}
+
+}  // namespace
+}  // namespace consumer
