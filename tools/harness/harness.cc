@@ -144,8 +144,15 @@ islet::harness::HarnessConfig ConfigFromFlags() {
   c.keyfile = absl::GetFlag(FLAGS_keyfile);
   c.cacertfile = absl::GetFlag(FLAGS_cacertfile);
   c.verify_peer = absl::GetFlag(FLAGS_verify_peer);
-  for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_alpn), ',', absl::SkipEmpty())) {
-    c.alpn.emplace_back(p);
+  // An empty name ("h2,,http/1.1", ",") is a bad value, not one to skip: skipping made
+  // --alpn=, mean no ALPN at all, silently, and hid it from the --transport=tcp check.
+  if (const std::string alpn = absl::GetFlag(FLAGS_alpn); !alpn.empty()) {
+    for (absl::string_view p : absl::StrSplit(alpn, ',')) {
+      if (p.empty()) {
+        Fail(absl::StrCat("bad value for --alpn: \"", alpn, "\": an empty protocol name"));
+      }
+      c.alpn.emplace_back(p);
+    }
   }
   c.num_acceptors = absl::GetFlag(FLAGS_num_acceptors);
   c.num_listen_sockets = absl::GetFlag(FLAGS_num_listen_sockets);
