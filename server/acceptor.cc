@@ -18,10 +18,20 @@ constexpr absl::Duration kAcceptErrorBackoff = absl::Milliseconds(10);
 
 std::shared_ptr<Listener> ListenerSet::WaitForListener(int index) {
   absl::MutexLock lock(&mu_);
-  auto ready = [this] { return stopping_ || !listeners_.empty(); };
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || !listeners_.empty();
+  };
   mu_.Await(absl::Condition(&ready));
   if (stopping_) return nullptr;
   return listeners_[static_cast<size_t>(index) % listeners_.size()];
+}
+
+bool ListenerSet::IsInstalled(const std::shared_ptr<Listener>& listener) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& l : listeners_) {
+    if (l == listener) return true;
+  }
+  return false;
 }
 
 void ListenerSet::Install(std::vector<std::shared_ptr<Listener>> listeners) {
@@ -98,7 +108,15 @@ void Acceptor::Run() {
     absl::StatusOr<std::unique_ptr<Socket>> socket = listener->Accept();
     if (!socket.ok()) {
       const absl::Status& error = socket.status();
-      if (IsClosed(error)) continue;  // suspended or stopping: WaitForListener decides
+      if (IsClosed(error)) {
+        // Suspended or stopping: WaitForListener decides. A listener that reports closed
+        // while still installed (a custom transport's) must not spin this thread.
+        if (listeners_.IsInstalled(listener)) {
+          Emit(TelemetryEventType::kAcceptorAcceptError, &error);
+          listeners_.SleepUnlessStopping(kEmfileBackoff);
+        }
+        continue;
+      }
       if (absl::IsResourceExhausted(error)) {
         Emit(TelemetryEventType::kAcceptorEmfile, &error);
         listeners_.SleepUnlessStopping(kEmfileBackoff);

@@ -22,6 +22,8 @@ class ListenerSet {
   // The listener for acceptor `index`, waiting while suspended; nullptr once stopping.
   std::shared_ptr<Listener> WaitForListener(int index);
   void Install(std::vector<std::shared_ptr<Listener>> listeners);
+  // Whether `listener` is still in use (not closed by Suspend or Stop).
+  bool IsInstalled(const std::shared_ptr<Listener>& listener);
   // Closes every listener (new connections are refused at once) and wakes the
   // acceptors: they park (suspend) or return (stop).
   void CloseAll(bool stopping);

@@ -16,9 +16,6 @@
 namespace islet {
 namespace {
 
-// How many reads one readiness event may do when the transport keeps decrypted input
-// (TLS) that epoll cannot see; the rest waits for the next loop turn.
-constexpr int kMaxReadsPerEvent = 16;
 // Buffers gathered into one write.
 constexpr size_t kMaxGather = 16;
 
@@ -121,14 +118,27 @@ void Connection::ContinueHandshake() {
   if (upgraded) {
     // A transport switch carries on where the handler left off: waiting for data.
     WaitForData(read_timeout_);
-    return;
+  } else {
+    RunCallback([this] { return handler_->HandleConnection(*this); });
   }
-  RunCallback([this] { return handler_->HandleConnection(*this); });
+  if (!early_messages_.empty()) DeliverEarlyMessages();
 }
 
 void Connection::Deliver(std::any& message) {
-  if (phase_ != Phase::kOpen || ended_) return;
+  if (ended_ || phase_ == Phase::kClosed || phase_ == Phase::kDraining) return;
+  if (phase_ == Phase::kHandshaking) {
+    // As a process's mailbox would: kept until the connection is ready, then delivered
+    // in order after HandleConnection.
+    early_messages_.push_back(std::move(message));
+    return;
+  }
   RunCallback([&] { return handler_->HandleMessage(message, *this); }, /*local_message=*/true);
+}
+
+void Connection::DeliverEarlyMessages() {
+  std::vector<std::any> messages = std::move(early_messages_);
+  early_messages_.clear();
+  for (std::any& m : messages) Deliver(m);
 }
 
 void Connection::RequestClose() {

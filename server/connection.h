@@ -146,6 +146,7 @@ class Connection : private EventLoop::Watcher {
   // Worker-facing.
   void Start();
   void Deliver(std::any& message);
+  void DeliverEarlyMessages();
   void RequestClose();
   void BeginShutdown(absl::Duration deadline);
   void CloseNow();
@@ -206,6 +207,7 @@ class Connection : private EventLoop::Watcher {
   bool reading_paused_ = false;   // backpressure
   absl::Duration wait_timeout_;   // the current wait for data (one-shot or persistent)
 
+  std::vector<std::any> early_messages_;  // posted while the handshake ran
   std::deque<OutChunk> out_;
   size_t queued_bytes_ = 0;       // bytes in memory (file slices are not counted)
   size_t queued_files_ = 0;       // file slices waiting

@@ -74,8 +74,8 @@ class Server {
 
  private:
   explicit Server(std::unique_ptr<ServerContext> context);
-  absl::Status Listen(uint16_t port);
-  void EmitListener(bool start);
+  absl::Status Listen(uint16_t port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitListener(bool start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool OnWorkerThread() const;
 
   std::unique_ptr<ServerContext> context_;

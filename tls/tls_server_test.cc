@@ -270,5 +270,36 @@ TEST_F(TlsServerTest, SendfileThroughTheServerQueue) {
   EXPECT_TRUE(*got == contents) << "file corrupted";
 }
 
+// Replies to a posted message with its text; says "hello" when the connection is ready.
+class GreeterHandler : public Handler {
+ public:
+  HandlerResult HandleConnection(Connection& conn) override {
+    conn.Send("hello\n").IgnoreError();
+    return HandlerResult::Continue();
+  }
+  HandlerResult HandleMessage(std::any& message, Connection& conn) override {
+    conn.Send(std::any_cast<std::string>(message)).IgnoreError();
+    return HandlerResult::Continue();
+  }
+};
+
+// A message posted while the handshake is still running is kept, and delivered after
+// HandleConnection once the connection is ready (not dropped).
+TEST_F(TlsServerTest, MessagePostedDuringTheHandshakeArrivesAfterHandleConnection) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ASSERT_THAT(Start(tls, HandlerFactoryOf<GreeterHandler>()), IsOk());
+  // Connected, but no ClientHello yet: the server side sits in its handshake.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> client, TestTlsClient::Connect(port_));
+  std::vector<ConnectionSummary> live;
+  const absl::Time deadline = absl::Now() + kTestWait;
+  while ((live = server_->Connections()).empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  ASSERT_EQ(live.size(), 1u);
+  ASSERT_THAT(live[0].handle.Post(std::string("early\n")), IsOk());
+  ASSERT_THAT(client->StartTls(ClientOptions()), IsOk());
+  EXPECT_THAT(client->Read(12), IsOkAndHolds(std::string("hello\nearly\n")));
+}
+
 }  // namespace
 }  // namespace islet

@@ -106,11 +106,14 @@ class TcpListener : public Listener {
         case EINVAL:  // shut down by Close() between poll and accept
           if (closed_.load(std::memory_order_acquire)) return Closed();
           return PosixError(errno, "accept");
-        default:
-          // ECONNABORTED, and the network errors Linux passes on from the new
-          // connection (EPROTO, ENETDOWN, EHOSTUNREACH, ...): that connection is lost,
-          // the listener is fine.
+        case ECONNABORTED:
+          // The connection died in the backlog; the listener is fine.
           return absl::AbortedError(PosixError(errno, "accept").message());
+        default:
+          // The network errors Linux passes on from the new connection (EPROTO,
+          // ENETDOWN, EHOSTUNREACH, ...): that connection is lost, the listener is fine,
+          // but unlike ECONNABORTED they are worth reporting as accept errors.
+          return absl::UnknownError(PosixError(errno, "accept").message());
       }
     }
   }

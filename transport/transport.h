@@ -188,7 +188,8 @@ class Listener {
   // makes every waiting and later call return FailedPrecondition at once.
   // ResourceExhausted: out of descriptors (EMFILE/ENFILE; the message says which), so
   // back off and retry. Aborted: the connection died in the backlog (ECONNABORTED), so
-  // carry on.
+  // carry on. Unknown: the new connection hit a network error (EPROTO, ENETDOWN, ...);
+  // report it and carry on.
   virtual absl::StatusOr<std::unique_ptr<Socket>> Accept() = 0;
 
   // Stops listening at once (new connections are refused); thread-safe, idempotent.
