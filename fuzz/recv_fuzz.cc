@@ -6,27 +6,37 @@
 // Invariants:
 //   data, recv  every byte the client sent reaches the handler exactly once and in
 //               order; every Recv returns exactly n bytes (n > 0), at least one (n == 0),
-//               DeadlineExceeded or OutOfRange (the peer closed) and nothing else; the
-//               connection ends with HandleClose (the peer closed), and the client then
-//               reads a clean end of stream.
+//               DeadlineExceeded or OutOfRange (the peer closed; never before the client
+//               half-closed) and nothing else; the connection ends with HandleClose
+//               after the client half-closed, and the client then reads a clean end of
+//               stream with no bytes.
 //   http        the server answers, never crashes or hangs: every response starts with
 //               "HTTP/1.1 ", is complete by its Content-Length, nothing follows a
 //               "Connection: close" one, and the stream ends cleanly (no reset) with
-//               HandleClose. The responses do not depend on how the requests were split:
-//               the same bytes sent in one piece get byte-for-byte the same answer.
+//               HandleClose after the client half-closed. The responses do not depend
+//               on how the requests were split: the same bytes sent in one piece get
+//               byte-for-byte the same answer.
 // Any violation aborts. Each wait is bounded by a deadline per input, so a hang aborts
 // too instead of stalling the fuzzer.
+//
+// One server, started at the first input and never stopped (a server per input would
+// cost far more than the input), serves every connection. The client offers each
+// connection's session (mode, Recv script, http options, and where the handler records
+// what it gets) before connecting, and the handler factory takes it: the stream itself
+// carries only the bytes under test, so the invariant is exactly "what was sent".
 //
 // The input:
 //   byte 0            mode: % 3 = 0 data, 1 recv, 2 http
 //   byte 1            chunk count, % 33
-//   2 bytes a chunk   length (low 12 bits, clamped to what is left) and bit 15: sync,
-//                     i.e. wait until the handler has everything sent so far before
-//                     sending the next chunk (this makes the handler see the chunk
-//                     boundaries, and a Recv wanting more than is there time out)
+//   2 bytes a chunk   little-endian: bits 0-11 the length (clamped to what is left),
+//                     bits 12-13 a repeat count (1, 8, 64 or 512 times the same bytes,
+//                     in one Send, up to 512 KiB in all, 64 KiB for http), bit 15 sync:
+//                     wait until the handler has taken in everything sent so far before
+//                     the next chunk (so the handler sees the chunk boundaries, and a
+//                     Recv wanting more than is there times out)
 //   data, recv:
 //     byte            step count, % 17
-//     3 bytes a step  n = (low 13 bits) % 4097, then = bits 13-14, timeout byte t:
+//     3 bytes a step  n = (bits 0-12) % 4097, then = bits 13-14, timeout byte t:
 //                     t < 128 ? t % 3 : t % 21 milliseconds. recv: each step is a
 //                     Recv(n, timeout) on the worker, and `then` says what follows: 0 the
 //                     next step at once; 1 return Continue, 2 ContinueThen, 3
@@ -38,6 +48,7 @@
 //                     (255: the default, else b * 8)
 //   the rest          the bytes to send, cut by the chunk lengths; what the chunks leave
 //                     goes last, in one piece.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -78,6 +89,11 @@ constexpr absl::Duration kBudget = absl::Seconds(5);
 constexpr size_t kMaxChunks = 32;
 constexpr size_t kMaxSteps = 16;
 constexpr size_t kMaxRecv = 4096;
+// Repeated chunks make streams beyond one read buffer (64 KiB) and the socket buffers.
+// http stays smaller: its client reads the responses only after sending everything, so
+// they must fit in the socket buffers and the server's send queue meanwhile.
+constexpr size_t kMaxStream = 512 * 1024;
+constexpr size_t kMaxHttpStream = 64 * 1024;
 
 enum class Mode : uint8_t { kData, kRecv, kHttp };
 enum class Final : uint8_t { kNone, kClose, kError, kShutdown, kTimeout };
@@ -114,8 +130,10 @@ struct Step {
   uint8_t then = 0;
 };
 
+// One Send: stream[offset, offset + size).
 struct Chunk {
-  absl::string_view bytes;
+  size_t offset = 0;
+  size_t size = 0;
   bool sync = false;
 };
 
@@ -124,7 +142,7 @@ struct Input {
   std::vector<Chunk> chunks;
   std::vector<Step> script;
   HttpHelloOptions http;
-  absl::string_view stream;  // every byte the chunks send, in order
+  std::string stream;  // every byte the chunks send, in order
 };
 
 Input Parse(const uint8_t* data, size_t size) {
@@ -133,12 +151,18 @@ Input Parse(const uint8_t* data, size_t size) {
   auto take = [&]() -> uint8_t { return p < end ? *p++ : 0; };
   Input in;
   in.mode = static_cast<Mode>(take() % 3);
-  std::vector<std::pair<size_t, bool>> cuts(take() % (kMaxChunks + 1));
-  for (auto& [length, sync] : cuts) {
+  struct Cut {
+    size_t length;
+    size_t repeat;
+    bool sync;
+  };
+  std::vector<Cut> cuts(take() % (kMaxChunks + 1));
+  for (Cut& cut : cuts) {
     const uint8_t lo = take();
     const uint16_t d = static_cast<uint16_t>(lo | take() << 8);
-    length = d & 0x0fff;
-    sync = (d & 0x8000) != 0;
+    cut.length = d & 0x0fff;
+    cut.repeat = size_t{1} << (3 * (d >> 12 & 3));  // 1, 8, 64 or 512
+    cut.sync = (d & 0x8000) != 0;
   }
   if (in.mode == Mode::kHttp) {
     const uint8_t head = take();
@@ -159,14 +183,22 @@ Input Parse(const uint8_t* data, size_t size) {
       step.timeout = absl::Milliseconds(t < 128 ? t % 3 : t % 21);
     }
   }
-  in.stream = absl::string_view(reinterpret_cast<const char*>(p), static_cast<size_t>(end - p));
-  absl::string_view rest = in.stream;
-  for (const auto& [length, sync] : cuts) {
-    const size_t n = std::min(length, rest.size());
-    in.chunks.push_back({rest.substr(0, n), sync});
-    rest.remove_prefix(n);
+  absl::string_view rest(reinterpret_cast<const char*>(p), static_cast<size_t>(end - p));
+  const size_t limit = in.mode == Mode::kHttp ? kMaxHttpStream : kMaxStream;
+  for (const Cut& cut : cuts) {
+    const absl::string_view piece = rest.substr(0, cut.length);
+    rest.remove_prefix(piece.size());
+    Chunk chunk{in.stream.size(), 0, cut.sync};
+    for (size_t i = 0; i < cut.repeat && in.stream.size() + piece.size() <= limit; ++i) {
+      in.stream.append(piece.data(), piece.size());
+    }
+    chunk.size = in.stream.size() - chunk.offset;
+    in.chunks.push_back(chunk);
   }
-  if (!rest.empty()) in.chunks.push_back({rest, false});
+  if (!rest.empty()) {
+    in.chunks.push_back({in.stream.size(), rest.size(), false});
+    in.stream.append(rest.data(), rest.size());
+  }
   return in;
 }
 
@@ -175,6 +207,9 @@ struct Session {
   Mode mode = Mode::kData;
   std::vector<Step> script;
   HttpHelloOptions http;
+  // Set by the client just before it half-closes: an end of stream the server sees
+  // earlier is made up.
+  std::atomic<bool> half_closed{false};
 
   absl::Mutex mu;
   std::string received ABSL_GUARDED_BY(mu);  // data, recv: what reached the handler
@@ -188,6 +223,7 @@ struct Session {
     delivered += bytes.size();
   }
   void End(Final f, const absl::Status& error = absl::OkStatus()) {
+    if (f == Final::kClose && !half_closed) Die("HandleClose before the client closed");
     absl::MutexLock lock(&mu);
     if (final != Final::kNone) Die(absl::StrCat("a second final callback: ", FinalName(f),
                                                 " after ", FinalName(final)));
@@ -239,7 +275,9 @@ class StreamHandler : public Handler {
         }
         if (step.n == 0 && got->empty()) Die("Recv(0) returned no bytes and no error");
         s_->Took(*got, /*keep=*/true);
-      } else if (!IsTimeout(got.status()) && !IsPeerClosed(got.status())) {
+      } else if (IsPeerClosed(got.status())) {
+        if (!s_->half_closed) Die("Recv reported the end of stream before the client closed");
+      } else if (!IsTimeout(got.status())) {
         Die(absl::StrCat("Recv(", step.n, ", ", absl::FormatDuration(step.timeout),
                          ") failed: ", got.status().ToString()));
       }
@@ -308,8 +346,9 @@ std::unique_ptr<Handler> MakeHandler(const std::any&) {
   return std::make_unique<StreamHandler>(std::move(s));
 }
 
-// Started once, never stopped: a server per input would cost far more than the input.
+// The server: started once, never stopped.
 const SocketInfo& ServerAddress() {
+  static Server* server = nullptr;  // kept for the life of the process
   static const SocketInfo* address = [] {
     ServerOptions options;
     options.port = 0;
@@ -318,14 +357,22 @@ const SocketInfo& ServerAddress() {
     options.num_workers = 2;
     options.read_timeout = kReadTimeout;
     options.name = "recv_fuzz";
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
-    if (!server.ok()) Die(absl::StrCat("server start: ", server.status().ToString()));
-    absl::StatusOr<SocketInfo> where = (*server)->ListenerInfo();
+    absl::StatusOr<std::unique_ptr<Server>> started = Server::Start(std::move(options));
+    if (!started.ok()) Die(absl::StrCat("server start: ", started.status().ToString()));
+    server = started->release();
+    absl::StatusOr<SocketInfo> where = server->ListenerInfo();
     if (!where.ok()) Die(absl::StrCat("listener info: ", where.status().ToString()));
-    server->release();  // kept for the life of the process
     return new SocketInfo(*where);
   }();
   return *address;
+}
+
+// The handler's view, for messages. Call with s.mu held.
+std::string ServerSide(const Session& s, uint64_t sent) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  std::string out = absl::StrCat("server side: ", s.delivered, " of ", sent,
+                                 " bytes taken in, final callback ", FinalName(s.final));
+  if (s.final == Final::kError) absl::StrAppend(&out, " (", s.final_error, ")");
+  return out;
 }
 
 absl::Duration Left(absl::Time deadline) {
@@ -367,26 +414,28 @@ std::string RunConnection(const Input& in, const std::shared_ptr<Session>& s,
   if (!client.ok()) Die(absl::StrCat("connect: ", client.status().ToString(), "; ", context));
   uint64_t sent = 0;
   for (const Chunk& chunk : chunks) {
+    const absl::string_view bytes = absl::string_view(in.stream).substr(chunk.offset, chunk.size);
     absl::Status set = (*client)->SetOptions(
         {SocketOption::SendTimeout(std::max(Left(deadline), absl::Milliseconds(1)))});
     if (!set.ok()) Die(absl::StrCat("send_timeout: ", set.ToString()));
-    absl::Status sending = (*client)->Send(chunk.bytes);
+    absl::Status sending = (*client)->Send(bytes);
     if (!sending.ok()) {
       absl::MutexLock lock(&s->mu);
-      Die(absl::StrCat("send after ", sent, " bytes: ", sending.ToString(), " (server side: ",
-                       FinalName(s->final), " ", s->final_error, "); ", context));
+      Die(absl::StrCat("send after ", sent, " bytes: ", sending.ToString(), " (",
+                       ServerSide(*s, sent), "); ", context));
     }
-    sent += chunk.bytes.size();
+    sent += bytes.size();
     if (!chunk.sync) continue;
     absl::MutexLock lock(&s->mu);
     auto caught_up = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
       return s->delivered >= sent || s->final != Final::kNone;
     };
     if (!s->mu.AwaitWithTimeout(absl::Condition(&caught_up), Left(deadline))) {
-      Die(absl::StrCat("the handler has ", s->delivered, " of ", sent,
-                       " bytes sent, and no more came within the deadline; ", context));
+      Die(absl::StrCat("the handler did not catch up within the deadline (",
+                       ServerSide(*s, sent), "); ", context));
     }
   }
+  s->half_closed = true;
   absl::Status shut = (*client)->Shutdown(ShutdownWay::kWrite);
   if (!shut.ok()) Die(absl::StrCat("client shutdown: ", shut.ToString()));
   // The server closes only after the final callback, so once the client has read the
@@ -395,20 +444,19 @@ std::string RunConnection(const Input& in, const std::shared_ptr<Session>& s,
   absl::MutexLock lock(&s->mu);
   if (!reply.ok()) {
     Die(absl::StrCat("the client's read did not end cleanly: ", reply.status().ToString(),
-                     " (server side: ", s->delivered, " of ", sent, " bytes taken in, final ",
-                     FinalName(s->final), " ", s->final_error, "); ", context));
+                     " (", ServerSide(*s, sent), "); ", context));
   }
   auto ended = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->final != Final::kNone; };
   if (!s->mu.AwaitWithTimeout(absl::Condition(&ended), Left(deadline))) {
-    Die(absl::StrCat("no final callback within the deadline; ", context));
+    Die(absl::StrCat("no final callback within the deadline (", ServerSide(*s, sent), "); ",
+                     context));
   }
   if (s->final != Final::kClose) {
-    Die(absl::StrCat("the connection ended with ", FinalName(s->final), " (", s->final_error,
-                     "), not HandleClose; ", context));
+    Die(absl::StrCat("the connection did not end with HandleClose (", ServerSide(*s, sent),
+                     "); ", context));
   }
   if (s->delivered != sent) {
-    Die(absl::StrCat("the handler took in ", s->delivered, " bytes of ", sent, " sent; ",
-                     context));
+    Die(absl::StrCat("bytes lost or duplicated (", ServerSide(*s, sent), "); ", context));
   }
   return *std::move(reply);
 }
@@ -484,7 +532,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CheckResponses(in, chunked, "chunked");
   if (in.chunks.size() > 1) {
     // The same bytes in one piece must get the same answer.
-    const std::vector<Chunk> whole = {{in.stream, false}};
+    const std::vector<Chunk> whole = {{0, in.stream.size(), false}};
     const std::string reference = RunConnection(in, session(), whole, deadline, "whole");
     if (reference != chunked) {
       Die(absl::StrCat("the responses depend on the chunking: ", chunked.size(),
