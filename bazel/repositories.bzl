@@ -29,6 +29,9 @@ def islet_dependencies(islet_path, with_offline_stand_ins = True):
                     name = name,
                     path = islet_path + "/third_party/offline/" + name,
                 )
+    # BoringSSL's headers get a repository of their own so that they reach the compiler
+    # through -isystem ahead of /usr/include, where OpenSSL's headers of the same names
+    # may live. The libraries are linked in //third_party:boringssl.
     native.new_local_repository(
         name = "system_boringssl_headers",
         build_file = "@islet//third_party:boringssl_headers.BUILD",
