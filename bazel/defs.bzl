@@ -12,8 +12,14 @@ ISLET_COPTS = [
 def islet_cc_library(name, copts = [], **kwargs):
     native.cc_library(name = name, copts = ISLET_COPTS + copts, **kwargs)
 
-def islet_cc_binary(name, copts = [], **kwargs):
-    native.cc_binary(name = name, copts = ISLET_COPTS + copts, **kwargs)
+def islet_cc_binary(name, copts = [], deps = [], **kwargs):
+    native.cc_binary(
+        name = name,
+        copts = ISLET_COPTS + copts,
+        # Empty except under --config=tsan (see islet_cc_test).
+        deps = deps + ["//testing:tsan_absl_sync"],
+        **kwargs
+    )
 
 def islet_cc_test(name, copts = [], deps = [], size = "small", **kwargs):
     native.cc_test(
