@@ -17,9 +17,6 @@
 #          most)
 #          --bin_dir=DIR: take the binaries from DIR/tools/... and build nothing
 #          (the Bazel test passes its runfiles).
-#          --tsan_preload=LIB: under ISLET_SANITIZER=tsan, preload LIB into the harness
-#          (the Bazel test passes //testing:tsan_absl_sync built as a shared library, so
-#          TSan sees the locks of Debian's uninstrumented Abseil).
 #
 # What runs: each server on 127.0.0.1, pinned to core 0 (taskset); the load generator
 # pinned to core 1 (one thread). The first figure of every case is the server's CPU
@@ -38,7 +35,6 @@ idle_connections=10000
 write_doc=1
 bin_dir=""
 quiet_wait=300
-tsan_preload=""
 command_line="tools/bench/run.sh${*:+ $*}"
 for arg in "$@"; do
   case "$arg" in
@@ -50,7 +46,6 @@ for arg in "$@"; do
     --no_write) write_doc=0 ;;
     --bin_dir=*) bin_dir=${arg#*=} ;;
     --quiet_wait=*) quiet_wait=${arg#*=} ;;
-    --tsan_preload=*) tsan_preload=${arg#*=} ;;
     -h | --help)
       sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
       exit 0
@@ -96,10 +91,6 @@ idle_conns=$bin_dir/tools/bench/idle_conns
 for b in "$harness" "$epoll_echo" "$epoll_http" "$echo_load" "$idle_conns"; do
   [[ -x $b ]] || { echo "run.sh: missing binary $b" >&2; exit 1; }
 done
-harness_env=()  # what the harness runs under
-if [[ ${ISLET_SANITIZER:-} == tsan && -n $tsan_preload ]]; then
-  harness_env=(env "LD_PRELOAD=$(cd "$(dirname "$tsan_preload")" && pwd)/$(basename "$tsan_preload")")
-fi
 
 find_tool() {  # name: prints its path, or nothing
   local p
@@ -125,9 +116,12 @@ on_load_cpu=()  # the prefix that pins a load generator
 [[ -n $load_cpu ]] && on_load_cpu=(taskset -c "$load_cpu")
 
 tmp=$(mktemp -d "${TEST_TMPDIR:-/tmp}/islet-bench.XXXXXX")
-results=$tmp/results      # case|server|cpu_us_per_op|ops_per_s|p99_us
-footprint=$tmp/footprint  # server|connections|rss_before_kb|rss_after_kb|threads
-scaling=$tmp/scaling      # case|server|workers|cpu_us_per_op|ops_per_s|p99_us
+# One line per run: case|server|cpu_us_per_op|ops_per_s|p99_us|server_cpu_%|foreign_cpu_%
+# (scaling: case|server|workers|...); footprint: server|connections|rss_before_kb|
+# rss_after_kb|threads.
+results=$tmp/results
+footprint=$tmp/footprint
+scaling=$tmp/scaling
 : >"$results"
 : >"$footprint"
 : >"$scaling"
@@ -142,23 +136,48 @@ fail() {
 
 # ---- Processes -----------------------------------------------------------------------
 
-wrappers=()     # pids of the `timeout` processes around the servers started here
-server_pids=()  # the servers themselves, and nginx's workers
+children_of() {  # pid: its child processes, one per line
+  if command -v pgrep >/dev/null; then
+    pgrep -P "$1" || true
+  else  # no procps: read the parent of every process
+    awk -v parent="$1" 'FNR == 1 { line = $0; sub(/^.*\) /, "", line); split(line, f, " ")
+      if (f[2] == parent) { split(FILENAME, d, "/"); print d[3] } }' /proc/[0-9]*/stat 2>/dev/null || true
+  fi
+}
+
+# Our children, the `timeout` processes around the servers: their pids stay ours until
+# we wait for them. The servers (their children) and nginx's workers are kept as
+# PID:START_TIME, so that a pid the system has given to another process since is never
+# signalled.
+wrappers=()
+server_pids=()
+
+start_time() { awk '{ sub(/^.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/null || true; }
+remember_server() { server_pids+=("$1:$(start_time "$1")"); }
+signal_server() {  # signal PID:START_TIME
+  local pid=${2%%:*}
+  if [[ -n ${2#*:} && $(start_time "$pid") == "${2#*:}" ]]; then
+    kill "-$1" "$pid" 2>/dev/null || true
+  fi
+}
 
 stop_all() {
   local w p
   for w in "${wrappers[@]}"; do
     kill -TERM "$w" 2>/dev/null || true  # timeout passes it on to the server
   done
-  for p in "${server_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for w in "${wrappers[@]}" "${server_pids[@]}"; do
+  for p in "${server_pids[@]}"; do signal_server TERM "$p"; done
+  for p in "${wrappers[@]}" "${server_pids[@]%%:*}"; do
     for _ in $(seq 50); do
-      kill -0 "$w" 2>/dev/null || break
+      kill -0 "$p" 2>/dev/null || break
       sleep 0.1
     done
   done
-  for p in "${server_pids[@]}" "${wrappers[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  for w in "${wrappers[@]}"; do wait "$w" 2>/dev/null || true; done
+  for p in "${server_pids[@]}"; do signal_server KILL "$p"; done
+  for w in "${wrappers[@]}"; do
+    kill -KILL "$w" 2>/dev/null || true
+    wait "$w" 2>/dev/null || true
+  done
   wrappers=()
   server_pids=()
 }
@@ -199,9 +218,9 @@ start_server() {  # name cpu lifetime port_source cmd...  (port_source: stdout o
       SERVER_PORT=$port_source
     fi
     if [[ -n $SERVER_PORT ]]; then
-      SERVER_PID=$(pgrep -P "$w" | head -1 || true)
+      SERVER_PID=$(children_of "$w" | head -1)
       if [[ -n $SERVER_PID ]]; then
-        server_pids+=("$SERVER_PID")
+        remember_server "$SERVER_PID"
         return 0
       fi
     fi
@@ -214,7 +233,7 @@ start_server() {  # name cpu lifetime port_source cmd...  (port_source: stdout o
 # The server's processes: the pid and its children (nginx's workers).
 tree_pids() {
   echo "$1"
-  pgrep -P "$1" 2>/dev/null || true
+  children_of "$1"
 }
 
 # utime+stime, in clock ticks, of the given processes (all threads of each).
@@ -319,7 +338,7 @@ start_peer() {
     islet_http | islet_echo)
       local handler=http_hello
       [[ $kind == islet_echo ]] && handler="echo"
-      start_server "$kind" "$cpu" "$lifetime" stdout "${harness_env[@]}" "$harness" --handler="$handler" \
+      start_server "$kind" "$cpu" "$lifetime" stdout "$harness" --handler="$handler" \
         --port=0 --num_workers="$workers" --log=off --shutdown_timeout=1s
       ;;
     epoll_http)
@@ -367,7 +386,7 @@ EOF
       start_server nginx "$cpu" "$lifetime" "$port" "$nginx" -p "$dir" -c "$dir/nginx.conf" \
         -e "$dir/error.log" || return 1
       local p
-      for p in $(pgrep -P "$SERVER_PID" || true); do server_pids+=("$p"); done
+      for p in $(children_of "$SERVER_PID"); do remember_server "$p"; done
       ;;
   esac
 }
