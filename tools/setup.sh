@@ -13,6 +13,7 @@ packages=(
   libgtest-dev libgmock-dev # GoogleTest / GoogleMock 1.12
   libbenchmark-dev       # Google Benchmark
   netcat-openbsd         # the README's "try it" step
+  wrk nginx-light        # peers and load for the benchmark smoke test
   openssl                # s_client, an external TLS client for tls/tls_external_test (curl too)
   curl                   # the harness test's HTTP client (//tools/harness:harness_test)
 )
