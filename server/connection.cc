@@ -56,10 +56,7 @@ Connection::Connection(Worker& worker, uint64_t id, std::unique_ptr<Socket> sock
       handler_(std::move(handler)),
       started_(worker.loop().now()),
       fd_(socket_->fd()),
-      read_timeout_(worker.context().options.read_timeout) {
-  absl::StatusOr<SocketInfo> peer = socket_->PeerInfo();
-  if (peer.ok()) remote_ = *std::move(peer);
-}
+      read_timeout_(worker.context().options.read_timeout) {}
 
 Connection::~Connection() {
   if (timer_id_ != 0) loop_.Cancel(timer_id_);
@@ -69,8 +66,19 @@ uint64_t Connection::parent_span_id() const { return acceptor_ ? acceptor_->span
 
 ConnectionHandle Connection::handle() const { return ConnectionHandle(worker_.mailbox(), id_); }
 
+const SocketInfo& Connection::remote() const {
+  // Asked for only by telemetry and listings: a connection nobody looks at costs no
+  // getpeername(2).
+  if (!remote_known_ && socket_ != nullptr) {
+    remote_known_ = true;
+    absl::StatusOr<SocketInfo> peer = socket_->PeerInfo();
+    if (peer.ok()) remote_ = *std::move(peer);
+  }
+  return remote_;
+}
+
 ConnectionSummary Connection::Summary() const {
-  return {id_, remote_, acceptor_ ? acceptor_->index : -1, worker_.index(),
+  return {id_, remote(), acceptor_ ? acceptor_->index : -1, worker_.index(),
           loop_.now() - started_, handle()};
 }
 
@@ -87,7 +95,7 @@ void Connection::Emit(TelemetryEventType type, uint64_t bytes, const absl::Statu
   e.parent_span_id = parent_span_id();
   e.acceptor = acceptor_ ? acceptor_->index : -1;
   e.connection_id = id_;
-  e.remote = &remote_;
+  e.remote = &remote();
   e.error = error;
   e.detail = detail;
   Telemetry::Emit(e);
@@ -368,10 +376,14 @@ void Connection::CloseNow() {
     timer_id_ = 0;
     timer_at_ = absl::InfiniteDuration();
   }
+  const bool report = Telemetry::Enabled(TelemetryEventType::kConnectionStop);
   SocketStats stats;
   if (socket_ != nullptr) {
-    absl::StatusOr<SocketStats> s = socket_->GetStat();
-    if (s.ok()) stats = *s;
+    if (report) {
+      remote();  // while the socket can still tell
+      absl::StatusOr<SocketStats> s = socket_->GetStat();
+      if (s.ok()) stats = *s;
+    }
     if (watching_) loop_.Unwatch(fd_);
     socket_->Close();
   }
@@ -379,7 +391,7 @@ void Connection::CloseNow() {
   out_.clear();
   queued_bytes_ = 0;
   queued_files_ = 0;
-  if (Telemetry::Enabled(TelemetryEventType::kConnectionStop)) {
+  if (report) {
     TelemetryEvent e{TelemetryEventType::kConnectionStop};
     e.monotonic_time = MonotonicNow();
     e.duration = e.monotonic_time - started_;
@@ -402,6 +414,18 @@ void Connection::CloseNow() {
 absl::Status Connection::QueueOrWrite(absl::Span<const absl::string_view> buffers) {
   if (socket_ == nullptr || phase_ == Phase::kClosed) return ClosedError("send");
   if (!pending_error_.ok()) return pending_error_;
+  if (buffers.size() == 1 && out_.empty() && !buffers[0].empty()) {
+    // The common reply: one buffer, nothing queued ahead of it, taken whole by the
+    // kernel. Nothing to gather, count or copy.
+    absl::StatusOr<size_t> wrote = socket_->WriteSome(buffers);
+    if (wrote.ok() && *wrote == buffers[0].size()) {
+      Emit(TelemetryEventType::kConnectionSend, *wrote);
+      return absl::OkStatus();
+    }
+    if (!wrote.ok() && !IsWouldBlock(wrote.status())) return FailSend(wrote.status());
+    const absl::string_view rest = buffers[0].substr(wrote.ok() ? *wrote : 0);
+    return Queue(absl::MakeConstSpan(&rest, 1), buffers[0].size());
+  }
   absl::InlinedVector<absl::string_view, kMaxGather> rest;
   size_t total = 0;
   for (absl::string_view b : buffers) {
@@ -412,14 +436,12 @@ absl::Status Connection::QueueOrWrite(absl::Span<const absl::string_view> buffer
   if (total == 0) return absl::OkStatus();
   size_t first = 0;
   if (out_.empty()) {
-    // The common case: straight to the kernel, nothing copied unless it refuses.
+    // Straight to the kernel, nothing copied unless it refuses.
     while (first < rest.size()) {
       absl::StatusOr<size_t> wrote = socket_->WriteSome(absl::MakeConstSpan(rest).subspan(first));
       if (!wrote.ok()) {
         if (IsWouldBlock(wrote.status())) break;
-        Emit(TelemetryEventType::kConnectionSendError, 0, &wrote.status());
-        SetPendingError(wrote.status());
-        return wrote.status();
+        return FailSend(wrote.status());
       }
       size_t n = *wrote;
       while (n > 0) {
@@ -430,34 +452,40 @@ absl::Status Connection::QueueOrWrite(absl::Span<const absl::string_view> buffer
       }
     }
   }
+  return Queue(absl::MakeConstSpan(rest).subspan(first), total);
+}
+
+absl::Status Connection::FailSend(absl::Status error) {
+  Emit(TelemetryEventType::kConnectionSendError, 0, &error);
+  SetPendingError(error);
+  return error;
+}
+
+absl::Status Connection::Queue(absl::Span<const absl::string_view> rest, size_t total) {
   // What the kernel did not take is refused whole unless it fits under the limit:
   // checked before copying, so the limit bounds the memory even against one huge Send.
   const ServerOptions& options = worker_.context().options;
   size_t left = 0;
-  for (size_t i = first; i < rest.size(); ++i) left += rest[i].size();
+  for (absl::string_view piece : rest) left += piece.size();
   if (left > 0 && queued_bytes_ + left > options.send_queue_limit) {
-    absl::Status full = absl::ResourceExhaustedError(absl::StrCat(
+    return FailSend(absl::ResourceExhaustedError(absl::StrCat(
         "send: ", queued_bytes_ + left, " bytes to queue for a peer that is not reading (limit ",
-        options.send_queue_limit, ")"));
-    Emit(TelemetryEventType::kConnectionSendError, 0, &full);
-    SetPendingError(full);
-    return full;
+        options.send_queue_limit, ")")));
   }
-  size_t queued_now = 0;
-  for (size_t i = first; i < rest.size(); ++i) {
+  for (absl::string_view piece : rest) {
+    if (piece.empty()) continue;
     // Small pieces join the last queued chunk: one allocation, not one per piece.
     if (!out_.empty() && !out_.back().is_file() && out_.back().data.size() < 64 * 1024) {
-      out_.back().data.append(rest[i].data(), rest[i].size());
+      out_.back().data.append(piece.data(), piece.size());
     } else {
       OutChunk chunk;
-      chunk.data.assign(rest[i].data(), rest[i].size());
+      chunk.data.assign(piece.data(), piece.size());
       out_.push_back(std::move(chunk));
     }
-    queued_now += rest[i].size();
   }
   Emit(TelemetryEventType::kConnectionSend, total);
-  if (queued_now == 0) return absl::OkStatus();
-  queued_bytes_ += queued_now;
+  if (left == 0) return absl::OkStatus();
+  queued_bytes_ += left;
   if (send_deadline_ == absl::InfiniteDuration()) {
     send_deadline_ = loop_.now() + options.send_timeout;
   }

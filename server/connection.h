@@ -140,6 +140,35 @@ class Connection : private EventLoop::Watcher {
     bool is_file() const { return file.valid(); }
   };
 
+  // The output queue. std::deque allocates its map and a first node on construction
+  // (576 bytes here), which would be most of an idle connection's memory: this one
+  // holds nothing until output is queued, and gives the memory back once drained.
+  class OutQueue {
+   public:
+    using Chunks = std::deque<OutChunk>;
+    bool empty() const { return chunks_ == nullptr; }
+    OutChunk& front() { return chunks_->front(); }
+    OutChunk& back() { return chunks_->back(); }
+    Chunks::const_iterator begin() const {
+      return chunks_ ? chunks_->cbegin() : Chunks::const_iterator();
+    }
+    Chunks::const_iterator end() const {
+      return chunks_ ? chunks_->cend() : Chunks::const_iterator();
+    }
+    void push_back(OutChunk chunk) {
+      if (chunks_ == nullptr) chunks_ = std::make_unique<Chunks>();
+      chunks_->push_back(std::move(chunk));
+    }
+    void pop_front() {
+      chunks_->pop_front();
+      if (chunks_->empty()) chunks_.reset();
+    }
+    void clear() { chunks_.reset(); }
+
+   private:
+    std::unique_ptr<Chunks> chunks_;  // null when empty
+  };
+
   Connection(Worker& worker, uint64_t id, std::unique_ptr<Socket> socket,
              std::shared_ptr<AcceptorSlot> acceptor, std::unique_ptr<Handler> handler);
 
@@ -151,6 +180,7 @@ class Connection : private EventLoop::Watcher {
   void BeginShutdown(absl::Duration deadline);
   void CloseNow();
   ConnectionSummary Summary() const;
+  const SocketInfo& remote() const;
 
   void OnReady(uint32_t events) override;
   void ContinueHandshake();
@@ -166,6 +196,9 @@ class Connection : private EventLoop::Watcher {
   void PostReadIfBuffered();
   void ResumeReadingIfDrained();
   absl::Status QueueOrWrite(absl::Span<const absl::string_view> buffers);
+  // Queues what the kernel did not take of a Send of `total` bytes.
+  absl::Status Queue(absl::Span<const absl::string_view> rest, size_t total);
+  absl::Status FailSend(absl::Status error);
   absl::Status Flush();
   absl::Status FlushBlocking(absl::Duration deadline);
   void OnOutputDrained();
@@ -183,7 +216,8 @@ class Connection : private EventLoop::Watcher {
   std::unique_ptr<Socket> socket_;
   std::shared_ptr<AcceptorSlot> acceptor_;
   std::unique_ptr<Handler> handler_;
-  SocketInfo remote_;
+  mutable SocketInfo remote_;     // filled in by remote() on first use
+  mutable bool remote_known_ = false;
   absl::Duration started_;
   int fd_ = -1;
 
@@ -208,7 +242,7 @@ class Connection : private EventLoop::Watcher {
   absl::Duration wait_timeout_;   // the current wait for data (one-shot or persistent)
 
   std::vector<std::any> early_messages_;  // posted while the handshake ran
-  std::deque<OutChunk> out_;
+  OutQueue out_;
   size_t queued_bytes_ = 0;       // bytes in memory (file slices are not counted)
   size_t queued_files_ = 0;       // file slices waiting
 

@@ -63,6 +63,14 @@ void EventLoop::Quit() {
 }
 
 void EventLoop::Post(Task task) {
+  if (InLoopThread()) {
+    // The loop is awake (it is running us): no need to write the wakeup descriptor,
+    // only to make sure the next epoll_wait does not block (NextTimeoutMs).
+    local_posted_ = true;
+    absl::MutexLock lock(&mu_);
+    posted_.push_back(std::move(task));
+    return;
+  }
   bool wake;
   {
     absl::MutexLock lock(&mu_);
@@ -81,6 +89,7 @@ void EventLoop::RunPostedTasks() {
     running_.swap(posted_);
     wake_pending_ = false;
   }
+  local_posted_ = false;
   for (Task& task : running_) std::move(task)();
   running_.clear();
 }
@@ -132,7 +141,8 @@ void EventLoop::RunTimers() {
 }
 
 int EventLoop::NextTimeoutMs() const {
-  // No need to look at posted tasks: posting writes the wakeup descriptor.
+  // Tasks posted from other threads write the wakeup descriptor; ours do not.
+  if (local_posted_) return 0;
   if (timer_heap_.empty()) return -1;
   const absl::Duration left = timer_heap_.top().deadline - MonotonicNow();
   if (left <= absl::ZeroDuration()) return 0;

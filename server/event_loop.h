@@ -92,6 +92,8 @@ class EventLoop {
   absl::Mutex mu_;
   std::vector<Task> posted_ ABSL_GUARDED_BY(mu_);
   bool wake_pending_ ABSL_GUARDED_BY(mu_) = false;
+  // Loop thread only: it posted a task to itself since the last batch.
+  bool local_posted_ = false;
   std::vector<Task> running_;  // loop thread: the batch being run
 
   std::priority_queue<PendingTimer, std::vector<PendingTimer>, std::greater<>> timer_heap_;

@@ -131,6 +131,51 @@ TEST(EventLoopTest, TaskPostedFromATaskRunsLater) {
   EXPECT_EQ(log.Entries(), (std::vector<std::string>{"outer", "outer-end", "second", "inner"}));
 }
 
+// Tasks a loop posts to itself do not write its wakeup descriptor; the loop must still
+// run them without waiting for anything else to happen: from a task, a timer, or a
+// readiness callback, and chained many times over.
+TEST(EventLoopTest, TasksTheLoopPostsToItselfRunWithoutOutsideHelp) {
+  LoopThread t;
+  absl::Notification chain_done;
+  int left = 1000;
+  absl::AnyInvocable<void()> step;
+  step = [&] {
+    if (--left == 0) {
+      chain_done.Notify();
+      return;
+    }
+    t.loop().Post([&] { step(); });
+  };
+  t.loop().Post([&] { step(); });
+  ASSERT_TRUE(chain_done.WaitForNotificationWithTimeout(kWait));
+
+  absl::Notification from_timer;
+  t.RunOnLoop([&] {
+    t.loop().Schedule(MonotonicNow(), [&] { t.loop().Post([&] { from_timer.Notify(); }); });
+  });
+  ASSERT_TRUE(from_timer.WaitForNotificationWithTimeout(kWait));
+
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
+  absl::Notification from_watcher;
+  struct PostingWatcher : EventLoop::Watcher {
+    EventLoop* loop;
+    int fd;
+    absl::Notification* done;
+    void OnReady(uint32_t) override {
+      loop->Unwatch(fd);
+      loop->Post([done = done] { done->Notify(); });
+    }
+  } watcher;
+  watcher.loop = &t.loop();
+  watcher.fd = read_end.get();
+  watcher.done = &from_watcher;
+  t.RunOnLoop([&] { ASSERT_TRUE(t.loop().Watch(read_end.get(), EPOLLIN, &watcher).ok()); });
+  ASSERT_EQ(::write(write_end.get(), "x", 1), 1);
+  ASSERT_TRUE(from_watcher.WaitForNotificationWithTimeout(kWait));
+}
+
 TEST(EventLoopTest, TimersFireInDeadlineOrder) {
   LoopThread t;
   Log log;
