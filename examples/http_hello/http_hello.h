@@ -37,9 +37,11 @@ class HttpHelloHandler : public Handler {
  private:
   // What one parse pass decided.
   enum class Verdict : uint8_t { kNeedMore, kClose, kReject };
+  // The responses to one read's requests, gathered for one Send (defined in the .cc).
+  class Replies;
 
   // Parses and answers complete requests in `input`; what it consumed is removed.
-  Verdict Serve(absl::string_view& input, std::string& responses);
+  Verdict Serve(absl::string_view& input, Replies& replies);
   HandlerResult Reject(Connection& conn, absl::string_view status_line);
   HandlerResult Linger(Connection& conn);
 
@@ -47,7 +49,7 @@ class HttpHelloHandler : public Handler {
   std::string partial_;      // an incomplete request head kept between reads
   uint64_t body_left_ = 0;   // bytes of a request body still to skip
   bool lingering_ = false;   // after an error response: drain input, then close
-  std::string reject_status_;
+  absl::string_view reject_status_;  // after kReject: a static status line
 };
 
 }  // namespace islet::examples

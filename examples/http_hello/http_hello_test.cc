@@ -1,6 +1,7 @@
 #include "examples/http_hello/http_hello.h"
 
 #include <string>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -11,9 +12,18 @@ namespace islet::examples {
 namespace {
 
 constexpr absl::string_view kGet = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+constexpr absl::string_view kGet10KeepAlive = "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
 std::string Hello() {
   return "HTTP/1.1 200 OK\r\nServer: islet\r\nContent-Type: text/plain\r\n"
          "Content-Length: 12\r\n\r\nHello world!";
+}
+std::string HelloKeepAlive10() {
+  return "HTTP/1.1 200 OK\r\nServer: islet\r\nContent-Type: text/plain\r\n"
+         "Content-Length: 12\r\nConnection: keep-alive\r\n\r\nHello world!";
+}
+std::string HelloClose() {
+  return "HTTP/1.1 200 OK\r\nServer: islet\r\nContent-Type: text/plain\r\n"
+         "Content-Length: 12\r\nConnection: close\r\n\r\nHello world!";
 }
 
 const size_t kHelloSize = Hello().size();
@@ -41,6 +51,79 @@ TEST_F(HttpHelloTest, PipelinedRequestsGetTheirResponsesInOrder) {
   std::string expected;
   for (int i = 0; i < 16; ++i) expected += Hello();
   EXPECT_EQ(*got, expected);
+}
+
+// More requests in one read than one response view or one Send carries: the handler
+// batches its responses, and the batches must come out whole and in order.
+TEST_F(HttpHelloTest, ManyPipelinedRequestsInOneRead) {
+  auto client = server_.Connect();
+  std::string requests;
+  std::string expected;
+  for (int i = 0; i < 300; ++i) {
+    absl::StrAppend(&requests, kGet);
+    expected += Hello();
+  }
+  ASSERT_TRUE(client->Send(requests).ok());
+  auto got = client->Recv(expected.size(), absl::Seconds(10));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, expected);
+  EXPECT_TRUE(absl::IsDeadlineExceeded(client->Recv(1, absl::Milliseconds(200)).status()));
+}
+
+TEST_F(HttpHelloTest, AlternatingResponsesInOneReadKeepTheirOrder) {
+  auto client = server_.Connect();
+  std::string requests;
+  std::string expected;
+  // Runs of every length, so that no two neighbouring responses are alike at times.
+  for (int run = 1; run <= 40; ++run) {
+    for (int i = 0; i < run; ++i) {
+      absl::StrAppend(&requests, (run % 2 == 0) ? kGet : kGet10KeepAlive);
+      expected += (run % 2 == 0) ? Hello() : HelloKeepAlive10();
+    }
+  }
+  ASSERT_TRUE(client->Send(requests).ok());
+  auto got = client->Recv(expected.size(), absl::Seconds(10));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, expected);
+}
+
+TEST_F(HttpHelloTest, CloseInsideABatchEndsIt) {
+  auto client = server_.Connect();
+  ASSERT_TRUE(client
+                  ->Send(absl::StrCat(kGet, kGet10KeepAlive, kGet,
+                                      "GET / HTTP/1.1\r\nConnection: close\r\n\r\n", kGet, kGet))
+                  .ok());
+  ReadToEnd got = ReadUntilClosed(*client);
+  EXPECT_TRUE(got.orderly_close) << got.last;
+  // Nothing after the close: the requests behind it are not served.
+  EXPECT_EQ(got.data, Hello() + HelloKeepAlive10() + Hello() + HelloClose());
+}
+
+TEST_F(HttpHelloTest, ErrorInsideABatchFollowsTheResponsesBeforeIt) {
+  auto client = server_.Connect();
+  ASSERT_TRUE(client->Send(absl::StrCat(kGet, kGet, "GET / HTTP/9.9\r\n\r\n", kGet)).ok());
+  ReadToEnd got = ReadUntilClosed(*client);
+  EXPECT_TRUE(got.orderly_close) << got.last;
+  EXPECT_TRUE(absl::StartsWith(got.data, Hello() + Hello() + "HTTP/1.1 400 Bad Request\r\n"))
+      << got.data;
+  EXPECT_TRUE(absl::EndsWith(got.data, "\r\n\r\nBad Request\n")) << got.data;
+}
+
+// Each split point gets its own read: the pause lets the server take the first part
+// alone (were it to take both at once, the test would only be weaker, not wrong).
+TEST_F(HttpHelloTest, RequestSplitAtEveryByteBoundary) {
+  const std::string requests = absl::StrCat(
+      "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", kGet10KeepAlive, kGet);
+  const std::string expected = Hello() + HelloKeepAlive10() + Hello();
+  auto client = server_.Connect();
+  for (size_t cut = 1; cut < requests.size(); ++cut) {
+    ASSERT_TRUE(client->Send(absl::string_view(requests).substr(0, cut)).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_TRUE(client->Send(absl::string_view(requests).substr(cut)).ok());
+    auto got = client->Recv(expected.size(), absl::Seconds(10));
+    ASSERT_TRUE(got.ok()) << "cut at " << cut << ": " << got.status();
+    ASSERT_EQ(*got, expected) << "cut at " << cut;
+  }
 }
 
 TEST_F(HttpHelloTest, RequestsSplitAnywhereAreReassembled) {
@@ -120,6 +203,36 @@ TEST_F(HttpHelloTest, MalformedRequestLinesGet400) {
 TEST_F(HttpHelloTest, OversizedHeadIsRefusedWithoutBufferingIt) {
   ExpectRejected(server_, absl::StrCat("GET / HTTP/1.1\r\nX-Big: ", std::string(9000, 'a')),
                  "431 Request Header Fields Too Large");
+}
+
+// A head that is both malformed and too large is refused as too large.
+TEST_F(HttpHelloTest, OversizeTakesPrecedenceOverMalformed) {
+  ExpectRejected(server_, absl::StrCat("G(T / HTTP/1.1\r\nX-Big: ", std::string(9000, 'a')),
+                 "431 Request Header Fields Too Large");
+  ExpectRejected(server_,
+                 absl::StrCat("G(T / HTTP/1.1\r\nX-Big: ", std::string(9000, 'a'), "\r\n\r\n"),
+                 "431 Request Header Fields Too Large");
+}
+
+// A malformed head is answered only once it is complete.
+TEST_F(HttpHelloTest, MalformedHeadIsAnsweredOnceComplete) {
+  auto client = server_.Connect();
+  ASSERT_TRUE(client->Send("GARBAGE\r\nNo colon\r\n").ok());
+  EXPECT_TRUE(absl::IsDeadlineExceeded(client->Recv(1, absl::Milliseconds(200)).status()));
+  ASSERT_TRUE(client->Send("\r\n").ok());
+  ReadToEnd got = ReadUntilClosed(*client);
+  EXPECT_TRUE(absl::StartsWith(got.data, "HTTP/1.1 400 Bad Request\r\n")) << got.data;
+}
+
+TEST_F(HttpHelloTest, HeaderNamesMatchWithoutRegardToCase) {
+  ExpectRejected(server_, "POST / HTTP/1.1\r\ntRANSFER-eNCODING: chunked\r\n\r\n",
+                 "501 Not Implemented");
+  ExpectRejected(server_, "POST / HTTP/1.1\r\nCONTENT-LENGTH: 99999999999\r\n\r\n",
+                 "413 Content Too Large");
+  auto client = server_.Connect();
+  ASSERT_TRUE(client->Send("GET / HTTP/1.1\r\nCONNECTION: Keep-Alive, CLOSE\r\n\r\n").ok());
+  ReadToEnd got = ReadUntilClosed(*client);
+  EXPECT_EQ(got.data, HelloClose());
 }
 
 TEST_F(HttpHelloTest, ChunkedBodiesAreRefused) {
