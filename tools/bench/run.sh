@@ -87,8 +87,9 @@ harness=$bin_dir/tools/harness/harness
 epoll_echo=$bin_dir/tools/bench/epoll_echo
 epoll_http=$bin_dir/tools/bench/epoll_http
 echo_load=$bin_dir/tools/bench/echo_load
+pipelined_load=$bin_dir/tools/bench/pipelined_load
 idle_conns=$bin_dir/tools/bench/idle_conns
-for b in "$harness" "$epoll_echo" "$epoll_http" "$echo_load" "$idle_conns"; do
+for b in "$harness" "$epoll_echo" "$epoll_http" "$echo_load" "$pipelined_load" "$idle_conns"; do
   [[ -x $b ]] || { echo "run.sh: missing binary $b" >&2; exit 1; }
 done
 
@@ -442,6 +443,21 @@ measure() {
       fail "$name: wrk -c$conns depth $depth: exit $rc, errors ${errs:-?}: $(tr '\n' ' ' <"$out" | tail -c 400)"
       return 1
     fi
+  elif [[ $tool == pipelined_* ]]; then
+    "${on_load_cpu[@]}" timeout -k 5 $((duration + 30)) "$pipelined_load" \
+      --target="127.0.0.1:$port" --request="${tool#pipelined_}" --connections="$conns" \
+      --depth="$depth" --duration="${duration}s" --warmup=0s >"$out" 2>&1 || rc=$?
+    after=$(cpu_ticks "${pids[@]}")
+    wall=$(($(date +%s%N) - t0))
+    times >"$tmp/times.1"
+    foreign=$(($(machine_busy_ticks) - busy0 - (after - before) - ($(children_ticks "$tmp/times.1") - kids0)))
+    ops=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' "$out")
+    rate=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' "$out")
+    p99=-
+    if ((rc != 0)) || [[ -z $ops ]]; then
+      fail "$name: pipelined_load -c$conns depth $depth: exit $rc: $(tr '\n' ' ' <"$out" | tail -c 400)"
+      return 1
+    fi
   else
     "${on_load_cpu[@]}" timeout -k 5 $((duration + 30)) "$echo_load" \
       --target="127.0.0.1:$port" --connections="$conns" --size=64 --depth="$depth" \
@@ -463,12 +479,14 @@ measure() {
     return 1
   fi
   # CPU per op (µs), ops/s, p99 (µs), the server's CPU use (% of one core) over the
-  # load's whole run (connection set-up included), and the CPU used meanwhile by
-  # processes other than the server and the load tool (% of the machine).
+  # load's whole run (connection set-up included), the load tool's CPU use (% of one
+  # core), and the CPU used meanwhile by processes other than the server and the load
+  # tool (% of the machine).
+  local load_ticks=$(($(children_ticks "$tmp/times.1") - kids0))
   awk -v t=$((after - before)) -v hz="$clk_tck" -v ops="$ops" -v rate="$rate" -v p99="$(to_us "$p99")" \
-    -v wall="$wall" -v foreign="$foreign" -v cores="$(nproc)" 'BEGIN {
-      printf "%.3f %.0f %s %.0f %.0f\n", t / hz * 1e6 / ops, rate, p99, t / hz / (wall / 1e9) * 100,
-        foreign < 0 ? 0 : foreign / hz / (wall / 1e9) / cores * 100 }'
+    -v wall="$wall" -v foreign="$foreign" -v cores="$(nproc)" -v load="$load_ticks" 'BEGIN {
+      printf "%.3f %.0f %s %.0f %.0f %.0f\n", t / hz * 1e6 / ops, rate, p99, t / hz / (wall / 1e9) * 100,
+        load / hz / (wall / 1e9) * 100, foreign < 0 ? 0 : foreign / hz / (wall / 1e9) / cores * 100 }'
 }
 
 # measure_clean: measure, again (up to twice, after waiting for quiet) when other
@@ -515,7 +533,7 @@ run_case() {
   for ((r = 1; r <= runs; r++)); do
     for i in "${!names[@]}"; do
       if line=$(measure_clean "${names[$i]}" "${ports[$i]}" "${pids[$i]}" "$tool" "$conns" "$depth"); then
-        echo "  ${names[$i]} run $r: $line (cpu_us/op ops/s p99_us server_cpu% foreign_cpu%)" >&2
+        echo "  ${names[$i]} run $r: $line (cpu_us/op ops/s p99_us server_cpu% load_cpu% foreign_cpu%)" >&2
         echo "$case|${names[$i]}|${line// /|}" >>"$results"
       fi
     done
@@ -523,26 +541,35 @@ run_case() {
   stop_all
 }
 
-# run_scaling CASE TOOL CONNS DEPTH KIND: the KIND server with 2 workers (threads), not
-# pinned; the load stays on its core. The 1-worker figure comes from the pinned case.
+# run_scaling CASE TOOL CONNS DEPTH KIND: the KIND server with 1 worker (thread) pinned
+# to the server's core, and with 2 unpinned, measured in turn within each run; the load
+# generator stays on its core. TOOL is one of pipelined_load's loads: cheap enough per
+# request that the server, not the client, sets the pace.
 run_scaling() {
-  local case=$1 tool=$2 conns=$3 depth=$4 kind=$5 r line
-  local lifetime=$(((runs + 1) * 3 * (duration + 15 + quiet_wait) + 60))
+  local case=$1 tool=$2 conns=$3 depth=$4 kind=$5 r w line
+  local lifetime=$(((runs + 1) * 2 * 3 * (duration + 15 + quiet_wait) + 60))
   wait_quiet
-  echo "bench: scaling: $case, $kind with 2 workers" >&2
-  start_peer "$kind" "$lifetime" 2 "" || return 0
-  local port=$SERVER_PORT pid=$SERVER_PID
+  echo "bench: scaling: $case, $kind with 1 and 2 workers" >&2
+  local ports=() pids=()
+  start_peer "$kind" "$lifetime" 1 || return 0
+  ports[1]=$SERVER_PORT pids[1]=$SERVER_PID
+  start_peer "$kind" "$lifetime" 2 "" || { stop_all; return 0; }
+  ports[2]=$SERVER_PORT pids[2]=$SERVER_PID
   if ((!smoke)); then
     local saved=$duration
     duration=2
-    measure "$kind" "$port" "$pid" "$tool" "$conns" "$depth" >/dev/null || true
+    for w in 1 2; do
+      measure "$kind" "${ports[$w]}" "${pids[$w]}" "$tool" "$conns" "$depth" >/dev/null || true
+    done
     duration=$saved
   fi
   for ((r = 1; r <= runs; r++)); do
-    if line=$(measure_clean "$kind x2" "$port" "$pid" "$tool" "$conns" "$depth"); then
-      echo "  $kind x2 run $r: $line" >&2
-      echo "$case|$kind|2|${line// /|}" >>"$scaling"
-    fi
+    for w in 1 2; do
+      if line=$(measure_clean "$kind x$w" "${ports[$w]}" "${pids[$w]}" "$tool" "$conns" "$depth"); then
+        echo "  $kind x$w run $r: $line" >&2
+        echo "$case|$kind|$w|${line// /|}" >>"$scaling"
+      fi
+    done
   done
   stop_all
 }
@@ -623,12 +650,10 @@ if wants footprint; then
   [[ -n $nginx ]] && run_footprint nginx
 fi
 if wants scaling; then
-  if [[ -n $wrk ]]; then
-    run_scaling "HTTP hello, wrk -c 50, pipelined x16" wrk 50 16 islet_http
-    ((smoke)) || run_scaling "HTTP hello, wrk -c 50, pipelined x16" wrk 50 16 epoll_http
-  fi
-  run_scaling "Echo 64 B, 50 conns, depth 16" echo 50 16 islet_echo
-  ((smoke)) || run_scaling "Echo 64 B, 50 conns, depth 16" echo 50 16 epoll_echo
+  run_scaling "HTTP hello, pipelined_load -c 50, depth 64" pipelined_http 50 64 islet_http
+  ((smoke)) || run_scaling "HTTP hello, pipelined_load -c 50, depth 64" pipelined_http 50 64 epoll_http
+  run_scaling "Echo 64 B, pipelined_load -c 50, depth 64" pipelined_echo 50 64 islet_echo
+  ((smoke)) || run_scaling "Echo 64 B, pipelined_load -c 50, depth 64" pipelined_echo 50 64 epoll_echo
 fi
 
 # ---- The report ----------------------------------------------------------------------
@@ -653,7 +678,7 @@ machine() {
   echo "- Load tools: wrk $(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo '?'), echo_load and idle_conns (tools/bench); peer: $("${nginx:-nginx}" -v 2>&1 | sed 's/^nginx version: //' || echo 'nginx: none')"
   echo "- Pinning: server on core ${server_cpu:-none}, load generator (one thread) on core ${load_cpu:-none}; 2-worker runs: server not pinned"
   echo "- Background load (all cores busy with nothing of ours running, 2 s samples): ${background_before}% before, ${background_after:-?}% after${busiest_wait:+; a case started at ${busiest_wait}% busy after --quiet_wait ran out}"
-  cat "$results" <(cut -d'|' -f1,2,4- "$scaling") | cut -d'|' -f7 | sort -g |
+  cat "$results" <(cut -d'|' -f1,2,4- "$scaling") | cut -d'|' -f8 | sort -g |
     awk '{ v[NR] = $1 } END { if (NR) printf "- Foreign CPU during the measured runs (processes other than the server and the load tool, %% of all cores): median %s%%, max %s%%\n", v[int((NR + 1) / 2)], v[NR] }'
   if ((smoke)); then
     echo "- Smoke: one run of ${duration} s per figure, no warm-up"
@@ -720,27 +745,39 @@ report() {
   done < <(cut -d'|' -f1 "$results" | awk '!seen[$0]++')
   if [[ -s $scaling ]]; then
     echo
-    echo "### Scaling: 1 and 2 workers (pipelined loads)"
+    echo "### Scaling: 1 and 2 workers"
     echo
-    echo "1 worker: the figures above (server pinned to core ${server_cpu:-none}). 2 workers (or threads):"
-    echo "the server is not pinned, the load generator stays on core ${load_cpu:-none}."
+    echo "Load: tools/bench/pipelined_load (one thread, pinned to core ${load_cpu:-none}): 64 requests in flight"
+    echo "per connection, sent a window at a time, replies checked with memcmp; its CPU per"
+    echo "request is a fraction of the server's, so the server sets the pace. 1 worker: the server"
+    echo "pinned to core ${server_cpu:-none}; 2 workers: not pinned, so they share the load generator's core."
+    echo "Cores (server): the server's CPU use in cores. Per server core: throughput divided by the"
+    echo "cores the server used, against 1 worker's. Possible here: the throughput 2 workers could"
+    echo "reach on this machine if each request cost them what it costs 1 worker, given the cores"
+    echo "the load generator takes at that rate: 2 / (server + load CPU per request) against 1 worker."
     echo
-    echo "| case | server | workers | CPU µs/op: median (min–max) | ops/s: median (min–max) | p99 ms | server CPU | throughput ÷ 1 worker | CPU/op ÷ 1 worker |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "| case | server | workers | CPU µs/op: median (min–max) | requests/s: median (min–max) | cores (server) | load CPU µs/op | throughput ÷ 1 worker | per server core ÷ 1 worker | possible here |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     while IFS='|' read -r case server; do
-      local one two
-      one=$(figures "$results" "$case|$server|" 3)
+      local one two load1 load2
+      one=$(figures "$scaling" "$case|$server|1|" 4)
       two=$(figures "$scaling" "$case|$server|2|" 4)
-      awk -v case="$case" -v name="$(label "$server")" -v one="$one" -v two="$two" '
-        function line(w, v, ratios) {
-          printf "| %s | %s | %d | %.2f (%.2f–%.2f) | %.0fk (%.0fk–%.0fk) | %s | %.0f%% | %s |\n",
-            case, name, w, v[1], v[2], v[3], v[4] / 1000, v[5] / 1000, v[6] / 1000,
-            v[7] == "-" ? "— (a)" : sprintf("%.2f", v[7] / 1000), v[10], ratios
+      # The load tool's CPU per request: its CPU share over the requests per second.
+      load1=$(awk -v p="$case|$server|1|" 'index($0, p) == 1' "$scaling" | awk -F'|' '{ print $8 / 100 * 1e6 / $5 }' | stats)
+      load2=$(awk -v p="$case|$server|2|" 'index($0, p) == 1' "$scaling" | awk -F'|' '{ print $8 / 100 * 1e6 / $5 }' | stats)
+      awk -v case="$case" -v name="$(label "$server")" -v one="$one" -v two="$two" \
+        -v l1="${load1%% *}" -v l2="${load2%% *}" '
+        function line(w, v, l, ratios) {
+          printf "| %s | %s | %d | %.3f (%.3f–%.3f) | %.0fk (%.0fk–%.0fk) | %.2f | %.3f | %s |\n",
+            case, name, w, v[1], v[2], v[3], v[4] / 1000, v[5] / 1000, v[6] / 1000, v[10] / 100, l, ratios
         }
         BEGIN {
-          n1 = split(one, a, " "); split(two, b, " ")
-          if (n1 && a[1] != "-") line(1, a, "1.00x | 1.00x")
-          line(2, b, (n1 && a[1] != "-") ? sprintf("%.2fx | %.2fx", b[4] / a[4], b[1] / a[1]) : "? | ?")
+          split(one, a, " "); split(two, b, " ")
+          if (a[1] == "-" || b[1] == "-") exit
+          line(1, a, l1, "1.00x | 1.00x | 1.00x")
+          per_core = (b[4] / (b[10] / 100)) / (a[4] / (a[10] / 100))
+          possible = (2 / (a[1] + l2)) * 1e6 / a[4]
+          line(2, b, l2, sprintf("**%.2fx** | %.2fx | %.2fx", b[4] / a[4], per_core, possible))
         }'
     done < <(cut -d'|' -f1,2 "$scaling" | awk '!seen[$0]++')
   fi
