@@ -1,9 +1,9 @@
 // The TLS transport under the real server: handshakes driven non-blocking by the
 // workers' event loops (HandshakeStep and IoInterest), queued output retried after a
 // blocked record (WriteSome's retry rule through the server's queue), Sendfile through
-// TLS, the handshake timeout, and STARTTLS through HandlerResult::SwitchTransport.
-// (Decrypted input the descriptor does not show, HasBufferedInput, is covered in
-// tls_transport_test: the worker's 64 KiB reads always take a whole 16 KiB record.)
+// TLS, the handshake timeout, STARTTLS through HandlerResult::SwitchTransport, records
+// read ahead (input the descriptor no longer shows: the worker must ask
+// HasBufferedInput), and no close_notify in reply to the client's.
 #include <sys/socket.h>
 
 #include <any>
@@ -206,6 +206,53 @@ TEST_F(TlsServerTest, ManyRecordsInOneWriteAreAllDelivered) {
   absl::StatusOr<std::string> echo = c->Read(data.size());
   ASSERT_THAT(echo, IsOk());
   EXPECT_TRUE(*echo == data);
+}
+
+// Three records arrive in one segment, then nothing more: the TLS socket reads them all
+// ahead in one recv, and the worker must go on reading what it holds although the
+// descriptor stays silent (or this hangs until the client's read times out).
+TEST_F(TlsServerTest, RecordsArrivingTogetherAreAllEchoed) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ASSERT_THAT(Start(tls, HandlerFactoryOf<EchoHandler>()), IsOk());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> c, TestTlsClient::Connect(port_));
+  ASSERT_THAT(c->StartTls(ClientOptions()), IsOk());
+  for (int round = 0; round < 2; ++round) {
+    c->HoldOutput();
+    ASSERT_THAT(c->Write("one"), IsOk());
+    ASSERT_THAT(c->Write("two"), IsOk());
+    ASSERT_THAT(c->Write("three"), IsOk());
+    ASSERT_THAT(c->ReleaseOutput(), IsOk());
+    EXPECT_THAT(c->Read(11), IsOkAndHolds(std::string("onetwothree")));
+  }
+}
+
+// The same with the records behind the client's Finished (TLS 1.3): they are read ahead
+// by the handshake, and HandleConnection must not be the last thing that happens.
+TEST_F(TlsServerTest, RecordsArrivingWithTheClientsFinishedAreAllEchoed) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ASSERT_THAT(Start(tls, HandlerFactoryOf<EchoHandler>()), IsOk());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> c, TestTlsClient::Connect(port_));
+  TlsClientOptions options = ClientOptions();
+  options.min_version = TLS1_3_VERSION;
+  options.hold_final_flight = true;
+  ASSERT_THAT(c->StartTls(options), IsOk());
+  ASSERT_THAT(c->Write("one"), IsOk());
+  ASSERT_THAT(c->Write("two"), IsOk());
+  ASSERT_THAT(c->ReleaseOutput(), IsOk());
+  EXPECT_THAT(c->Read(6), IsOkAndHolds(std::string("onetwo")));
+}
+
+// The client's close_notify is answered with the server's before the TCP close, as
+// TLS 1.2 and 1.3 require: the client reads a clean end, not a truncation.
+TEST_F(TlsServerTest, CloseNotifyIsAnsweredBeforeTheClose) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ASSERT_THAT(Start(tls, HandlerFactoryOf<EchoHandler>()), IsOk());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> c, TestTlsClient::Connect(port_));
+  ASSERT_THAT(c->StartTls(ClientOptions()), IsOk());
+  ASSERT_THAT(c->Write("ping"), IsOk());
+  EXPECT_THAT(c->Read(4), IsOkAndHolds(std::string("ping")));
+  ASSERT_THAT(c->ShutdownTls(), IsOk());
+  EXPECT_THAT(c->ReadToEnd(), IsOkAndHolds(std::string()));
 }
 
 TEST_F(TlsServerTest, StalledHandshakeIsClosedAtTheHandshakeTimeout) {

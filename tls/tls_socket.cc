@@ -36,6 +36,27 @@ int SocketIndex() {
   return index;
 }
 
+// How much the BIO asks the inner socket for at once: a whole record of the largest
+// size (16 KiB of plaintext, up to 256 bytes of TLS 1.3 expansion, its 5-byte header)
+// and the header of the next, so a stream of full records costs one recv each.
+constexpr size_t kReadAheadSize = 17 * 1024;
+
+// The buffer the BIO reads ahead into: per thread, and lent to one socket for the
+// length of one call into BoringSSL (TlsSocket::SslCall), which then moves whatever is
+// left to the socket's own buffer. So it holds bytes only inside that call, and an idle
+// connection holds none of it. Constant-initialized: no guard on the hot path.
+struct ReadAheadScratch {
+  const void* owner = nullptr;  // the TlsSocket whose bytes [begin, end) are
+  size_t begin = 0;
+  size_t end = 0;
+  char data[kReadAheadSize] = {};  // zero: .tbss, nothing to copy per thread
+};
+
+ReadAheadScratch& Scratch() {
+  constinit thread_local ReadAheadScratch scratch;
+  return scratch;
+}
+
 // Scratch space for gathering small buffers into one record and for file chunks: per
 // thread, so an idle connection holds none of it.
 char* GatherBuffer() {
@@ -136,22 +157,78 @@ absl::Status RetryMismatch(const char* op) {
 void TlsSocket::RecordTracker::Feed(const uint8_t* data, size_t length) {
   while (length > 0) {
     if (body_left_ > 0) {
-      const size_t n = std::min(body_left_, length);
-      body_left_ -= n;
+      const size_t n = std::min<size_t>(body_left_, length);
+      body_left_ = static_cast<uint16_t>(body_left_ - n);
       data += n;
       length -= n;
       continue;
     }
     const size_t n = std::min(sizeof(header_) - header_have_, length);
     std::memcpy(header_ + header_have_, data, n);
-    header_have_ += n;
+    header_have_ = static_cast<uint8_t>(header_have_ + n);
     data += n;
     length -= n;
     if (header_have_ == sizeof(header_)) {
-      body_left_ = (static_cast<size_t>(header_[3]) << 8) | header_[4];
+      body_left_ = static_cast<uint16_t>((header_[3] << 8) | header_[4]);
       header_have_ = 0;
     }
   }
+}
+
+// ---- Read-ahead ----
+
+class TlsSocket::SslCall {
+ public:
+  explicit SslCall(TlsSocket* socket)
+      : socket_(socket), outer_(std::exchange(socket->in_ssl_call_, true)) {}
+  ~SslCall() {
+    socket_->in_ssl_call_ = outer_;
+    if (!outer_) socket_->KeepReadAhead();
+  }
+  SslCall(const SslCall&) = delete;
+  SslCall& operator=(const SslCall&) = delete;
+
+ private:
+  TlsSocket* const socket_;
+  const bool outer_;
+};
+
+size_t TlsSocket::TakeReadAhead(char* out, size_t length) {
+  if (read_ahead_ != nullptr) {
+    const size_t n = std::min<size_t>(length, read_ahead_end_ - read_ahead_begin_);
+    std::memcpy(out, read_ahead_.get() + read_ahead_begin_, n);
+    read_ahead_begin_ += static_cast<uint32_t>(n);
+    if (read_ahead_begin_ == read_ahead_end_) {
+      read_ahead_.reset();
+      read_ahead_begin_ = read_ahead_end_ = 0;
+    }
+    return n;
+  }
+  ReadAheadScratch& scratch = Scratch();
+  if (scratch.owner != this) return 0;
+  const size_t n = std::min(length, scratch.end - scratch.begin);
+  std::memcpy(out, scratch.data + scratch.begin, n);
+  scratch.begin += n;
+  if (scratch.begin == scratch.end) {
+    scratch.owner = nullptr;
+    scratch.begin = scratch.end = 0;
+  }
+  return n;
+}
+
+void TlsSocket::KeepReadAhead() {
+  ReadAheadScratch& scratch = Scratch();
+  if (scratch.owner != this) return;
+  // The scratch only fills once read_ahead_ is drained, so read_ahead_ is empty here.
+  const size_t n = scratch.end - scratch.begin;
+  if (n > 0) {
+    read_ahead_ = std::make_unique_for_overwrite<char[]>(n);
+    std::memcpy(read_ahead_.get(), scratch.data + scratch.begin, n);
+    read_ahead_begin_ = 0;
+    read_ahead_end_ = static_cast<uint32_t>(n);
+  }
+  scratch.owner = nullptr;
+  scratch.begin = scratch.end = 0;
 }
 
 // ---- The BIO over the inner socket ----
@@ -171,11 +248,26 @@ int TlsSocket::BioRead(BIO* bio, char* out, int length) {
   BIO_clear_retry_flags(bio);
   auto* self = static_cast<TlsSocket*>(BIO_get_data(bio));
   if (length <= 0) return 0;
-  absl::StatusOr<size_t> got =
-      self->inner_->ReadSome(absl::MakeSpan(out, static_cast<size_t>(length)));
+  // Bytes read ahead come first: an EOF or error the inner socket has for us comes
+  // after them.
+  if (const size_t n = self->TakeReadAhead(out, static_cast<size_t>(length)); n > 0) {
+    return static_cast<int>(n);
+  }
+  // Read ahead into the thread's scratch when this is a call SslCall tracks (the
+  // scratch is then free: whoever used it last emptied it when its call ended);
+  // otherwise, say BoringSSL driven through ssl() by the owner, read just what is asked.
+  ReadAheadScratch& scratch = Scratch();
+  const bool ahead = self->in_ssl_call_ && scratch.owner == nullptr;
+  char* const into = ahead ? scratch.data : out;
+  absl::StatusOr<size_t> got = self->inner_->ReadSome(
+      absl::MakeSpan(into, ahead ? kReadAheadSize : static_cast<size_t>(length)));
   if (got.ok()) {
-    self->received_.Feed(reinterpret_cast<const uint8_t*>(out), *got);
-    return static_cast<int>(*got);
+    self->received_.Feed(reinterpret_cast<const uint8_t*>(into), *got);
+    if (!ahead) return static_cast<int>(*got);
+    scratch.owner = self;
+    scratch.begin = 0;
+    scratch.end = *got;
+    return static_cast<int>(self->TakeReadAhead(out, static_cast<size_t>(length)));
   }
   if (IsWouldBlock(got.status())) {
     BIO_set_retry_read(bio);
@@ -261,7 +353,10 @@ void TlsSocket::Close() {
   if (ssl_ != nullptr && !SSL_in_init(ssl_.get()) && handshake_failure_.ok() &&
       !close_notify_sent_ && pending_write_.empty() && transport_error_.ok()) {
     // Best effort and never waiting: the alert is tiny and the send buffer usually
-    // has room. It tells the peer the data ended here rather than was cut.
+    // has room. It tells the peer the data ended here rather than was cut, and answers
+    // a peer's own close_notify, as RFC 8446 (6.1) and RFC 5246 (7.2.1) ask. (nginx
+    // skips the answer to save a write; a client waiting for it would see a truncation.)
+    SslCall call(this);
     ERR_clear_error();
     SSL_shutdown(ssl_.get());
     ERR_clear_error();
@@ -269,6 +364,8 @@ void TlsSocket::Close() {
   inner_->Close();
   ssl_.reset();  // frees the TLS state and its buffers now, not when the owner lets go
   std::string().swap(pending_write_);
+  read_ahead_.reset();
+  read_ahead_begin_ = read_ahead_end_ = 0;
 }
 
 // ---- Errors ----
@@ -343,6 +440,7 @@ absl::StatusOr<IoInterest> TlsSocket::HandshakeStep() {
   if (closed_) return ClosedError("handshake");
   if (!handshake_failure_.ok()) return handshake_failure_;
   if (!SSL_in_init(ssl_.get())) return IoInterest::kNone;
+  SslCall call(this);
   ERR_clear_error();
   const int result = SSL_do_handshake(ssl_.get());
   if (result == 1) {
@@ -368,6 +466,7 @@ absl::StatusOr<size_t> TlsSocket::ReadSomeFromTransport(absl::Span<char> buf) {
     return absl::FailedPreconditionError("recv: the TLS handshake is not complete");
   }
   if (buf.empty()) return 0;
+  SslCall call(this);
   ERR_clear_error();
   const int got =
       SSL_read(ssl_.get(), buf.data(), static_cast<int>(std::min<size_t>(buf.size(), INT_MAX)));
@@ -377,7 +476,11 @@ absl::StatusOr<size_t> TlsSocket::ReadSomeFromTransport(absl::Span<char> buf) {
 
 bool TlsSocket::TransportHasBufferedInput() const {
   if (closed_) return false;
-  return SSL_pending(ssl_.get()) > 0 || inner_->HasBufferedInput();
+  // Read-ahead ciphertext counts even when it holds only part of a record: reading it
+  // then costs a recv that finds nothing more, where not counting whole records would
+  // leave them unread with the descriptor silent.
+  return SSL_pending(ssl_.get()) > 0 || read_ahead_begin_ < read_ahead_end_ ||
+         inner_->HasBufferedInput();
 }
 
 // ---- Writes ----
@@ -395,6 +498,7 @@ absl::Status TlsSocket::CheckWritable(const char* op) const {
 }
 
 absl::StatusOr<size_t> TlsSocket::WriteRecord(const char* data, size_t length, const char* op) {
+  SslCall call(this);  // SSL_write does not read once the handshake is done: a safeguard
   ERR_clear_error();
   const int wrote = SSL_write(ssl_.get(), data, static_cast<int>(length));
   if (wrote > 0) return static_cast<size_t>(wrote);
@@ -409,6 +513,7 @@ absl::StatusOr<size_t> TlsSocket::WriteRecord(const char* data, size_t length, c
 }
 
 absl::Status TlsSocket::FlushPending(const char* op) {
+  SslCall call(this);
   ERR_clear_error();
   const int wrote =
       SSL_write(ssl_.get(), pending_write_.data(), static_cast<int>(pending_write_.size()));
@@ -512,6 +617,7 @@ absl::Status TlsSocket::Shutdown(ShutdownWay way) {
       if (!pending_write_.empty()) {
         step = FlushPending("shutdown");
       } else {
+        SslCall call(this);
         ERR_clear_error();
         const int result = SSL_shutdown(ssl_.get());
         if (result >= 0) {

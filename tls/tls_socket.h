@@ -8,6 +8,14 @@
 // that timed out with part of the ClientHello) reach the handshake, and the inner
 // socket's counters see exactly the ciphertext: GetStat is bytes on the wire.
 //
+// The BIO reads ahead. BoringSSL asks for each record in two reads (its 5-byte header,
+// then its body); the BIO instead takes whatever the inner socket has, up to 17 KiB,
+// into a per-thread scratch buffer, and serves BoringSSL's reads from it: one recv per
+// record or less, not two. Bytes still unread when the BoringSSL call returns (the next
+// records of a burst) move to a heap buffer of the connection, sized to them and freed
+// once drained, so an idle connection holds none. They count as buffered input
+// (HasBufferedInput), and an EOF or error from the inner socket is seen only after them.
+//
 // Non-blocking contract, beyond transport/transport.h:
 //  * HandshakeStep must complete (kNone) before ReadSome, WriteSome and SendfileSome,
 //    which fail with FailedPrecondition until then.
@@ -65,7 +73,8 @@ class TlsSocket : public Socket {
   // the inner socket down that way. Writes fail afterwards.
   absl::Status Shutdown(ShutdownWay way) override;
   // Sends close_notify if that can be done without waiting, then closes the inner
-  // socket and frees the TLS state. Idempotent.
+  // socket and frees the TLS state. Idempotent. A peer's close_notify is answered with
+  // ours, as TLS 1.2 and 1.3 require.
   void Close() override;
   bool IsClosed() const override { return closed_; }
 
@@ -95,7 +104,8 @@ class TlsSocket : public Socket {
  protected:
   // SSL_read: plaintext, or Unavailable until a whole record has arrived.
   absl::StatusOr<size_t> ReadSomeFromTransport(absl::Span<char> buf) override;
-  // Decrypted bytes BoringSSL holds (SSL_pending), or bytes the inner socket kept.
+  // Decrypted bytes BoringSSL holds (SSL_pending), ciphertext the BIO read ahead, or
+  // bytes the inner socket kept.
   bool TransportHasBufferedInput() const override;
   // Delegated to the inner socket.
   absl::Status ApplyOption(const SocketOption& option) override;
@@ -112,9 +122,14 @@ class TlsSocket : public Socket {
 
    private:
     uint8_t header_[5] = {};
-    size_t header_have_ = 0;
-    size_t body_left_ = 0;
+    uint8_t header_have_ = 0;
+    uint16_t body_left_ = 0;  // a record's length field is 16 bits
   };
+
+  // Marks a call into BoringSSL (RAII): while it runs, the BIO may read ahead into the
+  // thread's scratch buffer, and when it ends, what is left there moves to
+  // read_ahead_. Nests.
+  class SslCall;
 
   TlsSocket(std::unique_ptr<Socket> inner, std::shared_ptr<const tls_internal::TlsContext> context,
             bssl::UniquePtr<SSL> ssl);
@@ -132,6 +147,12 @@ class TlsSocket : public Socket {
   absl::StatusOr<size_t> WriteRecord(const char* data, size_t length, const char* op);
   // Retries the pending record: OK once it is out (pending_write_ is then empty).
   absl::Status FlushPending(const char* op);
+  // Serves up to `length` read-ahead bytes (read_ahead_, else this call's part of the
+  // thread's scratch) into `out`; 0 when there are none.
+  size_t TakeReadAhead(char* out, size_t length);
+  // At the end of an SslCall: moves the bytes left in the thread's scratch buffer to
+  // read_ahead_.
+  void KeepReadAhead();
   // The Status for a failed SSL_* call that returned `result`.
   absl::Status Failure(int result, const char* op);
   absl::Status ProtocolError(const char* op);
@@ -143,14 +164,20 @@ class TlsSocket : public Socket {
   // The plaintext of the record SSL_write encrypted but could not hand to the inner
   // socket in full; its retry must carry the same bytes.
   std::string pending_write_;
-  // What the inner socket reported through the BIO: its first hard error, and EOF.
+  // Ciphertext read ahead from the inner socket that BoringSSL has not taken yet,
+  // [read_ahead_begin_, read_ahead_end_); null when there is none.
+  std::unique_ptr<char[]> read_ahead_;
+  uint32_t read_ahead_begin_ = 0;
+  uint32_t read_ahead_end_ = 0;
+  // What the inner socket reported through the BIO: its first hard error.
   absl::Status transport_error_;
-  bool transport_eof_ = false;
   RecordTracker received_;
   // The last fatal alerts sent and received (the alert description), -1 for none.
   int alert_sent_ = -1;
   int alert_received_ = -1;
   absl::Status handshake_failure_;
+  bool transport_eof_ = false;  // the inner socket reported EOF through the BIO
+  bool in_ssl_call_ = false;    // an SslCall is running
   bool close_notify_sent_ = false;
   bool closed_ = false;
 };

@@ -157,7 +157,16 @@ absl::Status TestTlsClient::StartTls(const TlsClientOptions& options) {
     SSL_set_alpn_protos(ssl_.get(), reinterpret_cast<const uint8_t*>(wire.data()), wire.size());
   }
   if (options.session != nullptr) SSL_set_session(ssl_.get(), options.session);
-  if (!SSL_set_fd(ssl_.get(), fd())) return absl::InternalError("SSL_set_fd");
+  if (options.hold_final_flight) {
+    // Everything written after the server's first flight arrived waits in held_.
+    hold_ = Hold::kAfterFirstRead;
+    holding_bio_ = true;
+    BIO* bio = NewHoldingBio();
+    if (bio == nullptr) return absl::InternalError("BIO_new");
+    SSL_set_bio(ssl_.get(), bio, bio);  // one reference, owned by the SSL
+  } else if (!SSL_set_fd(ssl_.get(), fd())) {
+    return absl::InternalError("SSL_set_fd");
+  }
   const int result = SSL_connect(ssl_.get());
   if (result != 1) return SslError("handshake", result);
   return absl::OkStatus();
@@ -260,6 +269,68 @@ bssl::UniquePtr<SSL_SESSION> TestTlsClient::LatestSession() const {
   if (!latest_session_) return nullptr;
   SSL_SESSION_up_ref(latest_session_.get());
   return bssl::UniquePtr<SSL_SESSION>(latest_session_.get());
+}
+
+BIO_METHOD* TestTlsClient::HoldingBioMethod() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(0, "test holding socket");
+    BIO_meth_set_read(m, &TestTlsClient::HoldingBioRead);
+    BIO_meth_set_write(m, &TestTlsClient::HoldingBioWrite);
+    BIO_meth_set_ctrl(m, &TestTlsClient::HoldingBioCtrl);
+    return m;
+  }();
+  return method;
+}
+
+BIO* TestTlsClient::NewHoldingBio() {
+  BIO* bio = BIO_new(HoldingBioMethod());
+  if (bio == nullptr) return nullptr;
+  BIO_set_data(bio, this);
+  BIO_set_init(bio, 1);
+  return bio;
+}
+
+int TestTlsClient::HoldingBioRead(BIO* bio, char* out, int length) {
+  auto* self = static_cast<TestTlsClient*>(BIO_get_data(bio));
+  ssize_t n;
+  do {
+    n = ::recv(self->fd(), out, static_cast<size_t>(length), 0);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) self->read_any_ = true;
+  return static_cast<int>(n);
+}
+
+int TestTlsClient::HoldingBioWrite(BIO* bio, const char* in, int length) {
+  auto* self = static_cast<TestTlsClient*>(BIO_get_data(bio));
+  if (self->hold_ == Hold::kYes || (self->hold_ == Hold::kAfterFirstRead && self->read_any_)) {
+    self->held_.append(in, static_cast<size_t>(length));
+    return length;
+  }
+  ssize_t n;
+  do {
+    n = ::send(self->fd(), in, static_cast<size_t>(length), MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return static_cast<int>(n);
+}
+
+long TestTlsClient::HoldingBioCtrl(BIO* bio, int command, long larg, void* parg) {
+  return command == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+void TestTlsClient::HoldOutput() {
+  if (!holding_bio_) {
+    SSL_set0_wbio(ssl_.get(), NewHoldingBio());  // the read side keeps the socket BIO
+    holding_bio_ = true;
+  }
+  hold_ = Hold::kYes;
+}
+
+absl::StatusOr<size_t> TestTlsClient::ReleaseOutput() {
+  const std::string held = std::move(held_);
+  held_.clear();
+  hold_ = Hold::kNo;
+  if (absl::Status s = WritePlain(held); !s.ok()) return s;
+  return held.size();
 }
 
 absl::Status TestTlsClient::ShutdownTls() {

@@ -46,6 +46,10 @@ struct TlsClientOptions {
   bool session_tickets = true;
   // Offer this session for resumption (borrowed).
   SSL_SESSION* session = nullptr;
+  // TLS 1.3: StartTls holds the client's last flight (its Finished) in memory, as
+  // HoldOutput does, instead of sending it; ReleaseOutput sends it together with the
+  // records Write added after it.
+  bool hold_final_flight = false;
 };
 
 // A blocking TLS client over its own TCP connection to 127.0.0.1. Not thread-safe.
@@ -85,6 +89,12 @@ class TestTlsClient {
   // read some data first). Null if none yet.
   bssl::UniquePtr<SSL_SESSION> LatestSession() const;
 
+  // From now on the records of Write (and ShutdownTls) are held in memory, not sent.
+  void HoldOutput();
+  // Sends everything held in one send(2), so the server's kernel receives those records
+  // together, and stops holding. Returns the number of bytes sent.
+  absl::StatusOr<size_t> ReleaseOutput();
+
   // Sends close_notify.
   absl::Status ShutdownTls();
   // Closes the TCP connection (no close_notify).
@@ -96,11 +106,23 @@ class TestTlsClient {
   TestTlsClient() = default;
   static int NewSessionCallback(SSL* ssl, SSL_SESSION* session);
   absl::Status SslError(const char* op, int result);
+  // A BIO over fd_ that can hold what is written (HoldOutput, hold_final_flight).
+  static BIO_METHOD* HoldingBioMethod();
+  static int HoldingBioRead(BIO* bio, char* out, int length);
+  static int HoldingBioWrite(BIO* bio, const char* in, int length);
+  static long HoldingBioCtrl(BIO* bio, int command, long larg, void* parg);
+  BIO* NewHoldingBio();
 
   UniqueFd fd_;
   bssl::UniquePtr<SSL_CTX> ctx_;
   bssl::UniquePtr<SSL> ssl_;
   bssl::UniquePtr<SSL_SESSION> latest_session_;
+  // What the holding BIO does with writes.
+  enum class Hold { kNo, kAfterFirstRead, kYes };
+  Hold hold_ = Hold::kNo;
+  bool holding_bio_ = false;  // the SSL writes through the holding BIO
+  bool read_any_ = false;     // the holding BIO has read something
+  std::string held_;
 };
 
 // Accept, or DeadlineExceeded once `timeout` passes (the listener is then closed, which

@@ -8,10 +8,13 @@
 // not their duration, is asserted (with a loose upper bound on the time they took).
 #include "tls/tls_transport.h"
 
+#include <netinet/in.h>
+#include <linux/tcp.h>  // TCP_INFO's tcpi_bytes_received (not in <netinet/tcp.h>)
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cstring>
 #include <functional>
 #include <future>
 #include <memory>
@@ -1259,12 +1262,13 @@ TEST_F(TlsTest, DecryptedBytesAreReportedAsBufferedInput) {
         return ReadUntilClosed(c, side);
       });
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> server, AcceptHandshake());
-  EXPECT_FALSE(server->HasBufferedInput());
+  // (The record may already be read ahead, with the end of the handshake.)
   char buf[3];
   absl::StatusOr<size_t> got;
   for (;;) {
     got = server->ReadSome(absl::MakeSpan(buf));
     if (!IsWouldBlock(got.status())) break;
+    ASSERT_FALSE(server->HasBufferedInput());
     ASSERT_THAT(WaitForIo(server->fd(), IoInterest::kRead, MonotonicNow() + kTestWait, "test"),
                 IsOk());
   }
@@ -1277,6 +1281,113 @@ TEST_F(TlsTest, DecryptedBytesAreReportedAsBufferedInput) {
   EXPECT_EQ(absl::string_view(rest, 7), "3456789");
   EXPECT_FALSE(server->HasBufferedInput());
   EXPECT_THAT(server->ReadSome(absl::MakeSpan(rest)), StatusIs(absl::StatusCode::kUnavailable));
+  server->Close();
+  EXPECT_THAT(client.get().status, IsOk());
+}
+
+// ---- Read-ahead ----
+
+// What the kernel has received on `fd` (TCP_INFO): to check GetStat's count exactly.
+uint64_t KernelBytesReceived(int fd) {
+  tcp_info info = {};
+  socklen_t length = sizeof(info);
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0) return 0;
+  return info.tcpi_bytes_received;
+}
+
+// The client's Finished and three records leave in one send(2). The server takes them
+// all with one recv: the records wait, read ahead, reported as buffered input, and
+// each ReadSome returns the next one with nothing more arriving on the descriptor.
+// GetStat still counts exactly the ciphertext received.
+TEST_F(TlsTest, RecordsArrivingTogetherAreReadWithOneRecv) {
+  ASSERT_THAT(Listen(OptionsFor(pki().ec_server)), IsOk());
+  TlsClientOptions options = Verifying();
+  options.min_version = TLS1_3_VERSION;
+  options.hold_final_flight = true;
+  const std::vector<std::string> records = {"one", "two", "three"};
+  std::future<ClientSide> client =
+      StartClient(port_, options, [&](TestTlsClient& c, ClientSide& side) -> absl::Status {
+        for (const std::string& r : records) {
+          if (absl::Status s = c.Write(r); !s.ok()) return s;
+        }
+        if (absl::StatusOr<size_t> sent = c.ReleaseOutput(); !sent.ok()) return sent.status();
+        return ReadUntilClosed(c, side);
+      });
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> server, AcceptHandshake());
+  ASSERT_OK_AND_ASSIGN(SocketStats stats, server->GetStat());
+  // One recv for the ClientHello, one for everything else (without read-ahead: two per
+  // record, so six for the handshake alone).
+  EXPECT_EQ(stats.receive_calls, 2u);
+  EXPECT_TRUE(server->HasBufferedInput());
+  for (const std::string& r : records) {
+    SCOPED_TRACE(r);
+    char buf[64];
+    EXPECT_THAT(server->ReadSome(absl::MakeSpan(buf)), IsOkAndHolds(r.size()));
+    EXPECT_EQ(absl::string_view(buf, r.size()), r);
+    EXPECT_EQ(server->HasBufferedInput(), r != records.back());
+  }
+  char buf[64];
+  EXPECT_THAT(server->ReadSome(absl::MakeSpan(buf)), StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_OK_AND_ASSIGN(stats, server->GetStat());
+  EXPECT_EQ(stats.receive_calls, 2u);
+  EXPECT_EQ(stats.bytes_received, KernelBytesReceived(server->fd()));
+  server->Close();
+  EXPECT_THAT(client.get().status, IsOk());
+}
+
+// The records read ahead come before the EOF that arrived behind them.
+TEST_F(TlsTest, EofBehindRecordsReadAheadComesAfterThem) {
+  ASSERT_THAT(Listen(OptionsFor(pki().ec_server)), IsOk());
+  TlsClientOptions options = Verifying();
+  options.min_version = TLS1_3_VERSION;
+  options.hold_final_flight = true;
+  std::future<ClientSide> client =
+      StartClient(port_, options, [&](TestTlsClient& c, ClientSide& side) -> absl::Status {
+        if (absl::Status s = c.Write("one"); !s.ok()) return s;
+        if (absl::Status s = c.Write("two"); !s.ok()) return s;
+        if (absl::StatusOr<size_t> sent = c.ReleaseOutput(); !sent.ok()) return sent.status();
+        ::shutdown(c.fd(), SHUT_WR);  // a TCP FIN, no close_notify
+        return ReadUntilClosed(c, side);  // our Close still sends close_notify
+      });
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> server, AcceptHandshake());
+  EXPECT_TRUE(server->HasBufferedInput());
+  // Wait until the FIN is in the kernel too, behind nothing: a peek finds EOF.
+  const absl::Time give_up = absl::Now() + kTestWait;
+  char byte;
+  for (;;) {
+    const ssize_t n = ::recv(server->fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) break;
+    ASSERT_LT(n, 0) << "the records were left in the kernel, not read ahead";
+    ASSERT_LT(absl::Now(), give_up) << "no FIN";
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_THAT(server->Recv(3, kTestWait), IsOkAndHolds(std::string("one")));
+  EXPECT_THAT(server->Recv(3, kTestWait), IsOkAndHolds(std::string("two")));
+  EXPECT_THAT(server->Recv(1, kTestWait),
+              StatusIs(absl::StatusCode::kOutOfRange, "peer closed the connection (without close_notify)"));
+  ASSERT_OK_AND_ASSIGN(SocketStats stats, server->GetStat());
+  EXPECT_EQ(stats.bytes_received + 1, KernelBytesReceived(server->fd()));  // the FIN counts 1
+  server->Close();
+  EXPECT_THAT(client.get().status, IsOk());
+}
+
+// Once the peer's close_notify has arrived, Close answers it with ours before the TCP
+// close: the client reads a clean end of the session, not a truncation.
+TEST_F(TlsTest, CloseAnswersThePeersCloseNotify) {
+  ASSERT_THAT(Listen(OptionsFor(pki().ec_server)), IsOk());
+  std::future<ClientSide> client =
+      StartClient(port_, Verifying(), [&](TestTlsClient& c, ClientSide& side) -> absl::Status {
+        if (absl::Status s = PingPong(c, side); !s.ok()) return s;
+        if (absl::Status s = c.ShutdownTls(); !s.ok()) return s;
+        absl::StatusOr<std::string> rest = c.ReadToEnd();
+        if (!rest.ok()) return rest.status();
+        if (!rest->empty()) return absl::InternalError("data after our close_notify");
+        return absl::OkStatus();
+      });
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> server, AcceptHandshake());
+  ServePingPong(*server);
+  EXPECT_THAT(server->Recv(1, kTestWait),
+              StatusIs(absl::StatusCode::kOutOfRange, "close_notify"));
   server->Close();
   EXPECT_THAT(client.get().status, IsOk());
 }

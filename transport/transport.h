@@ -122,8 +122,10 @@ class Socket {
   // OutOfRange at the peer's orderly close. Bytes kept by an earlier Recv come first.
   absl::StatusOr<size_t> ReadSome(absl::Span<char> buf);
 
-  // True when ReadSome can return data although fd() may not poll readable (bytes
-  // kept by Recv, or plaintext a secure transport already decrypted).
+  // True when ReadSome may return data although fd() may not poll readable (bytes
+  // kept by Recv, plaintext a secure transport already decrypted, or ciphertext it read
+  // ahead). A true answer may still be followed by one ReadSome that returns
+  // Unavailable (read-ahead holding only part of a record).
   bool HasBufferedInput() const {
     return !kept_input_.empty() || TransportHasBufferedInput();
   }
@@ -141,7 +143,8 @@ class Socket {
 
   // ReadSome after the kept bytes: the transport's own read.
   virtual absl::StatusOr<size_t> ReadSomeFromTransport(absl::Span<char> buf) = 0;
-  // Input the transport holds that polling fd() would not reveal (TLS plaintext).
+  // Input the transport holds that polling fd() would not reveal (TLS plaintext or
+  // read-ahead ciphertext).
   virtual bool TransportHasBufferedInput() const { return false; }
   // Option hooks. Called only with options that passed ValidateSocketOption; send_timeout
   // is handled here and never reaches them.
