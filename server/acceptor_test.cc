@@ -5,17 +5,12 @@
 #include "server/acceptor.h"
 
 #include <dirent.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -25,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -37,66 +33,18 @@
 namespace islet {
 namespace {
 
+using testutil::ConnectAndEcho;
+using testutil::EchoHandler;
+using testutil::ExpectEcho;
 using testutil::kWait;
+using testutil::MustConnect;
+using testutil::ReadAll;
 using testutil::WaitFor;
-
-class Echo : public Handler {
- public:
-  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
-    conn.Send(data).IgnoreError();
-    return HandlerResult::Continue();
-  }
-};
-
-std::unique_ptr<TcpSocket> MustConnect(const SocketInfo& where) {
-  absl::StatusOr<std::unique_ptr<TcpSocket>> client = testutil::Connect(where);
-  EXPECT_TRUE(client.ok()) << client.status();
-  if (!client.ok()) return nullptr;
-  return *std::move(client);
-}
-
-void ExpectEcho(Socket& client, absl::string_view text) {
-  absl::StatusOr<std::string> got = testutil::RoundTrip(client, text);
-  ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_EQ(*got, text);
-}
+using testutil::WriteAll;
 
 // ---------------------------------------------------------------------------------
 // Descriptor exhaustion, for real. Runs first in this file, while the process has no
 // other threads, because it forks.
-
-// Writes all of `data` to a pipe; false on failure.
-bool WriteAll(int fd, const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-// Reads exactly n bytes from `fd` within `timeout`; false on EOF, error or time out.
-bool ReadAll(int fd, void* data, size_t n, absl::Duration timeout) {
-  char* p = static_cast<char*>(data);
-  const absl::Time deadline = absl::Now() + timeout;
-  while (n > 0) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return false;
-    pollfd pfd = {fd, POLLIN, 0};
-    const int ready = ::poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) return false;
-    const ssize_t r = ::read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
 
 // Descriptors open in this process: their count and the highest number.
 void OpenDescriptors(int* count, int* highest) {
@@ -133,7 +81,7 @@ struct EmfileChildReport {
 // the parent through two pipes; returns the exit code.
 int RunEmfileChild(int to_parent, int from_parent) {
   constexpr int kFreeSlots = 4;
-  ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<Echo>());
+  ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<EchoHandler>());
   options.num_workers = 1;
   options.num_acceptors = 1;
   options.name = "emfile-child";
@@ -212,36 +160,12 @@ TEST(AcceptorEmfileTest, DescriptorExhaustionBacksOffAndRecoversByItself) {
     // cannot, and reports a false "invalid vptr" on the worker's handler call.
     GTEST_SKIP() << "UBSan needs free descriptors; the asan and default runs cover this";
   }
-  int up[2];    // child -> parent
-  int down[2];  // parent -> child
-  ASSERT_EQ(::pipe2(up, O_CLOEXEC), 0);
-  ASSERT_EQ(::pipe2(down, O_CLOEXEC), 0);
-  const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0) << std::strerror(errno);
-  if (pid == 0) {
-    ::close(up[0]);
-    ::close(down[1]);
-    ::_exit(RunEmfileChild(up[1], down[0]));
-  }
-  ::close(up[1]);
-  ::close(down[0]);
-  UniqueFd from_child(up[0]);
-  UniqueFd to_child(down[1]);
-  // Whatever happens below, the child must not outlive the test.
-  struct Reaper {
-    pid_t pid;
-    int status = -1;
-    bool reaped = false;
-    ~Reaper() {
-      if (!reaped) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-      }
-    }
-  } reaper{pid};
+  std::unique_ptr<testutil::ChildProcess> child =
+      testutil::ChildProcess::Fork(RunEmfileChild);
+  ASSERT_NE(child, nullptr);
 
   EmfileChildHello hello;
-  ASSERT_TRUE(ReadAll(from_child.get(), &hello, sizeof(hello), kWait)) << "no hello from child";
+  ASSERT_TRUE(child->Read(&hello, sizeof(hello), kWait)) << "no hello from child";
   ASSERT_GT(hello.port, 0);
   ASSERT_GE(hello.free_slots, 2) << "the child could not leave room for connections";
   SocketInfo where;
@@ -251,9 +175,8 @@ TEST(AcceptorEmfileTest, DescriptorExhaustionBacksOffAndRecoversByItself) {
   // Fill every slot the server has: each of these is accepted and echoes.
   std::vector<std::unique_ptr<TcpSocket>> served;
   for (int i = 0; i < hello.free_slots; ++i) {
-    served.push_back(MustConnect(where));
+    served.push_back(ConnectAndEcho(where, absl::StrCat("served ", i)));
     ASSERT_NE(served.back(), nullptr);
-    ExpectEcho(*served.back(), absl::StrCat("served ", i));
   }
   // These complete in the kernel's backlog, but accept(2) now fails with EMFILE.
   constexpr int kWaiting = 3;
@@ -264,7 +187,7 @@ TEST(AcceptorEmfileTest, DescriptorExhaustionBacksOffAndRecoversByItself) {
     ASSERT_TRUE(waiting.back()->Send(absl::StrCat("waiting ", i)).ok());
   }
   char e_byte = 0;
-  ASSERT_TRUE(ReadAll(from_child.get(), &e_byte, 1, kWait)) << "no acceptor.emfile event";
+  ASSERT_TRUE(child->Read(&e_byte, 1, kWait)) << "no acceptor.emfile event";
   EXPECT_EQ(e_byte, 'E');
   // Nothing was accepted for the waiting ones...
   for (auto& w : waiting) {
@@ -283,19 +206,16 @@ TEST(AcceptorEmfileTest, DescriptorExhaustionBacksOffAndRecoversByItself) {
     ASSERT_TRUE(got.ok()) << "waiting client " << i << ": " << got.status();
     EXPECT_EQ(*got, expect);
   }
-  std::unique_ptr<TcpSocket> late = MustConnect(where);
+  std::unique_ptr<TcpSocket> late = ConnectAndEcho(where, "late");
   ASSERT_NE(late, nullptr);
-  ExpectEcho(*late, "late");
 
-  const char quit = 'Q';
-  ASSERT_TRUE(WriteAll(to_child.get(), &quit, 1));
+  ASSERT_TRUE(child->Write("Q", 1));
   EmfileChildReport report;
-  ASSERT_TRUE(ReadAll(from_child.get(), &report, sizeof(report), kWait)) << "no report";
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  reaper.reaped = true;
-  ASSERT_TRUE(WIFEXITED(status)) << "child died: " << status;
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  ASSERT_TRUE(child->Read(&report, sizeof(report), kWait)) << "no report";
+  std::optional<int> status = child->Wait(kWait);
+  ASSERT_TRUE(status.has_value()) << "the child did not exit";
+  ASSERT_TRUE(WIFEXITED(*status)) << "child died: " << *status;
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
   EXPECT_GE(report.emfile_events, 1);
   EXPECT_EQ(report.emfile_with_resource_exhausted, report.emfile_events);
   // The same acceptor all along: started once, stopped once, at Stop.
@@ -308,10 +228,10 @@ TEST(AcceptorEmfileTest, DescriptorExhaustionBacksOffAndRecoversByItself) {
 // ---------------------------------------------------------------------------------
 // The connection budget (num_connections per acceptor).
 
-class AcceptorBudgetTest : public ::testing::Test {
+class AcceptorBudgetTest : public testutil::ServerFixture {
  protected:
   ServerOptions Options() {
-    ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<Echo>());
+    ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<EchoHandler>());
     options.num_acceptors = 1;
     options.num_connections = 1;
     options.max_connections_retry_wait = absl::Milliseconds(100);
@@ -321,19 +241,14 @@ class AcceptorBudgetTest : public ::testing::Test {
 };
 
 TEST_F(AcceptorBudgetTest, OverBudgetConnectionIsClosedAfterTheRetryWindow) {
-  ServerOptions options = Options();
-  testutil::TelemetryRecorder telemetry(options.name);
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
-  ASSERT_TRUE(server.ok()) << server.status();
-  const SocketInfo where = *(*server)->ListenerInfo();
+  ASSERT_TRUE(Start(Options()));
 
-  std::unique_ptr<TcpSocket> first = MustConnect(where);
+  std::unique_ptr<TcpSocket> first = ConnectAndEcho(*server_, "first");
   ASSERT_NE(first, nullptr);
-  ExpectEcho(*first, "first");
 
   // The second connects (the kernel completes it) but is never served: after the
   // retry window (2 x 100 ms) the acceptor closes it.
-  std::unique_ptr<TcpSocket> second = MustConnect(where);
+  std::unique_ptr<TcpSocket> second = MustConnect(*server_);
   ASSERT_NE(second, nullptr);
   ASSERT_TRUE(second->Send("second").ok());
   absl::StatusOr<std::string> rest = testutil::ReadToEof(*second);
@@ -342,27 +257,26 @@ TEST_F(AcceptorBudgetTest, OverBudgetConnectionIsClosedAfterTheRetryWindow) {
   if (rest.ok()) {
     EXPECT_EQ(*rest, "");
   }
-  ASSERT_TRUE(telemetry.WaitFor(TelemetryEventType::kAcceptorSpawnError));
+  ASSERT_TRUE(telemetry_->WaitFor(TelemetryEventType::kAcceptorSpawnError));
   std::vector<testutil::RecordedEvent> spawn_errors =
-      telemetry.Events(TelemetryEventType::kAcceptorSpawnError);
+      telemetry_->Events(TelemetryEventType::kAcceptorSpawnError);
   ASSERT_EQ(spawn_errors.size(), 1u);
   EXPECT_EQ(spawn_errors[0].acceptor, 0);
   EXPECT_GT(spawn_errors[0].monotonic_time, absl::ZeroDuration());
   EXPECT_NE(spawn_errors[0].span_id, 0u);
   ASSERT_TRUE(spawn_errors[0].error.has_value());
   EXPECT_TRUE(absl::IsResourceExhausted(*spawn_errors[0].error)) << *spawn_errors[0].error;
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kConnectionStart), 1);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kConnectionStart), 1);
 
   // The first still works; once it leaves, a third is served.
   ExpectEcho(*first, "first again");
-  EXPECT_EQ((*server)->active_connections(), 1);
+  EXPECT_EQ(server_->active_connections(), 1);
   first->Close();
-  ASSERT_TRUE(WaitFor([&] { return (*server)->active_connections() == 0; }));
-  std::unique_ptr<TcpSocket> third = MustConnect(where);
+  ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == 0; }));
+  std::unique_ptr<TcpSocket> third = ConnectAndEcho(*server_, "third");
   ASSERT_NE(third, nullptr);
-  ExpectEcho(*third, "third");
-  EXPECT_TRUE((*server)->Stop().ok());
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorSpawnError), 1);
+  EXPECT_TRUE(server_->Stop().ok());
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorSpawnError), 1);
 }
 
 TEST_F(AcceptorBudgetTest, OverBudgetConnectionIsServedWhenASlotFreesInTime) {
@@ -370,15 +284,11 @@ TEST_F(AcceptorBudgetTest, OverBudgetConnectionIsServedWhenASlotFreesInTime) {
   // The same wait, more tries: a window wide enough for a slow machine to notice the
   // first client leave.
   options.max_connections_retry_count = 50;
-  testutil::TelemetryRecorder telemetry(options.name);
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
-  ASSERT_TRUE(server.ok()) << server.status();
-  const SocketInfo where = *(*server)->ListenerInfo();
+  ASSERT_TRUE(Start(std::move(options)));
 
-  std::unique_ptr<TcpSocket> first = MustConnect(where);
+  std::unique_ptr<TcpSocket> first = ConnectAndEcho(*server_, "first");
   ASSERT_NE(first, nullptr);
-  ExpectEcho(*first, "first");
-  std::unique_ptr<TcpSocket> second = MustConnect(where);
+  std::unique_ptr<TcpSocket> second = MustConnect(*server_);
   ASSERT_NE(second, nullptr);
   ASSERT_TRUE(second->Send("queued").ok());
   // Queued, not served, while the first is open.
@@ -389,8 +299,8 @@ TEST_F(AcceptorBudgetTest, OverBudgetConnectionIsServedWhenASlotFreesInTime) {
   absl::StatusOr<std::string> got = second->Recv(6, kWait);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, "queued");
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorSpawnError), 0);
-  EXPECT_TRUE((*server)->Stop().ok());
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorSpawnError), 0);
+  EXPECT_TRUE(server_->Stop().ok());
 }
 
 TEST_F(AcceptorBudgetTest, EachAcceptorHasItsOwnBudget) {
@@ -398,24 +308,21 @@ TEST_F(AcceptorBudgetTest, EachAcceptorHasItsOwnBudget) {
   options.num_acceptors = 2;
   options.num_listen_sockets = 2;
   options.max_connections_retry_count = 0;  // over budget: closed at once
-  testutil::TelemetryRecorder telemetry(options.name);
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
-  ASSERT_TRUE(server.ok()) << server.status();
-  const SocketInfo where = *(*server)->ListenerInfo();
+  ASSERT_TRUE(Start(std::move(options)));
   // Clients land on either listener by a hash. Keep connecting until both acceptors
   // hold one: the server-wide limit is 2 x 1.
   std::vector<std::unique_ptr<TcpSocket>> open;
-  for (int i = 0; i < 200 && (*server)->active_connections() < 2; ++i) {
-    std::unique_ptr<TcpSocket> c = MustConnect(where);
+  for (int i = 0; i < 200 && server_->active_connections() < 2; ++i) {
+    std::unique_ptr<TcpSocket> c = MustConnect(*server_);
     ASSERT_NE(c, nullptr);
     absl::StatusOr<std::string> echo = testutil::RoundTrip(*c, "x", absl::Seconds(5));
     if (echo.ok()) open.push_back(std::move(c));
   }
-  ASSERT_EQ((*server)->active_connections(), 2);
+  ASSERT_EQ(server_->active_connections(), 2);
   std::set<int> acceptors;
-  for (const ConnectionSummary& s : (*server)->Connections()) acceptors.insert(s.acceptor);
+  for (const ConnectionSummary& s : server_->Connections()) acceptors.insert(s.acceptor);
   EXPECT_EQ(acceptors, (std::set<int>{0, 1}));
-  EXPECT_TRUE((*server)->Stop().ok());
+  EXPECT_TRUE(server_->Stop().ok());
 }
 
 // ---------------------------------------------------------------------------------
@@ -485,10 +392,10 @@ class ScriptedTransport : public Transport {
   std::shared_ptr<AcceptScript> script_;
 };
 
-class ScriptedAcceptTest : public ::testing::Test {
+class ScriptedAcceptTest : public testutil::ServerFixture {
  protected:
   ServerOptions Options() {
-    ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<Echo>());
+    ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<EchoHandler>());
     options.num_acceptors = 1;
     options.transport = std::make_shared<ScriptedTransport>(script_);
     return options;
@@ -502,23 +409,19 @@ TEST_F(ScriptedAcceptTest, EachKindOfAcceptFailureIsReportedAndTheAcceptorCarrie
   script_->Push(absl::ResourceExhaustedError("accept: Too many open files in system (ENFILE)"));
   script_->Push(absl::UnknownError("accept: Protocol error (EPROTO)"));
   script_->Push(absl::InvalidArgumentError("accept: Invalid argument (EINVAL)"));
-  ServerOptions options = Options();
-  testutil::TelemetryRecorder telemetry(options.name);
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
-  ASSERT_TRUE(server.ok()) << server.status();
-  const SocketInfo where = *(*server)->ListenerInfo();
+  ASSERT_TRUE(Start(Options()));
 
-  ASSERT_TRUE(telemetry.WaitFor(TelemetryEventType::kAcceptorAcceptError, 2));
+  ASSERT_TRUE(telemetry_->WaitFor(TelemetryEventType::kAcceptorAcceptError, 2));
   ASSERT_TRUE(WaitFor([&] { return script_->pending() == 0; }));
 
   std::vector<testutil::RecordedEvent> aborted =
-      telemetry.Events(TelemetryEventType::kAcceptorEconnaborted);
+      telemetry_->Events(TelemetryEventType::kAcceptorEconnaborted);
   ASSERT_EQ(aborted.size(), 1u);
   ASSERT_TRUE(aborted[0].error.has_value());
   EXPECT_TRUE(absl::IsAborted(*aborted[0].error));
   EXPECT_GT(aborted[0].monotonic_time, absl::ZeroDuration());
 
-  std::vector<testutil::RecordedEvent> emfile = telemetry.Events(TelemetryEventType::kAcceptorEmfile);
+  std::vector<testutil::RecordedEvent> emfile = telemetry_->Events(TelemetryEventType::kAcceptorEmfile);
   ASSERT_EQ(emfile.size(), 2u);
   for (const testutil::RecordedEvent& e : emfile) {
     ASSERT_TRUE(e.error.has_value());
@@ -528,14 +431,14 @@ TEST_F(ScriptedAcceptTest, EachKindOfAcceptFailureIsReportedAndTheAcceptorCarrie
   EXPECT_NE(emfile[1].error->message().find("ENFILE"), absl::string_view::npos);
 
   std::vector<testutil::RecordedEvent> other =
-      telemetry.Events(TelemetryEventType::kAcceptorAcceptError);
+      telemetry_->Events(TelemetryEventType::kAcceptorAcceptError);
   ASSERT_EQ(other.size(), 2u);
   ASSERT_TRUE(other[0].error.has_value());
   EXPECT_EQ(other[0].error->code(), absl::StatusCode::kUnknown);
   EXPECT_NE(other[0].error->message().find("EPROTO"), absl::string_view::npos);
   ASSERT_TRUE(other[1].error.has_value());
   EXPECT_TRUE(absl::IsInvalidArgument(*other[1].error));
-  for (const testutil::RecordedEvent& e : telemetry.Events()) {
+  for (const testutil::RecordedEvent& e : telemetry_->Events()) {
     if (e.name.rfind("acceptor.", 0) == 0) {
       EXPECT_EQ(e.acceptor, 0);
     }
@@ -543,40 +446,33 @@ TEST_F(ScriptedAcceptTest, EachKindOfAcceptFailureIsReportedAndTheAcceptorCarrie
 
   // The acceptor went on: connections are served.
   for (int i = 0; i < 3; ++i) {
-    std::unique_ptr<TcpSocket> client = MustConnect(where);
+    std::unique_ptr<TcpSocket> client = ConnectAndEcho(*server_, absl::StrCat("after errors ", i));
     ASSERT_NE(client, nullptr);
-    ExpectEcho(*client, absl::StrCat("after errors ", i));
   }
-  EXPECT_TRUE((*server)->Stop().ok());
+  EXPECT_TRUE(server_->Stop().ok());
   // One acceptor, never replaced, stopped without an error.
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorStart), 1);
-  std::vector<testutil::RecordedEvent> stops = telemetry.Events(TelemetryEventType::kAcceptorStop);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorStart), 1);
+  std::vector<testutil::RecordedEvent> stops = telemetry_->Events(TelemetryEventType::kAcceptorStop);
   ASSERT_EQ(stops.size(), 1u);
   EXPECT_FALSE(stops[0].error.has_value());
   EXPECT_EQ(stops[0].connections, 3u);
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorSpawnError), 0);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorSpawnError), 0);
 }
 
 TEST_F(ScriptedAcceptTest, DescriptorExhaustionDoesNotDisturbOpenConnections) {
-  ServerOptions options = Options();
-  testutil::TelemetryRecorder telemetry(options.name);
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
-  ASSERT_TRUE(server.ok()) << server.status();
-  const SocketInfo where = *(*server)->ListenerInfo();
+  ASSERT_TRUE(Start(Options()));
 
-  std::unique_ptr<TcpSocket> existing = MustConnect(where);
+  std::unique_ptr<TcpSocket> existing = ConnectAndEcho(*server_, "before");
   ASSERT_NE(existing, nullptr);
-  ExpectEcho(*existing, "before");
 
   // The acceptor is back in the real accept; the next call after the next connection
   // meets five EMFILEs in a row (100 ms of back-off each).
   for (int i = 0; i < 5; ++i) {
     script_->Push(absl::ResourceExhaustedError("accept: Too many open files (EMFILE)"));
   }
-  std::unique_ptr<TcpSocket> trigger = MustConnect(where);
+  std::unique_ptr<TcpSocket> trigger = ConnectAndEcho(*server_, "trigger");
   ASSERT_NE(trigger, nullptr);
-  ExpectEcho(*trigger, "trigger");
-  std::unique_ptr<TcpSocket> during = MustConnect(where);  // waits in the backlog
+  std::unique_ptr<TcpSocket> during = MustConnect(*server_);  // waits in the backlog
   ASSERT_NE(during, nullptr);
   ASSERT_TRUE(during->Send("during").ok());
   ExpectEcho(*existing, "meanwhile");
@@ -585,16 +481,15 @@ TEST_F(ScriptedAcceptTest, DescriptorExhaustionDoesNotDisturbOpenConnections) {
   absl::StatusOr<std::string> got = during->Recv(6, kWait);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, "during");
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorEmfile), 5);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorEmfile), 5);
   ExpectEcho(*existing, "after");
 
-  std::unique_ptr<TcpSocket> late = MustConnect(where);
+  std::unique_ptr<TcpSocket> late = ConnectAndEcho(*server_, "late");
   ASSERT_NE(late, nullptr);
-  ExpectEcho(*late, "late");
-  EXPECT_EQ((*server)->active_connections(), 4);
-  EXPECT_TRUE((*server)->Stop().ok());
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorStart), 1);
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorStop), 1);
+  EXPECT_EQ(server_->active_connections(), 4);
+  EXPECT_TRUE(server_->Stop().ok());
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorStart), 1);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorStop), 1);
 }
 
 TEST_F(ScriptedAcceptTest, ManyTransientErrorsInARowAreAllSurvived) {
@@ -604,24 +499,19 @@ TEST_F(ScriptedAcceptTest, ManyTransientErrorsInARowAreAllSurvived) {
   for (const char* reason : kReasons) {
     script_->Push(absl::UnknownError(absl::StrCat("accept: (", reason, ")")));
   }
-  ServerOptions options = Options();
-  testutil::TelemetryRecorder telemetry(options.name);
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
-  ASSERT_TRUE(server.ok()) << server.status();
-  const SocketInfo where = *(*server)->ListenerInfo();
-  std::unique_ptr<TcpSocket> client = MustConnect(where);
+  ASSERT_TRUE(Start(Options()));
+  std::unique_ptr<TcpSocket> client = ConnectAndEcho(*server_, "survived");
   ASSERT_NE(client, nullptr);
-  ExpectEcho(*client, "survived");
   std::vector<testutil::RecordedEvent> errors =
-      telemetry.Events(TelemetryEventType::kAcceptorAcceptError);
+      telemetry_->Events(TelemetryEventType::kAcceptorAcceptError);
   ASSERT_EQ(errors.size(), 10u);
   for (size_t i = 0; i < errors.size(); ++i) {
     ASSERT_TRUE(errors[i].error.has_value());
     EXPECT_NE(errors[i].error->message().find(kReasons[i]), absl::string_view::npos)
         << *errors[i].error;
   }
-  EXPECT_TRUE((*server)->Stop().ok());
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorStart), 1);
+  EXPECT_TRUE(server_->Stop().ok());
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorStart), 1);
 }
 
 TEST_F(ScriptedAcceptTest, StopDuringBackOffReturnsPromptly) {
@@ -629,15 +519,12 @@ TEST_F(ScriptedAcceptTest, StopDuringBackOffReturnsPromptly) {
   for (int i = 0; i < 100000; ++i) {
     script_->Push(absl::ResourceExhaustedError("accept: Too many open files (EMFILE)"));
   }
-  ServerOptions options = Options();
-  testutil::TelemetryRecorder telemetry(options.name);
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
-  ASSERT_TRUE(server.ok()) << server.status();
-  ASSERT_TRUE(telemetry.WaitFor(TelemetryEventType::kAcceptorEmfile, 2));
+  ASSERT_TRUE(Start(Options()));
+  ASSERT_TRUE(telemetry_->WaitFor(TelemetryEventType::kAcceptorEmfile, 2));
   const absl::Time start = absl::Now();
-  EXPECT_TRUE((*server)->Stop().ok());
+  EXPECT_TRUE(server_->Stop().ok());
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorStop), 1);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorStop), 1);
 }
 
 }  // namespace

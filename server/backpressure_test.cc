@@ -24,6 +24,8 @@ namespace islet {
 namespace {
 
 using testutil::kWait;
+using testutil::Pattern;
+using testutil::RecordedEvent;
 using testutil::WaitFor;
 
 constexpr size_t kHighWater = 64 * 1024;
@@ -49,19 +51,33 @@ struct Counters {
     }
     if (queued > high_water) exceeded_high_water = true;
   }
+  void NoteRefused(const absl::Status& sent) {
+    refused_code = static_cast<int>(sent.code());
+    sends_refused.fetch_add(1);
+  }
 };
 
-std::string Pattern(size_t n) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('A' + i % 23);
-  return s;
-}
+// Counts how its connection ends; the handlers below add what they do with data.
+class CountingHandler : public Handler {
+ public:
+  explicit CountingHandler(std::shared_ptr<Counters> c) : c_(std::move(c)) {}
+
+  void HandleError(const absl::Status& error, Connection& conn) override {
+    c_->error_code = static_cast<int>(error.code());
+    c_->errors.fetch_add(1);  // last: the test reads error_code once it sees this
+  }
+  void HandleClose(Connection& conn) override { c_->closes.fetch_add(1); }
+  void HandleShutdown(Connection& conn) override { c_->shutdowns.fetch_add(1); }
+
+ protected:
+  const std::shared_ptr<Counters> c_;
+};
 
 // Answers every read with one response of `response` bytes.
-class BigResponder : public Handler {
+class BigResponder : public CountingHandler {
  public:
   BigResponder(std::shared_ptr<Counters> c, size_t response, size_t high_water)
-      : c_(std::move(c)), response_(Pattern(response)), high_water_(high_water) {}
+      : CountingHandler(std::move(c)), response_(Pattern(response)), high_water_(high_water) {}
 
   HandlerResult HandleData(absl::string_view data, Connection& conn) override {
     c_->bytes_in.fetch_add(data.size());
@@ -69,27 +85,19 @@ class BigResponder : public Handler {
     if (sent.ok()) {
       c_->bytes_queued_total.fetch_add(response_.size());
     } else {
-      c_->sends_refused.fetch_add(1);
-      c_->refused_code = static_cast<int>(sent.code());
+      c_->NoteRefused(sent);
     }
     c_->NoteQueued(conn.queued_bytes(), high_water_);
     c_->data_calls.fetch_add(1);  // last: the test reads the rest once it sees this
     return HandlerResult::Continue();
   }
-  void HandleError(const absl::Status& error, Connection& conn) override {
-    c_->error_code = static_cast<int>(error.code());
-    c_->errors.fetch_add(1);
-  }
-  void HandleClose(Connection& conn) override { c_->closes.fetch_add(1); }
-  void HandleShutdown(Connection& conn) override { c_->shutdowns.fetch_add(1); }
 
  private:
-  std::shared_ptr<Counters> c_;
   const std::string response_;
   const size_t high_water_;
 };
 
-class BackpressureTest : public ::testing::Test {
+class BackpressureTest : public testutil::ServerFixture {
  protected:
   // Small kernel buffers on both sides, so "the peer does not read" really stops the
   // bytes in our queue.
@@ -106,16 +114,12 @@ class BackpressureTest : public ::testing::Test {
     return options;
   }
 
-  std::unique_ptr<Server> Start(ServerOptions options) {
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
-    EXPECT_TRUE(server.ok()) << server.status();
-    return server.ok() ? *std::move(server) : nullptr;
+  // A client of the server with a receive buffer of `recv_buffer` bytes, blocking.
+  UniqueFd Peer(int recv_buffer) {
+    return testutil::RawConnect(server_->ListenerInfo()->port, recv_buffer);
   }
-
   // A peer that does not read: small receive buffer, blocking descriptor.
-  static UniqueFd StubbornPeer(const Server& server) {
-    return testutil::RawConnect(server.ListenerInfo()->port, /*recv_buffer=*/4096);
-  }
+  UniqueFd StubbornPeer() { return Peer(/*recv_buffer=*/4096); }
 
   // Sends without blocking; true when every byte went.
   static bool SendNow(int fd, absl::string_view data) {
@@ -127,9 +131,8 @@ class BackpressureTest : public ::testing::Test {
 };
 
 TEST_F(BackpressureTest, ReadingStopsAboveTheHighWaterMarkAndResumesWhenDrained) {
-  std::unique_ptr<Server> server = Start(Options());
-  ASSERT_NE(server, nullptr);
-  UniqueFd peer = StubbornPeer(*server);
+  ASSERT_TRUE(Start(Options()));
+  UniqueFd peer = StubbornPeer();
   ASSERT_TRUE(peer.valid()) << errno;
 
   ASSERT_TRUE(SendNow(peer.get(), "1"));
@@ -147,7 +150,7 @@ TEST_F(BackpressureTest, ReadingStopsAboveTheHighWaterMarkAndResumesWhenDrained)
   EXPECT_EQ(counters_->data_calls.load(), 1);
   EXPECT_EQ(counters_->bytes_in.load(), 1u);
   EXPECT_EQ(counters_->errors.load(), 0);
-  EXPECT_EQ(server->active_connections(), 1);
+  EXPECT_EQ(server_->active_connections(), 1);
 
   // The peer starts reading: the queue drains and the waiting requests come through.
   std::vector<char> buf(64 * 1024);
@@ -164,16 +167,14 @@ TEST_F(BackpressureTest, ReadingStopsAboveTheHighWaterMarkAndResumesWhenDrained)
   EXPECT_LE(counters_->max_queued.load(), size_t{8 << 20});
   EXPECT_EQ(counters_->errors.load(), 0);
   EXPECT_EQ(counters_->sends_refused.load(), 0);
-  EXPECT_TRUE(server->Stop().ok());
+  EXPECT_TRUE(server_->Stop().ok());
 }
 
 TEST_F(BackpressureTest, APeerThatTakesNothingForSendTimeoutIsClosed) {
   ServerOptions options = Options();
   options.send_timeout = absl::Milliseconds(500);
-  testutil::TelemetryRecorder telemetry(options.name);
-  std::unique_ptr<Server> server = Start(std::move(options));
-  ASSERT_NE(server, nullptr);
-  UniqueFd peer = StubbornPeer(*server);
+  ASSERT_TRUE(Start(std::move(options)));
+  UniqueFd peer = StubbornPeer();
   ASSERT_TRUE(peer.valid()) << errno;
 
   ASSERT_TRUE(SendNow(peer.get(), "1"));
@@ -187,15 +188,15 @@ TEST_F(BackpressureTest, APeerThatTakesNothingForSendTimeoutIsClosed) {
   EXPECT_EQ(counters_->error_code.load(), static_cast<int>(absl::StatusCode::kDeadlineExceeded));
   EXPECT_EQ(counters_->data_calls.load(), 1);
   EXPECT_EQ(counters_->closes.load(), 0);
-  ASSERT_TRUE(WaitFor([&] { return server->active_connections() == 0; }));
+  ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == 0; }));
 
-  ASSERT_TRUE(telemetry.WaitFor(TelemetryEventType::kConnectionStop));
-  std::vector<testutil::RecordedEvent> send_errors =
-      telemetry.Events(TelemetryEventType::kConnectionSendError);
+  ASSERT_TRUE(telemetry_->WaitFor(TelemetryEventType::kConnectionStop));
+  std::vector<RecordedEvent> send_errors =
+      telemetry_->Events(TelemetryEventType::kConnectionSendError);
   ASSERT_EQ(send_errors.size(), 1u);
   ASSERT_TRUE(send_errors[0].error.has_value());
   EXPECT_TRUE(absl::IsDeadlineExceeded(*send_errors[0].error)) << *send_errors[0].error;
-  std::vector<testutil::RecordedEvent> stops = telemetry.Events(TelemetryEventType::kConnectionStop);
+  std::vector<RecordedEvent> stops = telemetry_->Events(TelemetryEventType::kConnectionStop);
   ASSERT_EQ(stops.size(), 1u);
   ASSERT_TRUE(stops[0].error.has_value());
   EXPECT_TRUE(absl::IsDeadlineExceeded(*stops[0].error));
@@ -209,14 +210,14 @@ TEST_F(BackpressureTest, APeerThatTakesNothingForSendTimeoutIsClosed) {
     ended = n <= 0;
   }
   EXPECT_TRUE(ended);
-  EXPECT_TRUE(server->Stop().ok());
+  EXPECT_TRUE(server_->Stop().ok());
 }
 
 // Sends `chunk` bytes at a time until a Send fails, checking the queue after each.
-class Flooder : public Handler {
+class Flooder : public CountingHandler {
  public:
   Flooder(std::shared_ptr<Counters> c, size_t chunk, size_t limit)
-      : c_(std::move(c)), chunk_(Pattern(chunk)), limit_(limit) {}
+      : CountingHandler(std::move(c)), chunk_(Pattern(chunk)), limit_(limit) {}
 
   HandlerResult HandleData(absl::string_view data, Connection& conn) override {
     c_->data_calls.fetch_add(1);
@@ -224,8 +225,7 @@ class Flooder : public Handler {
       absl::Status sent = conn.Send(chunk_);
       c_->NoteQueued(conn.queued_bytes(), limit_);
       if (!sent.ok()) {
-        c_->sends_refused.fetch_add(1);
-        c_->refused_code = static_cast<int>(sent.code());
+        c_->NoteRefused(sent);
         // Later sends keep failing: the connection is on its way out.
         absl::Status again = conn.Send("more");
         if (again.ok()) c_->bytes_queued_total.fetch_add(1);
@@ -234,14 +234,8 @@ class Flooder : public Handler {
     }
     return HandlerResult::Continue();
   }
-  void HandleError(const absl::Status& error, Connection& conn) override {
-    c_->error_code = static_cast<int>(error.code());
-    c_->errors.fetch_add(1);
-  }
-  void HandleClose(Connection& conn) override { c_->closes.fetch_add(1); }
 
  private:
-  std::shared_ptr<Counters> c_;
   const std::string chunk_;
   const size_t limit_;
 };
@@ -253,10 +247,8 @@ TEST_F(BackpressureTest, QueueNeverExceedsTheLimitAndAnOversizedSendFails) {
   options.handler_factory = [c = counters_](const std::any&) -> std::unique_ptr<Handler> {
     return std::make_unique<Flooder>(c, 96 * 1024, kLimit);
   };
-  testutil::TelemetryRecorder telemetry(options.name);
-  std::unique_ptr<Server> server = Start(std::move(options));
-  ASSERT_NE(server, nullptr);
-  UniqueFd peer = StubbornPeer(*server);
+  ASSERT_TRUE(Start(std::move(options)));
+  UniqueFd peer = StubbornPeer();
   ASSERT_TRUE(peer.valid()) << errno;
 
   ASSERT_TRUE(SendNow(peer.get(), "go"));
@@ -268,41 +260,40 @@ TEST_F(BackpressureTest, QueueNeverExceedsTheLimitAndAnOversizedSendFails) {
   // The bound held even for the Send that was refused.
   EXPECT_LE(counters_->max_queued.load(), kLimit);
   EXPECT_GT(counters_->max_queued.load(), kLimit / 2);
-  ASSERT_TRUE(WaitFor([&] { return server->active_connections() == 0; }));
-  ASSERT_TRUE(telemetry.WaitFor(TelemetryEventType::kConnectionStop));
+  ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == 0; }));
+  ASSERT_TRUE(telemetry_->WaitFor(TelemetryEventType::kConnectionStop));
   bool saw_exhausted = false;
-  for (const testutil::RecordedEvent& e : telemetry.Events(TelemetryEventType::kConnectionSendError)) {
+  for (const RecordedEvent& e : telemetry_->Events(TelemetryEventType::kConnectionSendError)) {
     if (e.error.has_value() && absl::IsResourceExhausted(*e.error)) saw_exhausted = true;
   }
   EXPECT_TRUE(saw_exhausted);
-  std::vector<testutil::RecordedEvent> stops = telemetry.Events(TelemetryEventType::kConnectionStop);
+  std::vector<RecordedEvent> stops = telemetry_->Events(TelemetryEventType::kConnectionStop);
   ASSERT_EQ(stops.size(), 1u);
   ASSERT_TRUE(stops[0].error.has_value());
   EXPECT_TRUE(absl::IsResourceExhausted(*stops[0].error));
-  EXPECT_TRUE(server->Stop().ok());
+  EXPECT_TRUE(server_->Stop().ok());
 }
 
 TEST_F(BackpressureTest, OneSendLargerThanTheLimitIsRefusedWithoutBeingQueued) {
   static constexpr size_t kLimit = 256 * 1024;
   ServerOptions options = Options(/*response=*/4 << 20);  // one 4 MiB response
   options.send_queue_limit = kLimit;
-  std::unique_ptr<Server> server = Start(std::move(options));
-  ASSERT_NE(server, nullptr);
-  UniqueFd peer = StubbornPeer(*server);
+  ASSERT_TRUE(Start(std::move(options)));
+  UniqueFd peer = StubbornPeer();
   ASSERT_TRUE(peer.valid()) << errno;
   ASSERT_TRUE(SendNow(peer.get(), "go"));
   ASSERT_TRUE(WaitFor([&] { return counters_->errors.load() == 1; }));
   EXPECT_EQ(counters_->refused_code.load(), static_cast<int>(absl::StatusCode::kResourceExhausted));
   EXPECT_LE(counters_->max_queued.load(), kLimit);
   EXPECT_EQ(counters_->error_code.load(), static_cast<int>(absl::StatusCode::kResourceExhausted));
-  ASSERT_TRUE(WaitFor([&] { return server->active_connections() == 0; }));
+  ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == 0; }));
 }
 
 // Streams a numbered byte sequence: every request byte asks for `per_request` more.
-class Streamer : public Handler {
+class Streamer : public CountingHandler {
  public:
   Streamer(std::shared_ptr<Counters> c, size_t per_request, size_t high_water)
-      : c_(std::move(c)), per_request_(per_request), high_water_(high_water) {}
+      : CountingHandler(std::move(c)), per_request_(per_request), high_water_(high_water) {}
 
   HandlerResult HandleData(absl::string_view data, Connection& conn) override {
     c_->data_calls.fetch_add(1);
@@ -312,7 +303,7 @@ class Streamer : public Handler {
       for (char& ch : chunk) ch = static_cast<char>(next_++ % 251);
       absl::Status sent = conn.Send(chunk);
       if (!sent.ok()) {
-        c_->sends_refused.fetch_add(1);
+        c_->NoteRefused(sent);
         return HandlerResult::Error(sent);
       }
       c_->bytes_queued_total.fetch_add(chunk.size());
@@ -320,12 +311,8 @@ class Streamer : public Handler {
     }
     return HandlerResult::Continue();
   }
-  void HandleError(const absl::Status& error, Connection& conn) override {
-    c_->errors.fetch_add(1);
-  }
 
  private:
-  std::shared_ptr<Counters> c_;
   const size_t per_request_;
   const size_t high_water_;
   uint64_t next_ = 0;
@@ -341,9 +328,8 @@ TEST_F(BackpressureTest, ASlowReaderGetsEveryByteInOrder) {
   options.handler_factory = [c = counters_](const std::any&) -> std::unique_ptr<Handler> {
     return std::make_unique<Streamer>(c, kPerRequest, 192 * 1024);
   };
-  std::unique_ptr<Server> server = Start(std::move(options));
-  ASSERT_NE(server, nullptr);
-  UniqueFd peer = testutil::RawConnect(server->ListenerInfo()->port, 8192);
+  ASSERT_TRUE(Start(std::move(options)));
+  UniqueFd peer = Peer(8192);
   ASSERT_TRUE(peer.valid()) << errno;
 
   std::thread requester([&] {
@@ -385,7 +371,7 @@ TEST_F(BackpressureTest, ASlowReaderGetsEveryByteInOrder) {
   ::shutdown(peer.get(), SHUT_WR);
   const ssize_t tail = ::recv(peer.get(), buf.data(), buf.size(), 0);
   EXPECT_EQ(tail, 0);
-  EXPECT_TRUE(server->Stop().ok());
+  EXPECT_TRUE(server_->Stop().ok());
 }
 
 }  // namespace

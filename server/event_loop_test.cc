@@ -59,27 +59,6 @@ class LoopThread {
   std::thread thread_;
 };
 
-// Thread-safe ordered log.
-class Log {
- public:
-  void Add(std::string s) {
-    absl::MutexLock lock(&mu_);
-    entries_.push_back(std::move(s));
-  }
-  std::vector<std::string> Entries() const {
-    absl::MutexLock lock(&mu_);
-    return entries_;
-  }
-  size_t Size() const {
-    absl::MutexLock lock(&mu_);
-    return entries_.size();
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  std::vector<std::string> entries_ ABSL_GUARDED_BY(mu_);
-};
-
 TEST(EventLoopTest, PostedTasksRunOnTheLoopThreadInOrder) {
   LoopThread t;
   constexpr int kPosters = 4;
@@ -116,19 +95,19 @@ TEST(EventLoopTest, PostedTasksRunOnTheLoopThreadInOrder) {
 
 TEST(EventLoopTest, TaskPostedFromATaskRunsLater) {
   LoopThread t;
-  Log log;
+  testutil::EventRecorder log;  // what ran, in order
   // Hold the loop until both tasks below are queued, so they run as one batch.
   absl::Notification gate;
   t.loop().Post([&] { gate.WaitForNotification(); });
   t.loop().Post([&] {
-    log.Add("outer");
-    t.loop().Post([&] { log.Add("inner"); });
-    log.Add("outer-end");
+    log.Record("outer");
+    t.loop().Post([&] { log.Record("inner"); });
+    log.Record("outer-end");
   });
-  t.loop().Post([&] { log.Add("second"); });
+  t.loop().Post([&] { log.Record("second"); });
   gate.Notify();
-  ASSERT_TRUE(testutil::WaitFor([&] { return log.Size() == 4; }));
-  EXPECT_EQ(log.Entries(), (std::vector<std::string>{"outer", "outer-end", "second", "inner"}));
+  ASSERT_TRUE(testutil::WaitFor([&] { return log.Events().size() == 4; }));
+  EXPECT_EQ(log.Events(), (std::vector<std::string>{"outer", "outer-end", "second", "inner"}));
 }
 
 // Tasks a loop posts to itself do not write its wakeup descriptor; the loop must still
@@ -178,18 +157,18 @@ TEST(EventLoopTest, TasksTheLoopPostsToItselfRunWithoutOutsideHelp) {
 
 TEST(EventLoopTest, TimersFireInDeadlineOrder) {
   LoopThread t;
-  Log log;
+  testutil::EventRecorder log;  // what ran, in order
   t.RunOnLoop([&] {
     const absl::Duration now = MonotonicNow();
     // Scheduled out of order; two share a deadline (they fire in scheduling order).
-    t.loop().Schedule(now + absl::Milliseconds(60), [&] { log.Add("60"); });
-    t.loop().Schedule(now + absl::Milliseconds(20), [&] { log.Add("20"); });
-    t.loop().Schedule(now + absl::Milliseconds(40), [&] { log.Add("40a"); });
-    t.loop().Schedule(now + absl::Milliseconds(40), [&] { log.Add("40b"); });
-    t.loop().Schedule(now - absl::Milliseconds(5), [&] { log.Add("past"); });
+    t.loop().Schedule(now + absl::Milliseconds(60), [&] { log.Record("60"); });
+    t.loop().Schedule(now + absl::Milliseconds(20), [&] { log.Record("20"); });
+    t.loop().Schedule(now + absl::Milliseconds(40), [&] { log.Record("40a"); });
+    t.loop().Schedule(now + absl::Milliseconds(40), [&] { log.Record("40b"); });
+    t.loop().Schedule(now - absl::Milliseconds(5), [&] { log.Record("past"); });
   });
-  ASSERT_TRUE(testutil::WaitFor([&] { return log.Size() == 5; }));
-  EXPECT_EQ(log.Entries(), (std::vector<std::string>{"past", "20", "40a", "40b", "60"}));
+  ASSERT_TRUE(testutil::WaitFor([&] { return log.Events().size() == 5; }));
+  EXPECT_EQ(log.Events(), (std::vector<std::string>{"past", "20", "40a", "40b", "60"}));
 }
 
 TEST(EventLoopTest, TimerDoesNotFireBeforeItsDeadline) {
@@ -208,24 +187,24 @@ TEST(EventLoopTest, TimerDoesNotFireBeforeItsDeadline) {
 
 TEST(EventLoopTest, CancelPreventsATimer) {
   LoopThread t;
-  Log log;
+  testutil::EventRecorder log;  // what ran, in order
   t.RunOnLoop([&] {
     const absl::Duration now = MonotonicNow();
     EventLoop::TimerId doomed =
-        t.loop().Schedule(now + absl::Milliseconds(10), [&] { log.Add("cancelled"); });
+        t.loop().Schedule(now + absl::Milliseconds(10), [&] { log.Record("cancelled"); });
     EventLoop::TimerId also_doomed =
-        t.loop().Schedule(now + absl::Milliseconds(30), [&] { log.Add("cancelled too"); });
+        t.loop().Schedule(now + absl::Milliseconds(30), [&] { log.Record("cancelled too"); });
     t.loop().Schedule(now + absl::Milliseconds(20), [&, also_doomed] {
-      log.Add("kept");
+      log.Record("kept");
       t.loop().Cancel(also_doomed);  // from another timer's callback
     });
-    t.loop().Schedule(now + absl::Milliseconds(80), [&] { log.Add("last"); });
+    t.loop().Schedule(now + absl::Milliseconds(80), [&] { log.Record("last"); });
     t.loop().Cancel(doomed);
     t.loop().Cancel(doomed);  // twice is harmless
   });
-  ASSERT_TRUE(testutil::WaitFor([&] { return log.Size() >= 2; }));
+  ASSERT_TRUE(testutil::WaitFor([&] { return log.Events().size() >= 2; }));
   // "last" fires after the cancelled timers' deadlines: had they run, they'd be here.
-  EXPECT_EQ(log.Entries(), (std::vector<std::string>{"kept", "last"}));
+  EXPECT_EQ(log.Events(), (std::vector<std::string>{"kept", "last"}));
 }
 
 TEST(EventLoopTest, CancellingARunTimerIsANoOp) {
@@ -240,15 +219,15 @@ TEST(EventLoopTest, CancellingARunTimerIsANoOp) {
 
 TEST(EventLoopTest, TimerScheduledFromATimerFires) {
   LoopThread t;
-  Log log;
+  testutil::EventRecorder log;  // what ran, in order
   t.RunOnLoop([&] {
     t.loop().Schedule(MonotonicNow() + absl::Milliseconds(5), [&] {
-      log.Add("first");
-      t.loop().Schedule(MonotonicNow() + absl::Milliseconds(5), [&] { log.Add("second"); });
+      log.Record("first");
+      t.loop().Schedule(MonotonicNow() + absl::Milliseconds(5), [&] { log.Record("second"); });
     });
   });
-  ASSERT_TRUE(testutil::WaitFor([&] { return log.Size() == 2; }));
-  EXPECT_EQ(log.Entries(), (std::vector<std::string>{"first", "second"}));
+  ASSERT_TRUE(testutil::WaitFor([&] { return log.Events().size() == 2; }));
+  EXPECT_EQ(log.Events(), (std::vector<std::string>{"first", "second"}));
 }
 
 // Records readiness for a descriptor.

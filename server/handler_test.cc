@@ -8,206 +8,51 @@
 // timers in deadline order, would have fired the wrong timeout first.
 #include <any>
 #include <atomic>
-#include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/connection.h"
 #include "server/handler.h"
+#include "server/scripted_handler.h"
 #include "server/server.h"
 #include "server/telemetry.h"
 #include "server/test_util.h"
-#include "transport/io_wait.h"
 #include "transport/tcp_transport.h"
 
 namespace islet {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::IsEmpty;
+using ::testing::Optional;
+using testutil::Ctx;
+using testutil::Echo;
 using testutil::EventRecorder;
+using testutil::IsOkAndHolds;
+using testutil::kDeadline;
+using testutil::MessageText;
 using testutil::RecordedEvent;
-using testutil::TelemetryRecorder;
+using testutil::Returns;
+using testutil::SendThen;
+using testutil::StatusIs;
+using testutil::WaitReadable;
+using testutil::WaitReadableThen;
 
-// Bounds every wait for something that normally takes milliseconds.
-constexpr absl::Duration kDeadline = absl::Seconds(10);
-
-// ---- A handler scripted by lambdas, recording every callback ----
-
-// Every connection's handle, by number, for the test thread to post to.
-class HandleBook {
- public:
-  void Put(int n, ConnectionHandle handle) {
-    absl::MutexLock lock(&mu_);
-    handles_[n] = std::move(handle);
-  }
-  ConnectionHandle Get(int n) const {
-    absl::MutexLock lock(&mu_);
-    auto it = handles_.find(n);
-    return it == handles_.end() ? ConnectionHandle() : it->second;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  std::map<int, ConnectionHandle> handles_ ABSL_GUARDED_BY(mu_);
-};
-
-// Which connection a callback belongs to: connections count from 1 in the order their
-// handlers are made; events are recorded as "c<n>:<what>".
-struct Ctx {
-  int n = 0;
-  EventRecorder* rec = nullptr;
-  HandleBook* book = nullptr;
-  std::string Tag(absl::string_view what) const { return absl::StrCat("c", n, ":", what); }
-  void Note(absl::string_view what) const { rec->Record(Tag(what)); }
-};
-
-struct Script {
-  std::function<HandlerResult(const Ctx&, Connection&)> connection;
-  std::function<HandlerResult(const Ctx&, absl::string_view, Connection&)> data;
-  std::function<HandlerResult(const Ctx&, Connection&)> cont;
-  std::function<HandlerResult(const Ctx&, const std::string&, Connection&)> message;
-  std::function<void(const Ctx&, Connection&)> close;
-  std::function<void(const Ctx&, const absl::Status&, Connection&)> error;
-  std::function<void(const Ctx&, Connection&)> shutdown;
-  std::function<void(const Ctx&, Connection&)> timeout;
-};
-
-// Records "connection", "data:<bytes>", "continue", "message:<payload>", and the
-// endings "close", "error:<CODE>", "shutdown", "timeout"; "gone" when destroyed (after
-// which no callback can run).
-class ScriptedHandler : public Handler {
- public:
-  ScriptedHandler(Ctx ctx, const Script* script) : ctx_(ctx), script_(script) {}
-  ~ScriptedHandler() override { ctx_.Note("gone"); }
-
-  HandlerResult HandleConnection(Connection& conn) override {
-    ctx_.book->Put(ctx_.n, conn.handle());
-    ctx_.Note("connection");
-    return script_->connection ? script_->connection(ctx_, conn) : HandlerResult::Continue();
-  }
-  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
-    ctx_.Note(absl::StrCat("data:", data));
-    return script_->data ? script_->data(ctx_, data, conn) : HandlerResult::Continue();
-  }
-  HandlerResult HandleContinue(Connection& conn) override {
-    ctx_.Note("continue");
-    return script_->cont ? script_->cont(ctx_, conn) : HandlerResult::Continue();
-  }
-  HandlerResult HandleMessage(std::any& message, Connection& conn) override {
-    const std::string* text = std::any_cast<std::string>(&message);
-    const std::string payload = text != nullptr ? *text : "?";
-    ctx_.Note(absl::StrCat("message:", payload));
-    return script_->message ? script_->message(ctx_, payload, conn) : HandlerResult::Continue();
-  }
-  void HandleClose(Connection& conn) override {
-    ctx_.Note("close");
-    if (script_->close) script_->close(ctx_, conn);
-  }
-  void HandleError(const absl::Status& error, Connection& conn) override {
-    ctx_.Note(absl::StrCat("error:", absl::StatusCodeToString(error.code())));
-    if (script_->error) script_->error(ctx_, error, conn);
-  }
-  void HandleShutdown(Connection& conn) override {
-    ctx_.Note("shutdown");
-    if (script_->shutdown) script_->shutdown(ctx_, conn);
-  }
-  void HandleTimeout(Connection& conn) override {
-    ctx_.Note("timeout");
-    if (script_->timeout) script_->timeout(ctx_, conn);
-  }
-
- private:
-  const Ctx ctx_;
-  const Script* script_;
-};
-
-bool IsEnding(absl::string_view what) {
-  return what == "close" || what == "shutdown" || what == "timeout" ||
-         absl::StartsWith(what, "error:");
-}
-
-// Blocks the callback until the client's bytes are in the socket's receive buffer,
-// without reading them.
-void WaitReadable(Connection& conn) {
-  EXPECT_TRUE(
-      WaitForIo(conn.socket().fd(), IoInterest::kRead, MonotonicNow() + kDeadline, "test").ok());
-}
-
-HandlerResult Echo(const Ctx&, absl::string_view data, Connection& conn) {
-  EXPECT_TRUE(conn.Send(data).ok());
-  return HandlerResult::Continue();
-}
-
-class HandlerTest : public ::testing::Test {
+// The scripted handler of scripted_handler.h, one loopback server per test.
+class HandlerTest : public testutil::ScriptedServerTest {
  protected:
-  ServerOptions Options() {
-    ServerOptions options = testutil::LoopbackOptions(
-        [this](const std::any&) -> std::unique_ptr<Handler> {
-          return std::make_unique<ScriptedHandler>(Ctx{++made_, &rec_, &book_}, &script_);
-        });
+  // Options() with `read_timeout`.
+  ServerOptions OptionsWithReadTimeout(absl::Duration read_timeout) {
+    ServerOptions options = Options();
+    options.read_timeout = read_timeout;
     return options;
-  }
-
-  // Starts the server with `options` (the script must be complete by now) and records
-  // its telemetry.
-  void Start(ServerOptions options) {
-    telemetry_ = std::make_unique<TelemetryRecorder>(options.name);
-    auto server = Server::Start(std::move(options));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-  }
-
-  std::unique_ptr<TcpSocket> Connect() {
-    auto client = testutil::Connect(*server_, kDeadline);
-    EXPECT_TRUE(client.ok()) << client.status();
-    return client.ok() ? *std::move(client) : nullptr;
-  }
-
-  // Connects and waits until connection `n`'s HandleConnection has started.
-  std::unique_ptr<TcpSocket> ConnectAs(int n) {
-    std::unique_ptr<TcpSocket> client = Connect();
-    EXPECT_TRUE(rec_.WaitFor(absl::StrCat("c", n, ":connection"), kDeadline));
-    return client;
-  }
-
-  bool Saw(int n, absl::string_view what) const {
-    return rec_.Contains(absl::StrCat("c", n, ":", what));
-  }
-  bool WaitFor(int n, absl::string_view what, int count = 1) const {
-    return rec_.WaitFor(absl::StrCat("c", n, ":", what), kDeadline, count);
-  }
-
-  // Connection n's events, without the "c<n>:" prefix.
-  std::vector<std::string> EventsOf(int n) const {
-    const std::string prefix = absl::StrCat("c", n, ":");
-    std::vector<std::string> out;
-    for (const std::string& e : rec_.Events()) {
-      if (absl::StartsWith(e, prefix)) out.push_back(e.substr(prefix.size()));
-    }
-    return out;
-  }
-
-  // Waits for connection n's handler to be destroyed, then returns the final callbacks
-  // it got: exactly one is the contract.
-  std::vector<std::string> Endings(int n) const {
-    EXPECT_TRUE(WaitFor(n, "gone")) << "connection " << n << " never finished";
-    std::vector<std::string> out;
-    for (const std::string& e : EventsOf(n)) {
-      if (IsEnding(e)) out.push_back(e);
-    }
-    return out;
   }
 
   // The telemetry of the server's only connection (by connection id).
@@ -218,28 +63,6 @@ class HandlerTest : public ::testing::Test {
     }
     return out;
   }
-
-  // Waits for the one connection.stop and returns it.
-  RecordedEvent StopEvent() const {
-    EXPECT_TRUE(telemetry_->WaitFor(TelemetryEventType::kConnectionStop, 1, kDeadline));
-    std::vector<RecordedEvent> stops = telemetry_->Events(TelemetryEventType::kConnectionStop);
-    EXPECT_EQ(stops.size(), 1u);
-    return stops.empty() ? RecordedEvent{TelemetryEventType::kConnectionStop} : stops[0];
-  }
-
-  // Connection n's handle (set as its HandleConnection starts).
-  ConnectionHandle HandleOf(int n) const {
-    ConnectionHandle handle = book_.Get(n);
-    EXPECT_TRUE(handle.valid()) << "no handle for connection " << n;
-    return handle;
-  }
-
-  EventRecorder rec_;
-  HandleBook book_;
-  Script script_;
-  std::atomic<int> made_{0};
-  std::unique_ptr<TelemetryRecorder> telemetry_;
-  std::unique_ptr<Server> server_;  // last: stopped first, while the rest still lives
 };
 
 // ---- State passing ----
@@ -271,36 +94,25 @@ class StatefulHandler : public Handler {
 TEST_F(HandlerTest, HandlerOptionsBecomeTheInitialStateAndStatePersistsAcrossCalls) {
   ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<StatefulHandler>());
   options.handler_options = Greeting{"hello", &rec_};
-  Start(std::move(options));
-  auto client = Connect();
+  auto client = StartAndConnect(std::move(options));
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("ping").ok());
   ASSERT_TRUE(client->Send("pong").ok());
-  auto rest = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(rest.ok()) << rest.status();
-  EXPECT_EQ(*rest, "");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds(""));
   EXPECT_TRUE(rec_.WaitFor("closing with hello after pingpong", kDeadline));
 }
 
 // ---- HandleConnection results ----
 
 TEST_F(HandlerTest, HandleConnectionCanSendAndContinueKeepsTheConnectionOpen) {
-  script_.connection = [](const Ctx&, Connection& conn) {
-    EXPECT_TRUE(conn.Send("HELLO").ok());
-    return HandlerResult::Continue();
-  };
+  script_.connection = SendThen("HELLO", HandlerResult::Continue());
   script_.data = Echo;
-  Start(Options());
-  auto client = Connect();
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
-  auto hello = client->Recv(5, kDeadline);
-  ASSERT_TRUE(hello.ok()) << hello.status();
-  EXPECT_EQ(*hello, "HELLO");
+  ASSERT_THAT(client->Recv(5, kDeadline), IsOkAndHolds("HELLO"));
   // Still open: it answers, more than once.
   for (const char* ping : {"ping", "pong"}) {
-    auto echoed = testutil::RoundTrip(*client, ping, kDeadline);
-    ASSERT_TRUE(echoed.ok()) << echoed.status();
-    EXPECT_EQ(*echoed, ping);
+    ASSERT_THAT(testutil::RoundTrip(*client, ping, kDeadline), IsOkAndHolds(ping));
   }
   EXPECT_FALSE(Saw(1, "gone"));
   client->Close();
@@ -308,57 +120,38 @@ TEST_F(HandlerTest, HandleConnectionCanSendAndContinueKeepsTheConnectionOpen) {
 }
 
 TEST_F(HandlerTest, HandleConnectionCloseSendsThenClosesWithHandleClose) {
-  script_.connection = [](const Ctx&, Connection& conn) {
-    EXPECT_TRUE(conn.Send("HELLO").ok());
-    return HandlerResult::Close();
-  };
-  Start(Options());
-  auto client = Connect();
+  script_.connection = SendThen("HELLO", HandlerResult::Close());
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "HELLO");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("HELLO"));
   EXPECT_THAT(Endings(1), ElementsAre("close"));
   EXPECT_FALSE(StopEvent().error.has_value());
 }
 
 TEST_F(HandlerTest, HandleConnectionErrorCallsHandleErrorWithThatStatus) {
   const absl::Status nope = absl::PermissionDeniedError("nope");
-  script_.connection = [](const Ctx&, Connection& conn) {
-    EXPECT_TRUE(conn.Send("HELLO").ok());
-    return HandlerResult::Error(absl::PermissionDeniedError("nope"));
-  };
+  script_.connection = SendThen("HELLO", HandlerResult::Error(nope));
   script_.error = [nope](const Ctx& ctx, const absl::Status& error, Connection&) {
     EXPECT_EQ(error, nope);
     ctx.Note(absl::StrCat("message:", error.message()));
   };
-  Start(Options());
-  auto client = Connect();
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
   // What was sent before the error still arrives, then the close.
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "HELLO");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("HELLO"));
   EXPECT_THAT(Endings(1), ElementsAre("error:PERMISSION_DENIED"));
   EXPECT_TRUE(Saw(1, "message:nope"));
   // Not silent: connection.stop carries the error.
-  RecordedEvent stop = StopEvent();
-  ASSERT_TRUE(stop.error.has_value());
-  EXPECT_EQ(*stop.error, nope);
+  EXPECT_THAT(StopEvent().error, Optional(nope));
 }
 
 TEST_F(HandlerTest, SilentTerminateOnErrorStillCallsHandleErrorButStopCarriesNoError) {
-  script_.connection = [](const Ctx&, Connection&) {
-    return HandlerResult::Error(absl::PermissionDeniedError("nope"));
-  };
+  script_.connection = Returns(HandlerResult::Error(absl::PermissionDeniedError("nope")));
   ServerOptions options = Options();
   options.silent_terminate_on_error = true;
-  Start(std::move(options));
-  auto client = Connect();
+  auto client = StartAndConnect(std::move(options));
   ASSERT_NE(client, nullptr);
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds(""));
   EXPECT_THAT(Endings(1), ElementsAre("error:PERMISSION_DENIED"));
   EXPECT_FALSE(StopEvent().error.has_value());
 }
@@ -367,19 +160,14 @@ TEST_F(HandlerTest, SilentTerminateDoesNotHideErrorsTheHandlerDidNotReturn) {
   // silent_terminate_on_error covers the handler's own Error results only: a
   // transport failure (here a failed transport switch) is still reported.
   static TcpTransport tcp;
-  script_.connection = [](const Ctx&, Connection&) {
-    return HandlerResult::SwitchTransport(&tcp);
-  };
+  script_.connection = Returns(HandlerResult::SwitchTransport(&tcp));
   ServerOptions options = Options();
   options.silent_terminate_on_error = true;
-  Start(std::move(options));
-  auto client = Connect();
+  auto client = StartAndConnect(std::move(options));
   ASSERT_NE(client, nullptr);
   EXPECT_TRUE(testutil::ReadToEof(*client, kDeadline).ok());
   EXPECT_THAT(Endings(1), ElementsAre("error:UNIMPLEMENTED"));
-  RecordedEvent stop = StopEvent();
-  ASSERT_TRUE(stop.error.has_value());
-  EXPECT_TRUE(absl::IsUnimplemented(*stop.error)) << *stop.error;
+  EXPECT_THAT(StopEvent().error, Optional(StatusIs(absl::StatusCode::kUnimplemented)));
 }
 
 // ---- HandleData results ----
@@ -392,16 +180,11 @@ TEST_F(HandlerTest, DataSentWhileHandleConnectionRunsIsDeliveredToHandleDataAfte
     return HandlerResult::Continue();
   };
   script_.data = Echo;
-  Start(Options());
-  auto client = Connect();
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
-  auto hello = client->Recv(5, kDeadline);
-  ASSERT_TRUE(hello.ok()) << hello.status();
-  EXPECT_EQ(*hello, "HELLO");
+  ASSERT_THAT(client->Recv(5, kDeadline), IsOkAndHolds("HELLO"));
   ASSERT_TRUE(client->Send("early").ok());
-  auto echoed = client->Recv(5, kDeadline);
-  ASSERT_TRUE(echoed.ok()) << echoed.status();
-  EXPECT_EQ(*echoed, "early");
+  ASSERT_THAT(client->Recv(5, kDeadline), IsOkAndHolds("early"));
   EXPECT_THAT(EventsOf(1), ElementsAre("connection", "connection-returns", "data:early"));
 }
 
@@ -410,15 +193,12 @@ TEST_F(HandlerTest, HandleDataContinueKeepsTheConnectionOpen) {
     EXPECT_TRUE(conn.Send(absl::StrCat("got ", data)).ok());
     return HandlerResult::Continue();
   };
-  Start(Options());
-  auto client = Connect();
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
   for (int i = 0; i < 5; ++i) {
     const std::string ping = absl::StrCat("ping", i);
     ASSERT_TRUE(client->Send(ping).ok());
-    auto reply = client->Recv(4 + ping.size(), kDeadline);
-    ASSERT_TRUE(reply.ok()) << reply.status();
-    EXPECT_EQ(*reply, "got " + ping);
+    ASSERT_THAT(client->Recv(4 + ping.size(), kDeadline), IsOkAndHolds("got " + ping));
   }
   client->Close();
   EXPECT_THAT(Endings(1), ElementsAre("close"));
@@ -426,45 +206,32 @@ TEST_F(HandlerTest, HandleDataContinueKeepsTheConnectionOpen) {
 }
 
 TEST_F(HandlerTest, HandleDataCloseSendsThenClosesWithHandleClose) {
-  script_.data = [](const Ctx&, absl::string_view, Connection& conn) {
-    EXPECT_TRUE(conn.Send("bye").ok());
-    return HandlerResult::Close();
-  };
-  Start(Options());
-  auto client = Connect();
+  script_.data = SendThen("bye", HandlerResult::Close());
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("ping").ok());
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "bye");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("bye"));
   EXPECT_THAT(Endings(1), ElementsAre("close"));
 }
 
 TEST_F(HandlerTest, HandleDataErrorCallsHandleErrorWithThatStatus) {
-  script_.data = [](const Ctx&, absl::string_view, Connection&) {
-    return HandlerResult::Error(absl::InvalidArgumentError("bad request"));
-  };
+  script_.data = Returns(HandlerResult::Error(absl::InvalidArgumentError("bad request")));
   script_.error = [](const Ctx& ctx, const absl::Status& error, Connection&) {
     ctx.Note(absl::StrCat("message:", error.message()));
   };
-  Start(Options());
-  auto client = Connect();
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("ping").ok());
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds(""));
   EXPECT_THAT(Endings(1), ElementsAre("error:INVALID_ARGUMENT"));
   EXPECT_TRUE(Saw(1, "message:bad request"));
-  RecordedEvent stop = StopEvent();
-  ASSERT_TRUE(stop.error.has_value());
-  EXPECT_EQ(*stop.error, absl::InvalidArgumentError("bad request"));
+  EXPECT_THAT(StopEvent().error, Optional(absl::InvalidArgumentError("bad request")));
 }
 
 // ---- How connections end: exactly one final callback ----
 
 TEST_F(HandlerTest, PeerCloseCallsHandleCloseOnce) {
-  Start(Options());
+  ASSERT_TRUE(Start(Options()));
   auto client = ConnectAs(1);
   ASSERT_NE(client, nullptr);
   client->Close();
@@ -474,7 +241,7 @@ TEST_F(HandlerTest, PeerCloseCallsHandleCloseOnce) {
 
 TEST_F(HandlerTest, PeerResetIsAnErrorNotAClose) {
   script_.data = Echo;
-  Start(Options());
+  ASSERT_TRUE(Start(Options()));
   auto client = ConnectAs(1);
   ASSERT_NE(client, nullptr);
   // Make sure the handler is idle, waiting for data, when the reset arrives.
@@ -484,9 +251,7 @@ TEST_F(HandlerTest, PeerResetIsAnErrorNotAClose) {
   ASSERT_TRUE(client->SetOptions({SocketOption::Linger(absl::ZeroDuration())}).ok());
   client->Close();
   EXPECT_THAT(Endings(1), ElementsAre("error:ABORTED"));
-  RecordedEvent stop = StopEvent();
-  ASSERT_TRUE(stop.error.has_value());
-  EXPECT_TRUE(absl::IsAborted(*stop.error)) << *stop.error;
+  EXPECT_THAT(StopEvent().error, Optional(StatusIs(absl::StatusCode::kAborted)));
   EXPECT_EQ(telemetry_->Count(TelemetryEventType::kConnectionRecvError), 1);
 }
 
@@ -494,13 +259,11 @@ TEST_F(HandlerTest, ServerStopCallsHandleShutdownWhichMayStillSend) {
   script_.shutdown = [](const Ctx&, Connection& conn) {
     EXPECT_TRUE(conn.Send("GOODBYE").ok());
   };
-  Start(Options());
+  ASSERT_TRUE(Start(Options()));
   auto client = ConnectAs(1);
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(server_->Stop().ok());
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "GOODBYE");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("GOODBYE"));
   EXPECT_THAT(Endings(1), ElementsAre("shutdown"));
   EXPECT_FALSE(StopEvent().error.has_value());
 }
@@ -515,7 +278,7 @@ TEST_F(HandlerTest, EveryKindOfEndingRunsExactlyOneFinalCallback) {
     if (data == "self-close") conn.Close();
     return HandlerResult::Continue();
   };
-  Start(Options());
+  ASSERT_TRUE(Start(Options()));
   struct Case {
     const char* send;  // nullptr: the client closes
     const char* ending;
@@ -548,43 +311,26 @@ TEST_F(HandlerTest, EveryKindOfEndingRunsExactlyOneFinalCallback) {
 // ---- Read timeouts ----
 
 TEST_F(HandlerTest, ReadTimeoutWithNoDataCallsHandleTimeoutAndTheClientSeesTheClose) {
-  ServerOptions options = Options();
-  options.read_timeout = absl::Milliseconds(150);
-  Start(std::move(options));
-  auto client = Connect();
+  auto client = StartAndConnect(OptionsWithReadTimeout(absl::Milliseconds(150)));
   ASSERT_NE(client, nullptr);
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds(""));
   EXPECT_THAT(Endings(1), ElementsAre("timeout"));
-  RecordedEvent stop = StopEvent();
-  ASSERT_TRUE(stop.error.has_value());
-  EXPECT_TRUE(absl::IsDeadlineExceeded(*stop.error)) << *stop.error;
+  EXPECT_THAT(StopEvent().error, Optional(StatusIs(absl::StatusCode::kDeadlineExceeded)));
 }
 
 TEST_F(HandlerTest, HandleTimeoutMaySendBeforeTheClose) {
   script_.timeout = [](const Ctx&, Connection& conn) { EXPECT_TRUE(conn.Send("idle").ok()); };
-  ServerOptions options = Options();
-  options.read_timeout = absl::Milliseconds(150);
-  Start(std::move(options));
-  auto client = Connect();
+  auto client = StartAndConnect(OptionsWithReadTimeout(absl::Milliseconds(150)));
   ASSERT_NE(client, nullptr);
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "idle");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("idle"));
   EXPECT_THAT(Endings(1), ElementsAre("timeout"));
 }
 
 TEST_F(HandlerTest, OneShotTimeoutFromHandleConnectionWhileWaitingForTheFirstData) {
-  script_.connection = [](const Ctx&, Connection&) {
-    return HandlerResult::ContinueWithTimeout(absl::Milliseconds(150));
-  };
-  Start(Options());  // read_timeout stays 60 s
-  auto client = Connect();
+  script_.connection = Returns(HandlerResult::ContinueWithTimeout(absl::Milliseconds(150)));
+  auto client = StartAndConnect();  // read_timeout stays 60 s
   ASSERT_NE(client, nullptr);
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds(""));
   EXPECT_THAT(Endings(1), ElementsAre("timeout"));
 }
 
@@ -593,33 +339,22 @@ TEST_F(HandlerTest, OneShotTimeoutFromHandleDataWhileWaitingForMoreData) {
     EXPECT_TRUE(conn.Send(data).ok());
     return HandlerResult::ContinueWithTimeout(absl::Milliseconds(150));
   };
-  Start(Options());  // read_timeout stays 60 s
-  auto client = Connect();
+  auto client = StartAndConnect();  // read_timeout stays 60 s
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("ping").ok());
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "ping");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("ping"));
   EXPECT_THAT(Endings(1), ElementsAre("timeout"));
 }
 
 TEST_F(HandlerTest, OneShotTimeoutAppliesToThatWaitOnlyThenReadTimeoutAgain) {
   // The one-shot 60 s covers the first wait; HandleData's plain Continue must go back
   // to the 150 ms read_timeout (were the one-shot kept, nothing would end in 10 s).
-  script_.connection = [](const Ctx&, Connection& conn) {
-    WaitReadable(conn);
-    return HandlerResult::ContinueWithTimeout(absl::Seconds(60));
-  };
+  script_.connection = WaitReadableThen(HandlerResult::ContinueWithTimeout(absl::Seconds(60)));
   script_.data = Echo;
-  ServerOptions options = Options();
-  options.read_timeout = absl::Milliseconds(150);
-  Start(std::move(options));
-  auto client = Connect();
+  auto client = StartAndConnect(OptionsWithReadTimeout(absl::Milliseconds(150)));
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("ping").ok());
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "ping");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("ping"));
   EXPECT_THAT(Endings(1), ElementsAre("timeout"));
 }
 
@@ -629,11 +364,11 @@ TEST_F(HandlerTest, OneShotTimeoutAppliesToThatWaitOnlyThenReadTimeoutAgain) {
 // also waiting with read_timeout, it would time out first.
 class WitnessTest : public HandlerTest {
  protected:
-  void StartWithOneWorker(absl::Duration read_timeout) {
-    ServerOptions options = Options();
+  // One worker, so that both connections share one loop.
+  ServerOptions OneWorkerOptions(absl::Duration read_timeout) {
+    ServerOptions options = OptionsWithReadTimeout(read_timeout);
     options.num_workers = 1;
-    options.read_timeout = read_timeout;
-    Start(std::move(options));
+    return options;
   }
   // Connects the witness (connection 2) and waits for its timeout; connection 1 must
   // still be alive then.
@@ -652,7 +387,7 @@ TEST_F(WitnessTest, OneShotTimeoutLongerThanReadTimeoutIsHonouredInFull) {
     return HandlerResult::Continue();
   };
   script_.data = Echo;
-  StartWithOneWorker(absl::Milliseconds(150));
+  ASSERT_TRUE(Start(OneWorkerOptions(absl::Milliseconds(150))));
   auto client = ConnectAs(1);
   ASSERT_NE(client, nullptr);
   ExpectOutlivesWitness();
@@ -668,7 +403,7 @@ TEST_F(WitnessTest, OneShotInfiniteTimeoutDisablesTheReadTimeoutForThatWait) {
     if (ctx.n == 1) return HandlerResult::ContinueWithTimeout(absl::InfiniteDuration());
     return HandlerResult::Continue();
   };
-  StartWithOneWorker(absl::Milliseconds(150));
+  ASSERT_TRUE(Start(OneWorkerOptions(absl::Milliseconds(150))));
   auto client = ConnectAs(1);
   ASSERT_NE(client, nullptr);
   ExpectOutlivesWitness();
@@ -683,8 +418,7 @@ TEST_F(WitnessTest, PersistentLongTimeoutOutlastsTheShorterReadTimeout) {
     return HandlerResult::ContinueWithPersistentTimeout(absl::Seconds(60));
   };
   script_.data = Echo;  // a plain Continue: the persistent 60 s applies
-  StartWithOneWorker(absl::Milliseconds(150));
-  auto client = Connect();
+  auto client = StartAndConnect(OneWorkerOptions(absl::Milliseconds(150)));
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("ping").ok());
   auto echoed = client->Recv(4, kDeadline);
@@ -697,7 +431,7 @@ TEST_F(WitnessTest, PersistentLongTimeoutOutlastsTheShorterReadTimeout) {
 
 TEST_F(WitnessTest, ClientDataResetsTheReadTimeout) {
   script_.data = Echo;
-  StartWithOneWorker(absl::Seconds(1));
+  ASSERT_TRUE(Start(OneWorkerOptions(absl::Seconds(1))));
   auto client = ConnectAs(1);
   ASSERT_NE(client, nullptr);
   auto witness = ConnectAs(2);
@@ -722,33 +456,25 @@ TEST_F(WitnessTest, ClientDataResetsTheReadTimeout) {
 TEST_F(HandlerTest, PersistentTimeoutReplacesReadTimeoutForLaterWaits) {
   // read_timeout is 60 s; the persistent 150 ms is set on the first wait and must
   // still apply after HandleData's plain Continue.
-  script_.connection = [](const Ctx&, Connection& conn) {
-    WaitReadable(conn);
-    return HandlerResult::ContinueWithPersistentTimeout(absl::Milliseconds(150));
-  };
+  script_.connection =
+      WaitReadableThen(HandlerResult::ContinueWithPersistentTimeout(absl::Milliseconds(150)));
   script_.data = Echo;
-  Start(Options());
-  auto client = Connect();
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("ping").ok());
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "ping");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("ping"));
   EXPECT_THAT(Endings(1), ElementsAre("timeout"));
 }
 
 TEST_F(HandlerTest, PersistentTimeoutIsAlsoTheDefaultTimeoutOfRecv) {
-  script_.connection = [](const Ctx&, Connection& conn) {
-    WaitReadable(conn);
-    return HandlerResult::ContinueWithPersistentTimeout(absl::Milliseconds(150));
-  };
+  script_.connection =
+      WaitReadableThen(HandlerResult::ContinueWithPersistentTimeout(absl::Milliseconds(150)));
   script_.data = [](const Ctx& ctx, absl::string_view, Connection& conn) {
     absl::StatusOr<std::string> more = conn.Recv(1);  // no timeout given
     ctx.Note(absl::StrCat("recv:", absl::StatusCodeToString(more.status().code())));
     return HandlerResult::Close();
   };
-  Start(Options());  // read_timeout stays 60 s
-  auto client = Connect();
+  auto client = StartAndConnect();  // read_timeout stays 60 s
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("ping").ok());
   EXPECT_TRUE(testutil::ReadToEof(*client, kDeadline).ok());
@@ -762,10 +488,7 @@ TEST_F(HandlerTest, RecvWithoutTimeoutUsesReadTimeoutAndItsErrorCanEndTheConnect
     EXPECT_TRUE(absl::IsDeadlineExceeded(more.status())) << more.status();
     return HandlerResult::Error(more.status());
   };
-  ServerOptions options = Options();
-  options.read_timeout = absl::Milliseconds(150);
-  Start(std::move(options));
-  auto client = Connect();
+  auto client = StartAndConnect(OptionsWithReadTimeout(absl::Milliseconds(150)));
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("ping").ok());
   EXPECT_TRUE(testutil::ReadToEof(*client, kDeadline).ok());
@@ -799,7 +522,7 @@ TEST_P(LocalMessagesTest, DoNotResetTheReadTimer) {
   script_.data = Echo;
   ServerOptions options = Options();
   if (kind == WaitKind::kReadTimeout) options.read_timeout = t;
-  Start(std::move(options));
+  ASSERT_TRUE(Start(std::move(options)));
   auto client = ConnectAs(1);
   ASSERT_NE(client, nullptr);
   if (kind == WaitKind::kPersistent) {
@@ -835,13 +558,11 @@ INSTANTIATE_TEST_SUITE_P(AllWaits, LocalMessagesTest,
 TEST_F(HandlerTest, SendingDoesNotResetTheReadTimer) {
   // The server keeps sending (from posted messages) to a client that sends nothing:
   // the connection still times out, and the client got bytes up to then.
-  script_.message = [](const Ctx&, const std::string&, Connection& conn) {
+  script_.message = [](const Ctx&, std::any&, Connection& conn) {
     EXPECT_TRUE(conn.Send("A").ok());
     return HandlerResult::Continue();
   };
-  ServerOptions options = Options();
-  options.read_timeout = absl::Milliseconds(400);
-  Start(std::move(options));
+  ASSERT_TRUE(Start(OptionsWithReadTimeout(absl::Milliseconds(400))));
   auto client = ConnectAs(1);
   ASSERT_NE(client, nullptr);
   ConnectionHandle handle = HandleOf(1);
@@ -871,17 +592,14 @@ TEST_F(HandlerTest, TimeSpentInsideHandleDataDoesNotCountAgainstTheReadTimeout) 
     EXPECT_TRUE(conn.handle().Post(std::string("relay")).ok());
     return HandlerResult::Continue();  // the wait starts now
   };
-  script_.message = [](const Ctx&, const std::string& payload, Connection& conn) {
-    if (payload == "relay") {
+  script_.message = [](const Ctx&, std::any& message, Connection& conn) {
+    if (MessageText(message) == "relay") {
       EXPECT_TRUE(conn.handle().Post(std::string("after")).ok());
       return HandlerResult::Continue();
     }
     return HandlerResult::Close();
   };
-  ServerOptions options = Options();
-  options.read_timeout = absl::Milliseconds(250);
-  Start(std::move(options));
-  auto client = Connect();
+  auto client = StartAndConnect(OptionsWithReadTimeout(absl::Milliseconds(250)));
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("slow").ok());
   EXPECT_TRUE(testutil::ReadToEof(*client, kDeadline).ok());
@@ -895,17 +613,15 @@ TEST_F(HandlerTest, TimeSpentInsideHandleMessageCountsAgainstTheReadTimeout) {
     EXPECT_TRUE(conn.handle().Post(std::string("slow")).ok());
     return HandlerResult::Continue();  // the wait (250 ms) starts now
   };
-  script_.message = [](const Ctx&, const std::string& payload, Connection& conn) {
-    if (payload == "slow") {
+  script_.message = [](const Ctx&, std::any& message, Connection& conn) {
+    if (MessageText(message) == "slow") {
       absl::SleepFor(absl::Milliseconds(500));  // past the deadline of the wait
       EXPECT_TRUE(conn.handle().Post(std::string("after")).ok());
       return HandlerResult::Continue();
     }
     return HandlerResult::Close();
   };
-  ServerOptions options = Options();
-  options.read_timeout = absl::Milliseconds(250);
-  Start(std::move(options));
+  ASSERT_TRUE(Start(OptionsWithReadTimeout(absl::Milliseconds(250))));
   auto client = ConnectAs(1);
   ASSERT_NE(client, nullptr);
   EXPECT_TRUE(testutil::ReadToEof(*client, kDeadline).ok());
@@ -920,8 +636,8 @@ TEST_F(HandlerTest, HandleMessageCanReArmTheReadTimerWithAnExplicitTimeout) {
     EXPECT_TRUE(conn.handle().Post(std::string("slow")).ok());
     return HandlerResult::Continue();
   };
-  script_.message = [](const Ctx&, const std::string& payload, Connection& conn) {
-    if (payload == "slow") {
+  script_.message = [](const Ctx&, std::any& message, Connection& conn) {
+    if (MessageText(message) == "slow") {
       absl::SleepFor(absl::Milliseconds(500));
       EXPECT_TRUE(conn.handle().Post(std::string("after")).ok());
       return HandlerResult::ContinueWithTimeout(absl::Milliseconds(250));
@@ -929,14 +645,10 @@ TEST_F(HandlerTest, HandleMessageCanReArmTheReadTimerWithAnExplicitTimeout) {
     EXPECT_TRUE(conn.Send("A").ok());
     return HandlerResult::Close();
   };
-  ServerOptions options = Options();
-  options.read_timeout = absl::Milliseconds(250);
-  Start(std::move(options));
+  ASSERT_TRUE(Start(OptionsWithReadTimeout(absl::Milliseconds(250))));
   auto client = ConnectAs(1);
   ASSERT_NE(client, nullptr);
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "A");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("A"));
   EXPECT_THAT(Endings(1), ElementsAre("close"));
 }
 
@@ -957,35 +669,23 @@ TEST_F(HandlerTest, ContinueThenRunsHandleContinueBeforeTheNextDataChained) {
     EXPECT_TRUE(conn.Send(absl::StrCat(n)).ok());
     return n < 3 ? HandlerResult::ContinueThen() : HandlerResult::Continue();
   };
-  script_.connection = [](const Ctx& ctx, Connection& conn) {
-    WaitReadable(conn);
-    return HandlerResult::Continue();
-  };
-  Start(Options());
-  auto client = Connect();
+  script_.connection = WaitReadableThen(HandlerResult::Continue());
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("ping").ok());
   ASSERT_TRUE(WaitFor(1, "data:ping"));
   ASSERT_TRUE(client->Send("pong").ok());
-  auto got = client->Recv(7, kDeadline);
-  ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_EQ(*got, "123done");
+  ASSERT_THAT(client->Recv(7, kDeadline), IsOkAndHolds("123done"));
   EXPECT_THAT(EventsOf(1), ElementsAre("connection", "data:ping", "continue", "continue",
                                        "continue", "data:pong"));
 }
 
 TEST_F(HandlerTest, ContinueThenFromHandleConnectionAndHandleContinueMayClose) {
-  script_.connection = [](const Ctx&, Connection&) { return HandlerResult::ContinueThen(); };
-  script_.cont = [](const Ctx&, Connection& conn) {
-    EXPECT_TRUE(conn.Send("kept going").ok());
-    return HandlerResult::Close();
-  };
-  Start(Options());
-  auto client = Connect();
+  script_.connection = Returns(HandlerResult::ContinueThen());
+  script_.cont = SendThen("kept going", HandlerResult::Close());
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "kept going");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("kept going"));
   EXPECT_THAT(Endings(1), ElementsAre("close"));
   EXPECT_THAT(EventsOf(1), ElementsAre("connection", "continue", "close", "gone"));
 }
@@ -1000,13 +700,10 @@ TEST_F(HandlerTest, ConnectionCloseInsideHandleDataClosesAfterTheCallbackAndFlus
     EXPECT_TRUE(conn.Send(" now").ok());  // still allowed: the close comes after
     return HandlerResult::Continue();     // the close wins over Continue
   };
-  Start(Options());
-  auto client = Connect();
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("ping").ok());
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "bye now");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("bye now"));
   EXPECT_THAT(Endings(1), ElementsAre("close"));
   EXPECT_THAT(EventsOf(1),
               ElementsAre("connection", "data:ping", "still-in-callback", "close", "gone"));
@@ -1016,25 +713,16 @@ TEST_F(HandlerTest, FailedTransportSwitchFlushesFirstThenCallsHandleError) {
   // TCP cannot take over a socket: the upgrade fails, as Thousand Island's
   // "it should handle upgrade errors" does with unsupported_upgrade.
   static TcpTransport tcp;
-  script_.connection = [](const Ctx&, Connection& conn) {
-    EXPECT_TRUE(conn.Send("HELLO").ok());
-    return HandlerResult::SwitchTransport(&tcp);
-  };
-  Start(Options());
-  auto client = Connect();
+  script_.connection = SendThen("HELLO", HandlerResult::SwitchTransport(&tcp));
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "HELLO");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("HELLO"));
   EXPECT_THAT(Endings(1), ElementsAre("error:UNIMPLEMENTED"));
 }
 
 TEST_F(HandlerTest, SwitchTransportWithoutATransportIsAnError) {
-  script_.connection = [](const Ctx&, Connection&) {
-    return HandlerResult::SwitchTransport(nullptr);
-  };
-  Start(Options());
-  auto client = Connect();
+  script_.connection = Returns(HandlerResult::SwitchTransport(nullptr));
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
   EXPECT_TRUE(testutil::ReadToEof(*client, kDeadline).ok());
   EXPECT_THAT(Endings(1), ElementsAre("error:INVALID_ARGUMENT"));
@@ -1047,21 +735,17 @@ TEST_F(HandlerTest, AFactoryReturningNullClosesThatClientAndTheServerKeepsServin
   ServerOptions options = testutil::LoopbackOptions(
       [this, calls](const std::any&) -> std::unique_ptr<Handler> {
         if (++*calls == 1) return nullptr;
-        return std::make_unique<ScriptedHandler>(Ctx{++made_, &rec_, &book_}, &script_);
+        return MakeHandler();
       });
   script_.data = Echo;
-  Start(std::move(options));
+  ASSERT_TRUE(Start(std::move(options)));
   auto refused = Connect();
   ASSERT_NE(refused, nullptr);
-  auto nothing = testutil::ReadToEof(*refused, kDeadline);
-  ASSERT_TRUE(nothing.ok()) << nothing.status();
-  EXPECT_EQ(*nothing, "");
+  ASSERT_THAT(testutil::ReadToEof(*refused, kDeadline), IsOkAndHolds(""));
   for (int i = 0; i < 2; ++i) {
     auto client = Connect();
     ASSERT_NE(client, nullptr);
-    auto echoed = testutil::RoundTrip(*client, "ping", kDeadline);
-    ASSERT_TRUE(echoed.ok()) << echoed.status();
-    EXPECT_EQ(*echoed, "ping");
+    ASSERT_THAT(testutil::RoundTrip(*client, "ping", kDeadline), IsOkAndHolds("ping"));
   }
   EXPECT_EQ(calls->load(), 3);
   // The refused one got no span at all; the others one start each.
@@ -1072,19 +756,13 @@ TEST_F(HandlerTest, AFactoryReturningNullClosesThatClientAndTheServerKeepsServin
 // ---- Telemetry ----
 
 TEST_F(HandlerTest, TelemetryStartReadyAsyncRecvSendStopInOrderWithStats) {
-  script_.data = [](const Ctx&, absl::string_view, Connection& conn) {
-    EXPECT_TRUE(conn.Send("HELLO").ok());
-    return HandlerResult::Close();
-  };
-  Start(Options());
-  auto client = Connect();
+  script_.data = SendThen("HELLO", HandlerResult::Close());
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
   auto client_local = client->LocalInfo();
   ASSERT_TRUE(client_local.ok());
   ASSERT_TRUE(client->Send("ping").ok());
-  auto all = testutil::ReadToEof(*client, kDeadline);
-  ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(*all, "HELLO");
+  ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("HELLO"));
   RecordedEvent stop = StopEvent();
 
   std::vector<RecordedEvent> events = ConnectionTelemetry();
@@ -1126,13 +804,9 @@ TEST_F(HandlerTest, TelemetryStartReadyAsyncRecvSendStopInOrderWithStats) {
 }
 
 TEST_F(HandlerTest, TelemetryStopAfterPeerCloseHasTheStatsAndNoError) {
-  script_.connection = [](const Ctx&, Connection& conn) {
-    EXPECT_TRUE(conn.Send("HELLO").ok());
-    return HandlerResult::Continue();
-  };
+  script_.connection = SendThen("HELLO", HandlerResult::Continue());
   script_.data = Echo;
-  Start(Options());
-  auto client = Connect();
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
   auto hello = client->Recv(5, kDeadline);
   ASSERT_TRUE(hello.ok()) << hello.status();
@@ -1149,16 +823,12 @@ TEST_F(HandlerTest, TelemetryStopAfterPeerCloseHasTheStatsAndNoError) {
 }
 
 TEST_F(HandlerTest, TelemetryStopWithAnErrorResultCarriesTheErrorAndZeroStats) {
-  script_.connection = [](const Ctx&, Connection&) {
-    return HandlerResult::Error(absl::AbortedError("nope"));
-  };
-  Start(Options());
-  auto client = Connect();
+  script_.connection = Returns(HandlerResult::Error(absl::AbortedError("nope")));
+  auto client = StartAndConnect();
   ASSERT_NE(client, nullptr);
   EXPECT_TRUE(testutil::ReadToEof(*client, kDeadline).ok());
   RecordedEvent stop = StopEvent();
-  ASSERT_TRUE(stop.error.has_value());
-  EXPECT_EQ(*stop.error, absl::AbortedError("nope"));
+  EXPECT_THAT(stop.error, Optional(absl::AbortedError("nope")));
   ASSERT_TRUE(stop.stats.has_value());
   EXPECT_EQ(stop.stats->bytes_received, 0u);
   EXPECT_EQ(stop.stats->receive_calls, 0u);

@@ -3,8 +3,6 @@
 // with AlreadyExists (config_test.exs and listener_test.exs of Thousand Island).
 #include "server/server_options.h"
 
-#include <dirent.h>
-
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,30 +18,13 @@ namespace islet {
 namespace {
 
 using ::testing::HasSubstr;
-
-class Echo : public Handler {
- public:
-  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
-    conn.Send(data).IgnoreError();
-    return HandlerResult::Continue();
-  }
-};
+using testutil::EchoHandler;
+using testutil::ThreadCount;
 
 ServerOptions ValidOptions() {
-  ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<Echo>());
+  ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<EchoHandler>());
   options.num_workers = 1;
   return options;
-}
-
-int ThreadCount() {
-  int n = 0;
-  DIR* dir = ::opendir("/proc/self/task");
-  if (dir == nullptr) return -1;
-  while (dirent* entry = ::readdir(dir)) {
-    if (entry->d_name[0] != '.') ++n;
-  }
-  ::closedir(dir);
-  return n;
 }
 
 struct InvalidCase {
@@ -150,7 +131,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(ServerOptionsTest, DefaultsAreValid) {
   ServerOptions options;
-  options.handler_factory = HandlerFactoryOf<Echo>();
+  options.handler_factory = HandlerFactoryOf<EchoHandler>();
   EXPECT_TRUE(ValidateServerOptions(options).ok());
   // Thousand Island's defaults.
   EXPECT_EQ(options.port, 4000);
@@ -185,20 +166,16 @@ TEST(ServerOptionsTest, BoundaryValuesAreAccepted) {
 TEST(ServerOptionsTest, ZeroWorkersMeansOnePerCore) {
   ServerOptions options = ValidOptions();
   options.num_workers = 0;
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
-  ASSERT_TRUE(server.ok()) << server.status();
-  absl::StatusOr<std::unique_ptr<TcpSocket>> client = testutil::Connect(**server);
-  ASSERT_TRUE(client.ok()) << client.status();
-  absl::StatusOr<std::string> echo = testutil::RoundTrip(**client, "ping");
-  ASSERT_TRUE(echo.ok()) << echo.status();
-  EXPECT_EQ(*echo, "ping");
-  EXPECT_TRUE((*server)->Stop().ok());
+  std::unique_ptr<Server> server = testutil::MustStart(std::move(options));
+  ASSERT_NE(server, nullptr);
+  ASSERT_NE(testutil::ConnectAndEcho(*server, "ping"), nullptr);
+  EXPECT_TRUE(server->Stop().ok());
 }
 
 TEST(ServerOptionsTest, PortInUseFailsWithAlreadyExists) {
-  absl::StatusOr<std::unique_ptr<Server>> first = Server::Start(ValidOptions());
-  ASSERT_TRUE(first.ok()) << first.status();
-  absl::StatusOr<SocketInfo> where = (*first)->ListenerInfo();
+  std::unique_ptr<Server> first = testutil::MustStart(ValidOptions());
+  ASSERT_NE(first, nullptr);
+  absl::StatusOr<SocketInfo> where = first->ListenerInfo();
   ASSERT_TRUE(where.ok()) << where.status();
 
   ServerOptions options = ValidOptions();
@@ -220,19 +197,15 @@ TEST(ServerOptionsTest, PortInUseFailsWithAlreadyExists) {
   EXPECT_TRUE(absl::IsAlreadyExists(third.status())) << third.status();
 
   // The first server is undisturbed.
-  absl::StatusOr<std::unique_ptr<TcpSocket>> client = testutil::Connect(**first);
-  ASSERT_TRUE(client.ok()) << client.status();
-  absl::StatusOr<std::string> echo = testutil::RoundTrip(**client, "still here");
-  ASSERT_TRUE(echo.ok()) << echo.status();
-  EXPECT_EQ(*echo, "still here");
-  EXPECT_TRUE((*first)->Stop().ok());
+  ASSERT_NE(testutil::ConnectAndEcho(*first, "still here"), nullptr);
+  EXPECT_TRUE(first->Stop().ok());
 
   // Once it has stopped, the port is free again.
   ServerOptions again = ValidOptions();
   again.port = where->port;
-  absl::StatusOr<std::unique_ptr<Server>> fourth = Server::Start(std::move(again));
-  ASSERT_TRUE(fourth.ok()) << fourth.status();
-  EXPECT_EQ((*fourth)->ListenerInfo()->port, where->port);
+  std::unique_ptr<Server> fourth = testutil::MustStart(std::move(again));
+  ASSERT_NE(fourth, nullptr);
+  EXPECT_EQ(fourth->ListenerInfo()->port, where->port);
 }
 
 }  // namespace

@@ -31,7 +31,12 @@
 namespace islet {
 namespace {
 
+using testutil::ConnectAndEcho;
+using testutil::ExpectEcho;
 using testutil::kWait;
+using testutil::MustConnect;
+using testutil::Pattern;
+using testutil::RecordedEvent;
 using testutil::WaitFor;
 using ::testing::UnorderedElementsAreArray;
 
@@ -47,12 +52,6 @@ struct Shared {
   size_t send_on_connect = 0;
   std::atomic<size_t> queued_after_connect{0};
 };
-
-std::string Pattern(size_t n) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 26);
-  return s;
-}
 
 class TestHandler : public Handler {
  public:
@@ -107,61 +106,39 @@ HandlerFactory FactoryFor(std::shared_ptr<Shared> shared) {
   };
 }
 
-class ServerTest : public ::testing::Test {
+// Servers of TestHandlers (one at a time, through Start), their telemetry recorded.
+class ServerTest : public testutil::ServerFixture {
  protected:
   ServerOptions Options() { return testutil::LoopbackOptions(FactoryFor(shared_)); }
-
-  std::unique_ptr<Server> StartServer(ServerOptions options) {
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
-    EXPECT_TRUE(server.ok()) << server.status();
-    if (!server.ok()) return nullptr;
-    return *std::move(server);
-  }
-
-  static std::unique_ptr<TcpSocket> MustConnect(const Server& server) {
-    absl::StatusOr<std::unique_ptr<TcpSocket>> client = testutil::Connect(server);
-    EXPECT_TRUE(client.ok()) << client.status();
-    if (!client.ok()) return nullptr;
-    return *std::move(client);
-  }
-
-  static void ExpectEcho(Socket& client, absl::string_view text) {
-    absl::StatusOr<std::string> got = testutil::RoundTrip(client, text);
-    ASSERT_TRUE(got.ok()) << got.status();
-    EXPECT_EQ(*got, text);
-  }
 
   std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
 };
 
 TEST_F(ServerTest, StartWithPortZeroReportsTheResolvedPort) {
-  std::unique_ptr<Server> server = StartServer(Options());
-  ASSERT_NE(server, nullptr);
-  absl::StatusOr<SocketInfo> where = server->ListenerInfo();
+  ASSERT_TRUE(Start(Options()));
+  absl::StatusOr<SocketInfo> where = server_->ListenerInfo();
   ASSERT_TRUE(where.ok()) << where.status();
   EXPECT_NE(where->port, 0);
   EXPECT_EQ(where->address, "127.0.0.1");
   EXPECT_EQ(where->family, AddressFamily::kIpv4);
-  EXPECT_EQ(server->status(), ServerStatus::kRunning);
+  EXPECT_EQ(server_->status(), ServerStatus::kRunning);
 
-  ServerInfo info = server->Info();
+  ServerInfo info = server_->Info();
   EXPECT_EQ(info.status, ServerStatus::kRunning);
   ASSERT_TRUE(info.local.has_value());
   EXPECT_EQ(*info.local, *where);
   EXPECT_EQ(info.active_connections, 0);
-  EXPECT_TRUE(server->Connections().empty());
+  EXPECT_TRUE(server_->Connections().empty());
 
-  std::unique_ptr<TcpSocket> client = MustConnect(*server);
+  std::unique_ptr<TcpSocket> client = ConnectAndEcho(*server_, "HELLO");
   ASSERT_NE(client, nullptr);
-  ExpectEcho(*client, "HELLO");
-  EXPECT_TRUE(server->Stop().ok());
+  EXPECT_TRUE(server_->Stop().ok());
 }
 
 TEST_F(ServerTest, HandlesSeveralConnectionsConcurrently) {
-  std::unique_ptr<Server> server = StartServer(Options());
-  ASSERT_NE(server, nullptr);
-  std::unique_ptr<TcpSocket> a = MustConnect(*server);
-  std::unique_ptr<TcpSocket> b = MustConnect(*server);
+  ASSERT_TRUE(Start(Options()));
+  std::unique_ptr<TcpSocket> a = MustConnect(*server_);
+  std::unique_ptr<TcpSocket> b = MustConnect(*server_);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   ASSERT_TRUE(a->Send("HELLO").ok());
@@ -176,37 +153,34 @@ TEST_F(ServerTest, HandlesSeveralConnectionsConcurrently) {
 }
 
 TEST_F(ServerTest, InfoTracksActiveConnections) {
-  std::unique_ptr<Server> server = StartServer(Options());
-  ASSERT_NE(server, nullptr);
-  EXPECT_EQ(server->Info().active_connections, 0);
-  std::unique_ptr<TcpSocket> a = MustConnect(*server);
-  std::unique_ptr<TcpSocket> b = MustConnect(*server);
+  ASSERT_TRUE(Start(Options()));
+  EXPECT_EQ(server_->Info().active_connections, 0);
+  std::unique_ptr<TcpSocket> a = MustConnect(*server_);
+  std::unique_ptr<TcpSocket> b = MustConnect(*server_);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   ExpectEcho(*a, "a");
   ExpectEcho(*b, "b");
-  EXPECT_TRUE(WaitFor([&] { return server->Info().active_connections == 2; }));
-  EXPECT_EQ(server->active_connections(), 2);
+  EXPECT_TRUE(WaitFor([&] { return server_->Info().active_connections == 2; }));
+  EXPECT_EQ(server_->active_connections(), 2);
 
   a->Close();
-  EXPECT_TRUE(WaitFor([&] { return server->Info().active_connections == 1; }));
+  EXPECT_TRUE(WaitFor([&] { return server_->Info().active_connections == 1; }));
   b->Close();
-  EXPECT_TRUE(WaitFor([&] { return server->Info().active_connections == 0; }));
+  EXPECT_TRUE(WaitFor([&] { return server_->Info().active_connections == 0; }));
   EXPECT_TRUE(shared_->events.WaitFor("close", kWait, 2));
 }
 
 TEST_F(ServerTest, ConnectionsListsLiveConnectionsWithTheirRemoteAddresses) {
   ServerOptions options = Options();
   options.num_workers = 3;
-  std::unique_ptr<Server> server = StartServer(std::move(options));
-  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(Start(std::move(options)));
 
   std::vector<std::unique_ptr<TcpSocket>> clients;
   std::vector<SocketInfo> locals;
   for (int i = 0; i < 5; ++i) {
-    clients.push_back(MustConnect(*server));
+    clients.push_back(ConnectAndEcho(*server_, absl::StrCat("client ", i)));
     ASSERT_NE(clients.back(), nullptr);
-    ExpectEcho(*clients.back(), absl::StrCat("client ", i));
     absl::StatusOr<SocketInfo> local = clients.back()->LocalInfo();
     ASSERT_TRUE(local.ok()) << local.status();
     locals.push_back(*local);
@@ -214,10 +188,10 @@ TEST_F(ServerTest, ConnectionsListsLiveConnectionsWithTheirRemoteAddresses) {
 
   auto remotes = [&] {
     std::vector<SocketInfo> out;
-    for (const ConnectionSummary& c : server->Connections()) out.push_back(c.remote);
+    for (const ConnectionSummary& c : server_->Connections()) out.push_back(c.remote);
     return out;
   };
-  std::vector<ConnectionSummary> all = server->Connections();
+  std::vector<ConnectionSummary> all = server_->Connections();
   ASSERT_EQ(all.size(), 5u);
   EXPECT_THAT(remotes(), UnorderedElementsAreArray(locals));
   std::set<uint64_t> ids;
@@ -236,72 +210,65 @@ TEST_F(ServerTest, ConnectionsListsLiveConnectionsWithTheirRemoteAddresses) {
   clients[1]->Close();
   clients[3]->Close();
   std::vector<SocketInfo> remaining = {locals[0], locals[2], locals[4]};
-  ASSERT_TRUE(WaitFor([&] { return server->Connections().size() == 3; }));
+  ASSERT_TRUE(WaitFor([&] { return server_->Connections().size() == 3; }));
   EXPECT_THAT(remotes(), UnorderedElementsAreArray(remaining));
-  EXPECT_EQ(server->Info().active_connections, 3);
+  EXPECT_EQ(server_->Info().active_connections, 3);
 
   for (auto& c : clients) c->Close();
-  EXPECT_TRUE(WaitFor([&] { return server->Connections().empty(); }));
+  EXPECT_TRUE(WaitFor([&] { return server_->Connections().empty(); }));
 }
 
 TEST_F(ServerTest, SuspendRefusesNewConnectionsButKeepsExistingOnes) {
-  ServerOptions options = Options();
-  testutil::TelemetryRecorder telemetry(options.name);
-  std::unique_ptr<Server> server = StartServer(std::move(options));
-  ASSERT_NE(server, nullptr);
-  const SocketInfo where = *server->ListenerInfo();
+  ASSERT_TRUE(Start(Options()));
+  const SocketInfo where = *server_->ListenerInfo();
 
-  std::unique_ptr<TcpSocket> existing = MustConnect(*server);
+  std::unique_ptr<TcpSocket> existing = ConnectAndEcho(*server_, "before");
   ASSERT_NE(existing, nullptr);
-  ExpectEcho(*existing, "before");
 
-  ASSERT_TRUE(server->Suspend().ok());
-  EXPECT_EQ(server->status(), ServerStatus::kSuspended);
-  absl::StatusOr<SocketInfo> info = server->ListenerInfo();
+  ASSERT_TRUE(server_->Suspend().ok());
+  EXPECT_EQ(server_->status(), ServerStatus::kSuspended);
+  absl::StatusOr<SocketInfo> info = server_->ListenerInfo();
   EXPECT_TRUE(absl::IsFailedPrecondition(info.status())) << info.status();
-  ServerInfo server_info = server->Info();
+  ServerInfo server_info = server_->Info();
   EXPECT_EQ(server_info.status, ServerStatus::kSuspended);
   EXPECT_FALSE(server_info.local.has_value());
   EXPECT_EQ(server_info.active_connections, 1);
 
   EXPECT_EQ(testutil::ConnectErrno(where.port), ECONNREFUSED);
   ExpectEcho(*existing, "during");
-  EXPECT_TRUE(server->Suspend().ok());  // again: harmless
+  EXPECT_TRUE(server_->Suspend().ok());  // again: harmless
   EXPECT_EQ(testutil::ConnectErrno(where.port), ECONNREFUSED);
-  EXPECT_TRUE(telemetry.WaitFor(TelemetryEventType::kListenerStop, 1));
+  EXPECT_TRUE(telemetry_->WaitFor(TelemetryEventType::kListenerStop, 1));
 
-  ASSERT_TRUE(server->Resume().ok());
-  EXPECT_TRUE(server->Resume().ok());  // again: harmless
-  EXPECT_EQ(server->status(), ServerStatus::kRunning);
-  absl::StatusOr<SocketInfo> again = server->ListenerInfo();
+  ASSERT_TRUE(server_->Resume().ok());
+  EXPECT_TRUE(server_->Resume().ok());  // again: harmless
+  EXPECT_EQ(server_->status(), ServerStatus::kRunning);
+  absl::StatusOr<SocketInfo> again = server_->ListenerInfo();
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->port, where.port);  // the same port, although it was asked as 0
 
-  std::unique_ptr<TcpSocket> fresh = MustConnect(*server);
+  std::unique_ptr<TcpSocket> fresh = ConnectAndEcho(*server_, "after");
   ASSERT_NE(fresh, nullptr);
-  ExpectEcho(*fresh, "after");
   ExpectEcho(*existing, "still");
-  EXPECT_EQ(server->Info().status, ServerStatus::kRunning);
-  EXPECT_TRUE(WaitFor([&] { return server->Info().active_connections == 2; }));
+  EXPECT_EQ(server_->Info().status, ServerStatus::kRunning);
+  EXPECT_TRUE(WaitFor([&] { return server_->Info().active_connections == 2; }));
 
   // A new listener span per listen: two starts, the first one stopped.
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kListenerStart), 2);
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kListenerStop), 1);
-  std::vector<testutil::RecordedEvent> starts = telemetry.Events(TelemetryEventType::kListenerStart);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kListenerStart), 2);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kListenerStop), 1);
+  std::vector<RecordedEvent> starts = telemetry_->Events(TelemetryEventType::kListenerStart);
   ASSERT_EQ(starts.size(), 2u);
   EXPECT_NE(starts[0].span_id, starts[1].span_id);
-  EXPECT_EQ(telemetry.Events(TelemetryEventType::kListenerStop)[0].span_id, starts[0].span_id);
-  EXPECT_TRUE(server->Stop().ok());
+  EXPECT_EQ(telemetry_->Events(TelemetryEventType::kListenerStop)[0].span_id, starts[0].span_id);
+  EXPECT_TRUE(server_->Stop().ok());
 }
 
 TEST_F(ServerTest, ResumeFailsCleanlyWhileSomeoneElseHoldsThePort) {
-  std::unique_ptr<Server> server = StartServer(Options());
-  ASSERT_NE(server, nullptr);
-  const SocketInfo where = *server->ListenerInfo();
-  std::unique_ptr<TcpSocket> existing = MustConnect(*server);
+  ASSERT_TRUE(Start(Options()));
+  const SocketInfo where = *server_->ListenerInfo();
+  std::unique_ptr<TcpSocket> existing = ConnectAndEcho(*server_, "hi");
   ASSERT_NE(existing, nullptr);
-  ExpectEcho(*existing, "hi");
-  ASSERT_TRUE(server->Suspend().ok());
+  ASSERT_TRUE(server_->Suspend().ok());
 
   // While suspended the port is free, and another server takes it.
   ServerOptions squatter_options = Options();
@@ -312,69 +279,60 @@ TEST_F(ServerTest, ResumeFailsCleanlyWhileSomeoneElseHoldsThePort) {
     if (s.ok()) squatter = *std::move(s);
     return squatter != nullptr;
   }));
-  absl::Status resumed = server->Resume();
+  absl::Status resumed = server_->Resume();
   EXPECT_TRUE(absl::IsAlreadyExists(resumed)) << resumed;
-  EXPECT_EQ(server->status(), ServerStatus::kSuspended);
+  EXPECT_EQ(server_->status(), ServerStatus::kSuspended);
   ExpectEcho(*existing, "still here");
 
   ASSERT_TRUE(squatter->Stop().ok());
   squatter.reset();
-  ASSERT_TRUE(server->Resume().ok());
-  EXPECT_EQ(server->ListenerInfo()->port, where.port);
-  std::unique_ptr<TcpSocket> fresh = MustConnect(*server);
+  ASSERT_TRUE(server_->Resume().ok());
+  EXPECT_EQ(server_->ListenerInfo()->port, where.port);
+  std::unique_ptr<TcpSocket> fresh = ConnectAndEcho(*server_, "back");
   ASSERT_NE(fresh, nullptr);
-  ExpectEcho(*fresh, "back");
-  EXPECT_TRUE(server->Stop().ok());
+  EXPECT_TRUE(server_->Stop().ok());
 }
 
 TEST_F(ServerTest, StopAfterSuspendResumeStillSaysGoodbye) {
-  std::unique_ptr<Server> server = StartServer(Options());
-  ASSERT_NE(server, nullptr);
-  std::unique_ptr<TcpSocket> client = MustConnect(*server);
+  ASSERT_TRUE(Start(Options()));
+  std::unique_ptr<TcpSocket> client = ConnectAndEcho(*server_, "hi");
   ASSERT_NE(client, nullptr);
-  ExpectEcho(*client, "hi");
-  ASSERT_TRUE(server->Suspend().ok());
-  ASSERT_TRUE(server->Resume().ok());
-  ASSERT_TRUE(server->Stop().ok());
+  ASSERT_TRUE(server_->Suspend().ok());
+  ASSERT_TRUE(server_->Resume().ok());
+  ASSERT_TRUE(server_->Stop().ok());
   absl::StatusOr<std::string> rest = testutil::ReadToEof(*client);
   ASSERT_TRUE(rest.ok()) << rest.status();
   EXPECT_EQ(*rest, "GOODBYE");
 }
 
 TEST_F(ServerTest, StopWhileSuspendedShutsDownConnections) {
-  ServerOptions options = Options();
-  testutil::TelemetryRecorder telemetry(options.name);
-  std::unique_ptr<Server> server = StartServer(std::move(options));
-  ASSERT_NE(server, nullptr);
-  std::unique_ptr<TcpSocket> client = MustConnect(*server);
+  ASSERT_TRUE(Start(Options()));
+  std::unique_ptr<TcpSocket> client = ConnectAndEcho(*server_, "hi");
   ASSERT_NE(client, nullptr);
-  ExpectEcho(*client, "hi");
-  ASSERT_TRUE(server->Suspend().ok());
-  ASSERT_TRUE(server->Stop().ok());
+  ASSERT_TRUE(server_->Suspend().ok());
+  ASSERT_TRUE(server_->Stop().ok());
   absl::StatusOr<std::string> rest = testutil::ReadToEof(*client);
   ASSERT_TRUE(rest.ok()) << rest.status();
   EXPECT_EQ(*rest, "GOODBYE");
   // The suspended listener was already stopped: exactly one stop per start.
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kListenerStart), 1);
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kListenerStop), 1);
-  EXPECT_EQ(server->status(), ServerStatus::kStopped);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kListenerStart), 1);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kListenerStop), 1);
+  EXPECT_EQ(server_->status(), ServerStatus::kStopped);
 }
 
 TEST_F(ServerTest, StopRefusesNewConnectionsAndShutsDownEveryHandler) {
-  std::unique_ptr<Server> server = StartServer(Options());
-  ASSERT_NE(server, nullptr);
-  const SocketInfo where = *server->ListenerInfo();
+  ASSERT_TRUE(Start(Options()));
+  const SocketInfo where = *server_->ListenerInfo();
   std::vector<std::unique_ptr<TcpSocket>> clients;
   for (int i = 0; i < 3; ++i) {
-    clients.push_back(MustConnect(*server));
+    clients.push_back(ConnectAndEcho(*server_, "x"));
     ASSERT_NE(clients.back(), nullptr);
-    ExpectEcho(*clients.back(), "x");
   }
-  std::vector<ConnectionSummary> before = server->Connections();
+  std::vector<ConnectionSummary> before = server_->Connections();
   ASSERT_EQ(before.size(), 3u);
 
-  ASSERT_TRUE(server->Stop().ok());
-  EXPECT_EQ(server->status(), ServerStatus::kStopped);
+  ASSERT_TRUE(server_->Stop().ok());
+  EXPECT_EQ(server_->status(), ServerStatus::kStopped);
   EXPECT_EQ(shared_->events.Count("shutdown"), 3);
   EXPECT_EQ(shared_->events.Count("close"), 0);
   EXPECT_EQ(shared_->events.Count("error"), 0);
@@ -388,17 +346,17 @@ TEST_F(ServerTest, StopRefusesNewConnectionsAndShutsDownEveryHandler) {
   EXPECT_EQ(testutil::ConnectErrno(where.port), ECONNREFUSED);
 
   // Idempotent, and everything else reports the stop.
-  EXPECT_TRUE(server->Stop().ok());
-  EXPECT_TRUE(server->Stop(absl::Seconds(1)).ok());
+  EXPECT_TRUE(server_->Stop().ok());
+  EXPECT_TRUE(server_->Stop(absl::Seconds(1)).ok());
   EXPECT_EQ(shared_->events.Count("shutdown"), 3);
-  EXPECT_TRUE(absl::IsFailedPrecondition(server->Suspend()));
-  EXPECT_TRUE(absl::IsFailedPrecondition(server->Resume()));
-  EXPECT_TRUE(absl::IsFailedPrecondition(server->ListenerInfo().status()));
-  ServerInfo info = server->Info();
+  EXPECT_TRUE(absl::IsFailedPrecondition(server_->Suspend()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(server_->Resume()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(server_->ListenerInfo().status()));
+  ServerInfo info = server_->Info();
   EXPECT_EQ(info.status, ServerStatus::kStopped);
   EXPECT_FALSE(info.local.has_value());
   EXPECT_EQ(info.active_connections, 0);
-  EXPECT_TRUE(server->Connections().empty());
+  EXPECT_TRUE(server_->Connections().empty());
   EXPECT_TRUE(absl::IsFailedPrecondition(before[0].handle.Post(std::string("late"))));
   EXPECT_TRUE(absl::IsFailedPrecondition(before[0].handle.Close()));
 }
@@ -408,18 +366,17 @@ TEST_F(ServerTest, ConcurrentStopsBothReturnOnceStopped) {
   ServerOptions options = Options();
   options.shutdown_timeout = absl::Milliseconds(300);
   options.transport_options.socket_options.push_back(SocketOption::SendBuffer(4096));
-  std::unique_ptr<Server> server = StartServer(std::move(options));
-  ASSERT_NE(server, nullptr);
-  UniqueFd stuck = testutil::RawConnect(server->ListenerInfo()->port, 4096);
+  ASSERT_TRUE(Start(std::move(options)));
+  UniqueFd stuck = testutil::RawConnect(server_->ListenerInfo()->port, 4096);
   ASSERT_TRUE(stuck.valid());
   ASSERT_TRUE(shared_->events.WaitFor("sent-on-connect"));
   std::atomic<int> returned_stopped{0};
   std::vector<std::thread> stoppers;
   for (int i = 0; i < 3; ++i) {
     stoppers.emplace_back([&] {
-      EXPECT_TRUE(server->Stop().ok());
+      EXPECT_TRUE(server_->Stop().ok());
       // Whichever returns, the server is fully stopped by then.
-      if (server->active_connections() == 0 && server->status() == ServerStatus::kStopped) {
+      if (server_->active_connections() == 0 && server_->status() == ServerStatus::kStopped) {
         returned_stopped.fetch_add(1);
       }
     });
@@ -434,16 +391,14 @@ TEST_F(ServerTest, StopLetsInFlightWorkFinishAndAcceptsNothingNew) {
   shared_->reply_size = 64 * 1024;
   ServerOptions options = Options();
   options.shutdown_timeout = absl::Seconds(5);
-  testutil::TelemetryRecorder telemetry(options.name);
-  std::unique_ptr<Server> server = StartServer(std::move(options));
-  ASSERT_NE(server, nullptr);
-  const SocketInfo where = *server->ListenerInfo();
+  ASSERT_TRUE(Start(std::move(options)));
+  const SocketInfo where = *server_->ListenerInfo();
 
-  std::unique_ptr<TcpSocket> busy = MustConnect(*server);
-  std::unique_ptr<TcpSocket> idle = MustConnect(*server);
+  std::unique_ptr<TcpSocket> busy = MustConnect(*server_);
+  std::unique_ptr<TcpSocket> idle = MustConnect(*server_);
   ASSERT_NE(busy, nullptr);
   ASSERT_NE(idle, nullptr);
-  ASSERT_TRUE(WaitFor([&] { return server->active_connections() == 2; }));
+  ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == 2; }));
   ASSERT_TRUE(busy->Send("request").ok());
   ASSERT_TRUE(shared_->events.WaitFor("data"));  // the handler is now at work
   const int made_before_stop = shared_->handlers_made.load();
@@ -453,12 +408,12 @@ TEST_F(ServerTest, StopLetsInFlightWorkFinishAndAcceptsNothingNew) {
   absl::Duration stop_took;
   std::thread stopper([&] {
     const absl::Time start = absl::Now();
-    stop_status = server->Stop();
+    stop_status = server_->Stop();
     stop_took = absl::Now() - start;
     stop_returned = true;
   });
   // Once the listener has stopped, nobody new gets in, while the work goes on.
-  ASSERT_TRUE(telemetry.WaitFor(TelemetryEventType::kListenerStop));
+  ASSERT_TRUE(telemetry_->WaitFor(TelemetryEventType::kListenerStop));
   EXPECT_EQ(testutil::ConnectErrno(where.port), ECONNREFUSED);
 
   // The request in flight still gets its whole reply, then the goodbye and the end.
@@ -487,10 +442,8 @@ TEST_F(ServerTest, StopForceClosesConnectionsWhoseOutputCannotDrain) {
   options.shutdown_timeout = absl::Milliseconds(500);
   options.send_timeout = absl::Seconds(60);  // only the shutdown timeout can end it
   options.transport_options.socket_options.push_back(SocketOption::SendBuffer(4096));
-  testutil::TelemetryRecorder telemetry(options.name);
-  std::unique_ptr<Server> server = StartServer(std::move(options));
-  ASSERT_NE(server, nullptr);
-  const SocketInfo where = *server->ListenerInfo();
+  ASSERT_TRUE(Start(std::move(options)));
+  const SocketInfo where = *server_->ListenerInfo();
 
   UniqueFd stuck = testutil::RawConnect(where.port, /*recv_buffer=*/4096);
   ASSERT_TRUE(stuck.valid()) << errno;
@@ -498,13 +451,13 @@ TEST_F(ServerTest, StopForceClosesConnectionsWhoseOutputCannotDrain) {
   EXPECT_GT(shared_->queued_after_connect.load(), 0u);
 
   const absl::Time start = absl::Now();
-  EXPECT_TRUE(server->Stop().ok());
+  EXPECT_TRUE(server_->Stop().ok());
   const absl::Duration took = absl::Now() - start;
   // It returned because of the shutdown timeout, not the 60 s send timeout.
   EXPECT_LT(took, absl::Seconds(20));
   EXPECT_EQ(shared_->events.Count("shutdown"), 1);
-  EXPECT_EQ(server->active_connections(), 0);
-  EXPECT_TRUE(telemetry.WaitFor(TelemetryEventType::kConnectionStop));
+  EXPECT_EQ(server_->active_connections(), 0);
+  EXPECT_TRUE(telemetry_->WaitFor(TelemetryEventType::kConnectionStop));
 
   // The client sees the connection end (after whatever did arrive).
   ::shutdown(stuck.get(), SHUT_WR);
@@ -527,69 +480,62 @@ TEST_F(ServerTest, StopWithExplicitTimeout) {
   options.shutdown_timeout = absl::Seconds(60);
   options.send_timeout = absl::Seconds(60);
   options.transport_options.socket_options.push_back(SocketOption::SendBuffer(4096));
-  std::unique_ptr<Server> server = StartServer(std::move(options));
-  ASSERT_NE(server, nullptr);
-  UniqueFd stuck = testutil::RawConnect(server->ListenerInfo()->port, 4096);
+  ASSERT_TRUE(Start(std::move(options)));
+  UniqueFd stuck = testutil::RawConnect(server_->ListenerInfo()->port, 4096);
   ASSERT_TRUE(stuck.valid());
   ASSERT_TRUE(shared_->events.WaitFor("sent-on-connect"));
   const absl::Time start = absl::Now();
-  EXPECT_TRUE(server->Stop(absl::Milliseconds(300)).ok());
+  EXPECT_TRUE(server_->Stop(absl::Milliseconds(300)).ok());
   EXPECT_LT(absl::Now() - start, absl::Seconds(20));
-  EXPECT_EQ(server->active_connections(), 0);
+  EXPECT_EQ(server_->active_connections(), 0);
 }
 
 TEST_F(ServerTest, TwoListenSocketsWithTwoAcceptorsServeConnections) {
   ServerOptions options = Options();
   options.num_acceptors = 2;
   options.num_listen_sockets = 2;
-  testutil::TelemetryRecorder telemetry(options.name);
-  std::unique_ptr<Server> server = StartServer(std::move(options));
-  ASSERT_NE(server, nullptr);
-  EXPECT_TRUE(telemetry.WaitFor(TelemetryEventType::kAcceptorStart, 2));
+  ASSERT_TRUE(Start(std::move(options)));
+  EXPECT_TRUE(telemetry_->WaitFor(TelemetryEventType::kAcceptorStart, 2));
 
   constexpr int kClients = 40;
   std::vector<std::unique_ptr<TcpSocket>> clients;
   for (int i = 0; i < kClients; ++i) {
-    clients.push_back(MustConnect(*server));
+    clients.push_back(ConnectAndEcho(*server_, absl::StrCat("n", i)));
     ASSERT_NE(clients.back(), nullptr);
-    ExpectEcho(*clients.back(), absl::StrCat("n", i));
   }
-  ASSERT_TRUE(WaitFor([&] { return server->active_connections() == kClients; }));
+  ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == kClients; }));
   // SO_REUSEPORT spreads connections by a hash of their addresses: with 40 of them,
   // both listeners (and so both acceptors) get some.
   std::set<int> acceptors;
-  for (const ConnectionSummary& c : server->Connections()) acceptors.insert(c.acceptor);
+  for (const ConnectionSummary& c : server_->Connections()) acceptors.insert(c.acceptor);
   EXPECT_EQ(acceptors, (std::set<int>{0, 1}));
 
-  ASSERT_TRUE(server->Suspend().ok());
-  ASSERT_TRUE(server->Resume().ok());
-  std::unique_ptr<TcpSocket> late = MustConnect(*server);
+  ASSERT_TRUE(server_->Suspend().ok());
+  ASSERT_TRUE(server_->Resume().ok());
+  std::unique_ptr<TcpSocket> late = ConnectAndEcho(*server_, "late");
   ASSERT_NE(late, nullptr);
-  ExpectEcho(*late, "late");
-  EXPECT_TRUE(server->Stop().ok());
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorStop), 2);
+  EXPECT_TRUE(server_->Stop().ok());
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorStop), 2);
 }
 
 TEST_F(ServerTest, EmitsListenerAndAcceptorTelemetry) {
   ServerOptions options = Options();
   options.num_acceptors = 2;
   const std::string name = options.name;
-  testutil::TelemetryRecorder telemetry(name);
   // Another server's events must not show up in ours.
   ServerOptions other_options = Options();
   testutil::TelemetryRecorder other(other_options.name);
-  std::unique_ptr<Server> other_server = StartServer(std::move(other_options));
+  std::unique_ptr<Server> other_server = testutil::MustStart(std::move(other_options));
   ASSERT_NE(other_server, nullptr);
 
-  std::unique_ptr<Server> server = StartServer(std::move(options));
-  ASSERT_NE(server, nullptr);
-  const SocketInfo where = *server->ListenerInfo();
-  ASSERT_TRUE(telemetry.WaitFor(TelemetryEventType::kAcceptorStart, 2));
+  ASSERT_TRUE(Start(std::move(options)));
+  const SocketInfo where = *server_->ListenerInfo();
+  ASSERT_TRUE(telemetry_->WaitFor(TelemetryEventType::kAcceptorStart, 2));
 
-  std::vector<testutil::RecordedEvent> listener_starts =
-      telemetry.Events(TelemetryEventType::kListenerStart);
+  std::vector<RecordedEvent> listener_starts =
+      telemetry_->Events(TelemetryEventType::kListenerStart);
   ASSERT_EQ(listener_starts.size(), 1u);
-  const testutil::RecordedEvent& ls = listener_starts[0];
+  const RecordedEvent& ls = listener_starts[0];
   EXPECT_EQ(ls.server, name);
   EXPECT_NE(ls.span_id, 0u);
   ASSERT_TRUE(ls.local.has_value());
@@ -599,7 +545,7 @@ TEST_F(ServerTest, EmitsListenerAndAcceptorTelemetry) {
 
   std::set<int> indices;
   std::set<uint64_t> acceptor_spans;
-  for (const testutil::RecordedEvent& a : telemetry.Events(TelemetryEventType::kAcceptorStart)) {
+  for (const RecordedEvent& a : telemetry_->Events(TelemetryEventType::kAcceptorStart)) {
     EXPECT_EQ(a.parent_span_id, ls.span_id);
     indices.insert(a.acceptor);
     acceptor_spans.insert(a.span_id);
@@ -608,17 +554,16 @@ TEST_F(ServerTest, EmitsListenerAndAcceptorTelemetry) {
   EXPECT_EQ(acceptor_spans.size(), 2u);
 
   for (int i = 0; i < 3; ++i) {
-    std::unique_ptr<TcpSocket> client = MustConnect(*server);
+    std::unique_ptr<TcpSocket> client = ConnectAndEcho(*server_, "t");
     ASSERT_NE(client, nullptr);
-    ExpectEcho(*client, "t");
   }
-  ASSERT_TRUE(server->Stop().ok());
+  ASSERT_TRUE(server_->Stop().ok());
 
-  std::vector<testutil::RecordedEvent> acceptor_stops =
-      telemetry.Events(TelemetryEventType::kAcceptorStop);
+  std::vector<RecordedEvent> acceptor_stops =
+      telemetry_->Events(TelemetryEventType::kAcceptorStop);
   ASSERT_EQ(acceptor_stops.size(), 2u);
   uint64_t connections = 0;
-  for (const testutil::RecordedEvent& a : acceptor_stops) {
+  for (const RecordedEvent& a : acceptor_stops) {
     EXPECT_TRUE(acceptor_spans.count(a.span_id)) << a.span_id;
     EXPECT_EQ(a.parent_span_id, ls.span_id);
     EXPECT_FALSE(a.error.has_value());
@@ -627,8 +572,8 @@ TEST_F(ServerTest, EmitsListenerAndAcceptorTelemetry) {
   }
   EXPECT_EQ(connections, 3u);
 
-  std::vector<testutil::RecordedEvent> listener_stops =
-      telemetry.Events(TelemetryEventType::kListenerStop);
+  std::vector<RecordedEvent> listener_stops =
+      telemetry_->Events(TelemetryEventType::kListenerStop);
   ASSERT_EQ(listener_stops.size(), 1u);
   EXPECT_EQ(listener_stops[0].span_id, ls.span_id);
   EXPECT_GT(listener_stops[0].duration, absl::ZeroDuration());
@@ -636,18 +581,16 @@ TEST_F(ServerTest, EmitsListenerAndAcceptorTelemetry) {
   ASSERT_TRUE(listener_stops[0].local.has_value());
   EXPECT_EQ(*listener_stops[0].local, where);
 
-  for (const testutil::RecordedEvent& e : telemetry.Events()) EXPECT_EQ(e.server, name);
+  for (const RecordedEvent& e : telemetry_->Events()) EXPECT_EQ(e.server, name);
   EXPECT_EQ(other.Count(TelemetryEventType::kListenerStart), 1);
   EXPECT_EQ(other.Count(TelemetryEventType::kAcceptorStop), 0);
 }
 
 TEST_F(ServerTest, PostFromAnotherThreadReachesHandleMessage) {
-  std::unique_ptr<Server> server = StartServer(Options());
-  ASSERT_NE(server, nullptr);
-  std::unique_ptr<TcpSocket> client = MustConnect(*server);
+  ASSERT_TRUE(Start(Options()));
+  std::unique_ptr<TcpSocket> client = ConnectAndEcho(*server_, "hi");
   ASSERT_NE(client, nullptr);
-  ExpectEcho(*client, "hi");
-  std::vector<ConnectionSummary> all = server->Connections();
+  std::vector<ConnectionSummary> all = server_->Connections();
   ASSERT_EQ(all.size(), 1u);
   const ConnectionHandle handle = all[0].handle;
 
@@ -670,30 +613,27 @@ TEST_F(ServerTest, PostFromAnotherThreadReachesHandleMessage) {
   ASSERT_TRUE(rest.ok()) << rest.status();
   EXPECT_EQ(*rest, "");
   EXPECT_TRUE(shared_->events.WaitFor("close"));
-  ASSERT_TRUE(WaitFor([&] { return server->active_connections() == 0; }));
+  ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == 0; }));
 
   // Posting to a connection that has gone is accepted and dropped.
   EXPECT_TRUE(handle.Post(std::string("to nobody")).ok());
   EXPECT_TRUE(handle.Close().ok());
-  EXPECT_TRUE(server->Stop().ok());
+  EXPECT_TRUE(server_->Stop().ok());
   EXPECT_FALSE(shared_->events.Contains("message:to nobody"));
   EXPECT_EQ(shared_->events.Count("close"), 1);
   EXPECT_TRUE(absl::IsFailedPrecondition(ConnectionHandle().Post(1)));
 }
 
 TEST_F(ServerTest, DestroyingARunningServerStopsIt) {
-  ServerOptions options = Options();
-  testutil::TelemetryRecorder telemetry(options.name);
-  std::unique_ptr<Server> server = StartServer(std::move(options));
-  ASSERT_NE(server, nullptr);
-  const uint16_t port = server->ListenerInfo()->port;
-  std::unique_ptr<TcpSocket> a = MustConnect(*server);
-  std::unique_ptr<TcpSocket> b = MustConnect(*server);
+  ASSERT_TRUE(Start(Options()));
+  const uint16_t port = server_->ListenerInfo()->port;
+  std::unique_ptr<TcpSocket> a = MustConnect(*server_);
+  std::unique_ptr<TcpSocket> b = MustConnect(*server_);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   ExpectEcho(*a, "a");
   ExpectEcho(*b, "b");
-  server.reset();
+  server_.reset();
   EXPECT_EQ(shared_->events.Count("shutdown"), 2);
   for (TcpSocket* c : {a.get(), b.get()}) {
     absl::StatusOr<std::string> rest = testutil::ReadToEof(*c);
@@ -701,65 +641,83 @@ TEST_F(ServerTest, DestroyingARunningServerStopsIt) {
     EXPECT_EQ(*rest, "GOODBYE");
   }
   EXPECT_EQ(testutil::ConnectErrno(port), ECONNREFUSED);
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kListenerStop), 1);
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorStop), 1);
-  EXPECT_EQ(telemetry.Count(TelemetryEventType::kConnectionStop), 2);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kListenerStop), 1);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorStop), 1);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kConnectionStop), 2);
 }
 
 TEST_F(ServerTest, DestroyingASuspendedServerStopsIt) {
-  std::unique_ptr<Server> server = StartServer(Options());
-  ASSERT_NE(server, nullptr);
-  std::unique_ptr<TcpSocket> a = MustConnect(*server);
+  ASSERT_TRUE(Start(Options()));
+  std::unique_ptr<TcpSocket> a = ConnectAndEcho(*server_, "a");
   ASSERT_NE(a, nullptr);
-  ExpectEcho(*a, "a");
-  ASSERT_TRUE(server->Suspend().ok());
-  server.reset();
+  ASSERT_TRUE(server_->Suspend().ok());
+  server_.reset();
   absl::StatusOr<std::string> rest = testutil::ReadToEof(*a);
   ASSERT_TRUE(rest.ok()) << rest.status();
   EXPECT_EQ(*rest, "GOODBYE");
 }
 
-// A handler that tries to stop its own server from a callback.
-class StopFromHandler : public Handler {
+// A handler that reaches its own server from its callbacks, and notes what it saw.
+class ServerAwareHandler : public Handler {
  public:
-  StopFromHandler(std::atomic<Server*>* server, testutil::EventRecorder* events)
+  ServerAwareHandler(std::atomic<Server*>* server, testutil::EventRecorder* events)
       : server_(server), events_(events) {}
-  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
-    absl::Status stopped = server_->load()->Stop();
-    events_->Record(absl::IsFailedPrecondition(stopped) ? "refused" : "not refused");
-    conn.Send(data).IgnoreError();
-    return HandlerResult::Continue();
-  }
+
+ protected:
+  Server& server() const { return *server_->load(); }
+  void Note(std::string event) const { events_->Record(std::move(event)); }
 
  private:
   std::atomic<Server*>* server_;
   testutil::EventRecorder* events_;
 };
 
-TEST_F(ServerTest, StopFromAHandlerIsRefused) {
-  std::atomic<Server*> server_ptr{nullptr};
+// A loopback server of H (a ServerAwareHandler), and what its handlers noted.
+template <typename H>
+struct ServerOf {
+  // Starts the server; false, with the failure reported, when it cannot start.
+  bool Start() {
+    server = testutil::MustStart(
+        testutil::LoopbackOptions([this](const std::any&) -> std::unique_ptr<Handler> {
+          return std::make_unique<H>(&server_ptr, &events);
+        }));
+    server_ptr = server.get();
+    return server != nullptr;
+  }
+
+  std::atomic<Server*> server_ptr{nullptr};  // how the handlers reach `server`
   testutil::EventRecorder events;
-  ServerOptions options = testutil::LoopbackOptions(
-      [&](const std::any&) { return std::make_unique<StopFromHandler>(&server_ptr, &events); });
-  std::unique_ptr<Server> server = StartServer(std::move(options));
-  ASSERT_NE(server, nullptr);
-  server_ptr = server.get();
-  std::unique_ptr<TcpSocket> client = MustConnect(*server);
+  std::unique_ptr<Server> server;  // last: destroyed first
+};
+
+// A handler that tries to stop its own server from a callback.
+class StopFromHandler : public ServerAwareHandler {
+ public:
+  using ServerAwareHandler::ServerAwareHandler;
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
+    absl::Status stopped = server().Stop();
+    Note(absl::IsFailedPrecondition(stopped) ? "refused" : "not refused");
+    conn.Send(data).IgnoreError();
+    return HandlerResult::Continue();
+  }
+};
+
+TEST_F(ServerTest, StopFromAHandlerIsRefused) {
+  ServerOf<StopFromHandler> own;
+  ASSERT_TRUE(own.Start());
+  std::unique_ptr<TcpSocket> client = ConnectAndEcho(*own.server, "stop?");
   ASSERT_NE(client, nullptr);
-  ExpectEcho(*client, "stop?");
-  EXPECT_EQ(events.Events(), std::vector<std::string>{"refused"});
-  EXPECT_EQ(server->status(), ServerStatus::kRunning);
-  EXPECT_TRUE(server->Stop().ok());
+  EXPECT_EQ(own.events.Events(), std::vector<std::string>{"refused"});
+  EXPECT_EQ(own.server->status(), ServerStatus::kRunning);
+  EXPECT_TRUE(own.server->Stop().ok());
 }
 
 TEST_F(ServerTest, ControlCallsRaceWithStopSafely) {
-  std::unique_ptr<Server> server = StartServer(Options());
-  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(Start(Options()));
   std::vector<std::unique_ptr<TcpSocket>> clients;
   for (int i = 0; i < 4; ++i) {
-    clients.push_back(MustConnect(*server));
+    clients.push_back(ConnectAndEcho(*server_, "r"));
     ASSERT_NE(clients.back(), nullptr);
-    ExpectEcho(*clients.back(), "r");
   }
   std::atomic<bool> done{false};
   std::vector<std::thread> pollers;
@@ -767,21 +725,21 @@ TEST_F(ServerTest, ControlCallsRaceWithStopSafely) {
   // every moment of the Stop; others ask for the info.
   for (int i = 0; i < 3; ++i) {
     pollers.emplace_back([&] {
-      while (!done.load()) server->Connections();
+      while (!done.load()) server_->Connections();
     });
   }
   pollers.emplace_back([&] {
     while (!done.load()) {
-      server->Info();
-      server->ListenerInfo().status().IgnoreError();
+      server_->Info();
+      server_->ListenerInfo().status().IgnoreError();
     }
   });
   absl::SleepFor(absl::Milliseconds(20));
-  EXPECT_TRUE(server->Stop().ok());
+  EXPECT_TRUE(server_->Stop().ok());
   absl::SleepFor(absl::Milliseconds(20));
   done = true;
   for (std::thread& t : pollers) t.join();
-  EXPECT_TRUE(server->Connections().empty());
+  EXPECT_TRUE(server_->Connections().empty());
 }
 
 }  // namespace
@@ -792,40 +750,30 @@ namespace {
 
 // Reads the server's info from HandleShutdown, as a handler logging "n connections
 // left" would: Info() is not one of the control calls a handler must avoid.
-class InfoOnShutdown : public Handler {
+class InfoOnShutdown : public ServerAwareHandler {
  public:
-  InfoOnShutdown(std::atomic<Server*>* server, testutil::EventRecorder* events)
-      : server_(server), events_(events) {}
+  using ServerAwareHandler::ServerAwareHandler;
   void HandleShutdown(Connection& conn) override {
-    ServerInfo info = server_->load()->Info();
-    events_->Record(absl::StrCat("info:", static_cast<int>(info.status)));
-    absl::StatusOr<SocketInfo> where = server_->load()->ListenerInfo();
-    events_->Record(where.ok() ? "listening" : "not listening");
+    ServerInfo info = server().Info();
+    Note(absl::StrCat("info:", static_cast<int>(info.status)));
+    absl::StatusOr<SocketInfo> where = server().ListenerInfo();
+    Note(where.ok() ? "listening" : "not listening");
   }
-
- private:
-  std::atomic<Server*>* server_;
-  testutil::EventRecorder* events_;
 };
 
 TEST(ServerStopTest, HandlersMayReadTheServerInfoWhileItStops) {
-  std::atomic<Server*> server_ptr{nullptr};
-  testutil::EventRecorder events;
-  ServerOptions options = testutil::LoopbackOptions(
-      [&](const std::any&) { return std::make_unique<InfoOnShutdown>(&server_ptr, &events); });
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
-  ASSERT_TRUE(server.ok()) << server.status();
-  server_ptr = server->get();
-  absl::StatusOr<std::unique_ptr<TcpSocket>> client = testutil::Connect(**server);
-  ASSERT_TRUE(client.ok()) << client.status();
-  ASSERT_TRUE(testutil::WaitFor([&] { return (*server)->active_connections() == 1; }));
+  ServerOf<InfoOnShutdown> own;
+  ASSERT_TRUE(own.Start());
+  std::unique_ptr<TcpSocket> client = MustConnect(*own.server);
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return own.server->active_connections() == 1; }));
 
   std::atomic<bool> stopped{false};
   std::thread stopper([&] {
-    (*server)->Stop().IgnoreError();
+    own.server->Stop().IgnoreError();
     stopped = true;
   });
-  const bool returned = testutil::WaitFor([&] { return stopped.load(); });
+  const bool returned = WaitFor([&] { return stopped.load(); });
   if (!returned) {
     // Stop holds the server's lock while it waits for the handler, and the handler
     // waits for that lock: nothing can recover, so end here rather than hang.
@@ -834,7 +782,7 @@ TEST(ServerStopTest, HandlersMayReadTheServerInfoWhileItStops) {
     std::_Exit(1);
   }
   stopper.join();
-  EXPECT_EQ(events.Events(),
+  EXPECT_EQ(own.events.Events(),
             (std::vector<std::string>{absl::StrCat("info:", static_cast<int>(ServerStatus::kStopped)),
                                       "not listening"}));
 }

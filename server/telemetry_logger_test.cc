@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
+#include "server/test_util.h"
 #include "transport/tcp_transport.h"
 
 namespace islet {
@@ -22,14 +23,6 @@ std::string Contents(FILE* f) {
   while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
   return out;
 }
-
-class Echo : public Handler {
- public:
-  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
-    conn.Send(data).IgnoreError();
-    return HandlerResult::Continue();
-  }
-};
 
 TEST(LogLevelTest, ParsesNamesAndRefusesOthers) {
   EXPECT_EQ(*ParseLogLevel("debug"), LogLevel::kDebug);
@@ -49,7 +42,7 @@ TEST(TelemetryLoggerTest, LevelDecidesWhatIsWrittenAndCanChangeWhileRunning) {
   options.port = 0;
   options.name = "logger-test";
   options.transport_options.address = "127.0.0.1";
-  options.handler_factory = HandlerFactoryOf<Echo>();
+  options.handler_factory = HandlerFactoryOf<testutil::EchoHandler>();
   auto server = Server::Start(std::move(options));
   ASSERT_TRUE(server.ok()) << server.status();
   const SocketInfo where = *(*server)->ListenerInfo();
