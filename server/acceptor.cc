@@ -1,5 +1,9 @@
 #include "server/acceptor.h"
 
+#include <utility>
+
+#include "absl/synchronization/notification.h"
+
 #include "server/telemetry.h"
 #include "transport/errors.h"
 #include "transport/io_wait.h"
@@ -13,6 +17,8 @@ namespace {
 constexpr absl::Duration kEmfileBackoff = absl::Milliseconds(100);
 // Any other accept failure: a short pause so a persistent error cannot spin a core.
 constexpr absl::Duration kAcceptErrorBackoff = absl::Milliseconds(10);
+// Connections accepted per readiness event on a loop, before the loop's other work.
+constexpr int kAcceptBatch = 64;
 
 }  // namespace
 
@@ -24,6 +30,21 @@ std::shared_ptr<Listener> ListenerSet::WaitForListener(int index) {
   mu_.Await(absl::Condition(&ready));
   if (stopping_) return nullptr;
   return listeners_[static_cast<size_t>(index) % listeners_.size()];
+}
+
+std::shared_ptr<Listener> ListenerSet::ListenerFor(int index) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || listeners_.empty()) return nullptr;
+  return listeners_[static_cast<size_t>(index) % listeners_.size()];
+}
+
+bool ListenerSet::Pollable() {
+  absl::MutexLock lock(&mu_);
+  if (listeners_.empty()) return false;
+  for (const auto& l : listeners_) {
+    if (l->fd() < 0) return false;
+  }
+  return true;
 }
 
 bool ListenerSet::IsInstalled(const std::shared_ptr<Listener>& listener) {
@@ -64,12 +85,39 @@ Acceptor::Acceptor(ServerContext& context, ListenerSet& listeners, std::vector<W
 
 Acceptor::~Acceptor() { Join(); }
 
-void Acceptor::Start() {
-  thread_ = std::thread([this] { Run(); });
+void Acceptor::Start(bool on_loop) {
+  started_ = MonotonicNow();
+  if (!on_loop) {
+    thread_ = std::thread([this] { Run(); });
+    return;
+  }
+  loop_ = &workers_[static_cast<size_t>(slot_->index) % workers_.size()]->loop();
+  Emit(TelemetryEventType::kAcceptorStart);
+  loop_->Post([this] { Arm(); });
+}
+
+void Acceptor::Rearm() {
+  if (loop_ != nullptr) loop_->Post([this] { Arm(); });
 }
 
 void Acceptor::Join() {
-  if (thread_.joinable()) thread_.join();
+  if (loop_ == nullptr) {
+    if (thread_.joinable()) thread_.join();
+    return;
+  }
+  if (std::exchange(joined_, true)) return;
+  absl::Notification done;
+  loop_->Post([this, &done] {
+    stopped_ = true;
+    StopWatching();
+    if (timer_ != 0) loop_->Cancel(timer_);
+    timer_ = 0;
+    if (pending_ != nullptr) Refuse(std::move(pending_));
+    listener_.reset();
+    Emit(TelemetryEventType::kAcceptorStop, nullptr, accepted_, MonotonicNow() - started_);
+    done.Notify();
+  });
+  done.WaitForNotification();
 }
 
 void Acceptor::Emit(TelemetryEventType type, const absl::Status* error, uint64_t count,
@@ -87,6 +135,37 @@ void Acceptor::Emit(TelemetryEventType type, const absl::Status* error, uint64_t
   Telemetry::Emit(e);
 }
 
+bool Acceptor::Report(const absl::Status& error, absl::Duration* backoff) {
+  if (absl::IsResourceExhausted(error)) {
+    Emit(TelemetryEventType::kAcceptorEmfile, &error);
+    *backoff = kEmfileBackoff;
+    return false;
+  }
+  if (IsConnectionLost(error)) {
+    Emit(TelemetryEventType::kAcceptorEconnaborted, &error);
+    return true;
+  }
+  Emit(TelemetryEventType::kAcceptorAcceptError, &error);
+  *backoff = kAcceptErrorBackoff;
+  return false;
+}
+
+void Acceptor::HandOver(std::unique_ptr<Socket> socket) {
+  slot_->live.fetch_add(1, std::memory_order_acq_rel);
+  slot_->accepted.fetch_add(1, std::memory_order_relaxed);
+  workers_[next_worker_++ % workers_.size()]->Adopt(std::move(socket), slot_);
+}
+
+void Acceptor::Refuse(std::unique_ptr<Socket> socket) {
+  // Full for the whole retry window (or stopping): turn the client away.
+  const absl::Status full =
+      absl::ResourceExhaustedError("accept: too many connections (num_connections reached)");
+  Emit(TelemetryEventType::kAcceptorSpawnError, &full);
+  socket->Close();
+}
+
+// ---- On a thread of its own ----
+
 bool Acceptor::WaitForBudget() {
   const int limit = context_.options.num_connections;
   if (limit == ServerOptions::kUnlimited) return true;
@@ -100,10 +179,7 @@ bool Acceptor::WaitForBudget() {
 }
 
 void Acceptor::Run() {
-  const absl::Duration started = MonotonicNow();
   Emit(TelemetryEventType::kAcceptorStart);
-  uint64_t accepted = 0;
-  size_t next_worker = static_cast<size_t>(slot_->index);
   while (std::shared_ptr<Listener> listener = listeners_.WaitForListener(slot_->index)) {
     absl::StatusOr<std::unique_ptr<Socket>> socket = listener->Accept();
     if (!socket.ok()) {
@@ -117,31 +193,112 @@ void Acceptor::Run() {
         }
         continue;
       }
-      if (absl::IsResourceExhausted(error)) {
-        Emit(TelemetryEventType::kAcceptorEmfile, &error);
-        listeners_.SleepUnlessStopping(kEmfileBackoff);
-      } else if (IsConnectionLost(error)) {
-        Emit(TelemetryEventType::kAcceptorEconnaborted, &error);
-      } else {
-        Emit(TelemetryEventType::kAcceptorAcceptError, &error);
-        listeners_.SleepUnlessStopping(kAcceptErrorBackoff);
-      }
+      absl::Duration backoff;
+      if (!Report(error, &backoff)) listeners_.SleepUnlessStopping(backoff);
       continue;
     }
-    ++accepted;
-    if (!WaitForBudget()) {
-      // Full for the whole retry window (or stopping): turn the client away.
-      const absl::Status full = absl::ResourceExhaustedError(
-          "accept: too many connections (num_connections reached)");
-      Emit(TelemetryEventType::kAcceptorSpawnError, &full);
-      (*socket)->Close();
-      continue;
+    ++accepted_;
+    if (WaitForBudget()) {
+      HandOver(*std::move(socket));
+    } else {
+      Refuse(*std::move(socket));
     }
-    slot_->live.fetch_add(1, std::memory_order_acq_rel);
-    slot_->accepted.fetch_add(1, std::memory_order_relaxed);
-    workers_[next_worker++ % workers_.size()]->Adopt(*std::move(socket), slot_);
   }
-  Emit(TelemetryEventType::kAcceptorStop, nullptr, accepted, MonotonicNow() - started);
+  Emit(TelemetryEventType::kAcceptorStop, nullptr, accepted_, MonotonicNow() - started_);
+}
+
+// ---- On a worker's loop ----
+
+void Acceptor::Arm() {
+  if (stopped_) return;
+  std::shared_ptr<Listener> current = listeners_.ListenerFor(slot_->index);
+  if (current == listener_) return;
+  StopWatching();
+  listener_ = std::move(current);
+  if (timer_ == 0) Watch();  // else the pause in progress watches when it ends
+}
+
+void Acceptor::Watch() {
+  if (stopped_ || watching_ || listener_ == nullptr) return;
+  absl::Status watched = loop_->Watch(listener_->fd(), EPOLLIN, this);
+  if (!watched.ok()) {
+    Emit(TelemetryEventType::kAcceptorAcceptError, &watched);
+    PauseFor(kAcceptErrorBackoff, [this] { Watch(); });
+    return;
+  }
+  watching_ = true;
+}
+
+void Acceptor::StopWatching() {
+  if (!watching_) return;
+  loop_->Unwatch(listener_->fd());
+  watching_ = false;
+}
+
+void Acceptor::PauseFor(absl::Duration d, absl::AnyInvocable<void()> then) {
+  StopWatching();
+  timer_ = loop_->Schedule(MonotonicNow() + d, [this, then = std::move(then)]() mutable {
+    timer_ = 0;
+    then();
+  });
+}
+
+void Acceptor::OnReady(uint32_t /*events*/) {
+  // A bounded batch per readiness event: a flood of connections cannot starve the
+  // connections this worker already serves.
+  for (int i = 0; i < kAcceptBatch && watching_; ++i) {
+    absl::StatusOr<std::unique_ptr<Socket>> socket = listener_->TryAccept();
+    if (socket.ok()) {
+      ++accepted_;
+      Place(*std::move(socket));
+      continue;
+    }
+    const absl::Status& error = socket.status();
+    if (IsWouldBlock(error)) return;
+    if (IsClosed(error)) {
+      if (listeners_.IsInstalled(listener_)) {
+        Emit(TelemetryEventType::kAcceptorAcceptError, &error);
+        PauseFor(kEmfileBackoff, [this] { Watch(); });
+      } else {
+        StopWatching();  // suspended or stopping: Rearm brings the next listener
+        listener_.reset();
+      }
+      return;
+    }
+    absl::Duration backoff;
+    if (!Report(error, &backoff)) {
+      PauseFor(backoff, [this] { Watch(); });
+      return;
+    }
+  }
+}
+
+void Acceptor::Place(std::unique_ptr<Socket> socket) {
+  const int limit = context_.options.num_connections;
+  if (limit == ServerOptions::kUnlimited ||
+      slot_->live.load(std::memory_order_acquire) < limit) {
+    HandOver(std::move(socket));
+    return;
+  }
+  // Full: as the thread does, wait for room up to retry_count times retry_wait, and
+  // accept nothing else meanwhile.
+  pending_ = std::move(socket);
+  pending_attempts_ = 0;
+  StopWatching();
+  PlacePending();
+}
+
+void Acceptor::PlacePending() {
+  if (slot_->live.load(std::memory_order_acquire) < context_.options.num_connections) {
+    HandOver(std::move(pending_));
+  } else if (pending_attempts_ >= context_.options.max_connections_retry_count) {
+    Refuse(std::move(pending_));
+  } else {
+    ++pending_attempts_;
+    PauseFor(context_.options.max_connections_retry_wait, [this] { PlacePending(); });
+    return;
+  }
+  Watch();
 }
 
 }  // namespace islet

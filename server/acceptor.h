@@ -1,6 +1,11 @@
-// The acceptor pool: num_acceptors threads blocked in Listener::Accept, each handing new
-// sockets to the workers in turn and keeping its own connection budget. Internal to the
-// server.
+// The acceptor pool: num_acceptors acceptors, each handing new sockets to the workers in
+// turn and keeping its own connection budget. Internal to the server.
+//
+// Where the listener can be polled (Listener::fd(), as TCP and TLS listeners can), an
+// acceptor runs on a worker's event loop, as nginx accepts: no thread of its own, and a
+// connection for that worker is adopted without a cross-thread wake-up. Otherwise it
+// gets a thread blocked in Listener::Accept. Both behave alike: the budget's retry
+// window, the EMFILE back-off and the telemetry are the same.
 #ifndef ISLET_SERVER_ACCEPTOR_H_
 #define ISLET_SERVER_ACCEPTOR_H_
 
@@ -8,8 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/event_loop.h"
 #include "server/worker.h"
 #include "transport/transport.h"
 
@@ -21,6 +28,10 @@ class ListenerSet {
  public:
   // The listener for acceptor `index`, waiting while suspended; nullptr once stopping.
   std::shared_ptr<Listener> WaitForListener(int index);
+  // The same without waiting: nullptr while suspended or stopping.
+  std::shared_ptr<Listener> ListenerFor(int index);
+  // Whether every installed listener can be polled (Listener::fd()).
+  bool Pollable();
   void Install(std::vector<std::shared_ptr<Listener>> listeners);
   // Whether `listener` is still in use (not closed by Suspend or Stop).
   bool IsInstalled(const std::shared_ptr<Listener>& listener);
@@ -36,27 +47,59 @@ class ListenerSet {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class Acceptor {
+class Acceptor : private EventLoop::Watcher {
  public:
   Acceptor(ServerContext& context, ListenerSet& listeners, std::vector<Worker*> workers,
            int index);
-  ~Acceptor();
+  ~Acceptor() override;
 
-  void Start();
+  // Starts accepting: on the loop of worker index % workers when `on_loop`, otherwise
+  // on a thread of its own.
+  void Start(bool on_loop);
+  // On a loop: picks up what Suspend or Resume changed in the listener set (a thread
+  // finds out by itself). Thread-safe.
+  void Rearm();
+  // Stops accepting (the listener set must be stopping) and waits until it has.
   void Join();
   const std::shared_ptr<AcceptorSlot>& slot() const { return slot_; }
 
  private:
-  void Run();
+  void Run();  // the thread
   void Emit(TelemetryEventType type, const absl::Status* error = nullptr, uint64_t count = 0,
             absl::Duration duration = absl::ZeroDuration());
-  bool WaitForBudget();
+  bool WaitForBudget();  // the thread: sleeps through the retry window
+  void HandOver(std::unique_ptr<Socket> socket);
+  void Refuse(std::unique_ptr<Socket> socket);
+
+  // On a loop (its thread only).
+  void Arm();
+  void OnReady(uint32_t events) override;
+  // An accept error: reports it; false when accepting should pause for `*backoff`.
+  bool Report(const absl::Status& error, absl::Duration* backoff);
+  void Place(std::unique_ptr<Socket> socket);
+  void PlacePending();
+  void PauseFor(absl::Duration d, absl::AnyInvocable<void()> then);
+  void Watch();
+  void StopWatching();
 
   ServerContext& context_;
   ListenerSet& listeners_;
   std::vector<Worker*> workers_;
   std::shared_ptr<AcceptorSlot> slot_;
+  size_t next_worker_ = 0;
+  uint64_t accepted_ = 0;
+  absl::Duration started_;
   std::thread thread_;
+
+  EventLoop* loop_ = nullptr;  // set when it runs on a loop
+  bool joined_ = false;
+  // Loop state (its thread only).
+  std::shared_ptr<Listener> listener_;
+  bool watching_ = false;
+  bool stopped_ = false;
+  EventLoop::TimerId timer_ = 0;
+  std::unique_ptr<Socket> pending_;  // accepted, waiting for room in the budget
+  int pending_attempts_ = 0;
 };
 
 }  // namespace islet

@@ -5,8 +5,11 @@
 #include "server/acceptor.h"
 
 #include <dirent.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -29,6 +32,7 @@
 #include "server/server.h"
 #include "server/test_util.h"
 #include "transport/tcp_transport.h"
+#include "transport/unique_fd.h"
 
 namespace islet {
 namespace {
@@ -328,12 +332,17 @@ TEST_F(AcceptorBudgetTest, EachAcceptorHasItsOwnBudget) {
 // ---------------------------------------------------------------------------------
 // Scripted accept failures (the fault-injecting transport of acceptor_test.exs).
 
-// What the next Accept calls return before the real listener's Accept runs again.
+// What the next accept calls return before the real listener's accept runs again. Its
+// eventfd counts the errors still to come, so a polled listener is readable while any
+// are left, as a real one is while connections wait.
 class AcceptScript {
  public:
+  AcceptScript() : pending_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE)) {}
   void Push(absl::Status error) {
     absl::MutexLock lock(&mu_);
     errors_.push_back(std::move(error));
+    const uint64_t one = 1;
+    EXPECT_EQ(::write(pending_fd_.get(), &one, sizeof(one)), 8);
   }
   std::optional<absl::Status> Pop() {
     absl::MutexLock lock(&mu_);
@@ -341,6 +350,8 @@ class AcceptScript {
     if (errors_.empty()) return std::nullopt;
     absl::Status e = std::move(errors_.front());
     errors_.pop_front();
+    uint64_t one;
+    EXPECT_EQ(::read(pending_fd_.get(), &one, sizeof(one)), 8);
     return e;
   }
   size_t pending() const {
@@ -351,20 +362,40 @@ class AcceptScript {
     absl::MutexLock lock(&mu_);
     return calls_;
   }
+  int pending_fd() const { return pending_fd_.get(); }
 
  private:
   mutable absl::Mutex mu_;
   std::deque<absl::Status> errors_ ABSL_GUARDED_BY(mu_);
   int calls_ ABSL_GUARDED_BY(mu_) = 0;
+  UniqueFd pending_fd_;
 };
 
+// A real TCP listener with scripted failures in front. `pollable`: it offers fd() and
+// TryAccept, so the server runs its acceptor on a worker's loop (its descriptor is an
+// epoll set of the real listener and the script's eventfd); otherwise only Accept, and
+// the acceptor gets a thread.
 class ScriptedListener : public Listener {
  public:
-  ScriptedListener(std::unique_ptr<Listener> real, std::shared_ptr<AcceptScript> script)
-      : real_(std::move(real)), script_(std::move(script)) {}
+  ScriptedListener(std::unique_ptr<Listener> real, std::shared_ptr<AcceptScript> script,
+                   bool pollable)
+      : real_(std::move(real)), script_(std::move(script)) {
+    if (!pollable) return;
+    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    for (int fd : {real_->fd(), script_->pending_fd()}) {
+      epoll_event ev = {};
+      ev.events = EPOLLIN;
+      EXPECT_EQ(::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev), 0);
+    }
+  }
   absl::StatusOr<std::unique_ptr<Socket>> Accept() override {
     if (std::optional<absl::Status> error = script_->Pop()) return *std::move(error);
     return real_->Accept();
+  }
+  int fd() const override { return epoll_ ? epoll_.get() : -1; }
+  absl::StatusOr<std::unique_ptr<Socket>> TryAccept() override {
+    if (std::optional<absl::Status> error = script_->Pop()) return *std::move(error);
+    return real_->TryAccept();
   }
   void Close() override { real_->Close(); }
   absl::StatusOr<SocketInfo> LocalInfo() const override { return real_->LocalInfo(); }
@@ -372,17 +403,18 @@ class ScriptedListener : public Listener {
  private:
   std::unique_ptr<Listener> real_;
   std::shared_ptr<AcceptScript> script_;
+  UniqueFd epoll_;
 };
 
 class ScriptedTransport : public Transport {
  public:
-  explicit ScriptedTransport(std::shared_ptr<AcceptScript> script)
-      : script_(std::move(script)) {}
+  ScriptedTransport(std::shared_ptr<AcceptScript> script, bool pollable)
+      : script_(std::move(script)), pollable_(pollable) {}
   absl::StatusOr<std::unique_ptr<Listener>> Listen(uint16_t port,
                                                    const ListenOptions& options) override {
     absl::StatusOr<std::unique_ptr<Listener>> real = tcp_.Listen(port, options);
     if (!real.ok()) return real.status();
-    return std::make_unique<ScriptedListener>(*std::move(real), script_);
+    return std::make_unique<ScriptedListener>(*std::move(real), script_, pollable_);
   }
   bool Secure() const override { return false; }
   absl::string_view Name() const override { return "scripted-tcp"; }
@@ -390,20 +422,57 @@ class ScriptedTransport : public Transport {
  private:
   TcpTransport tcp_;
   std::shared_ptr<AcceptScript> script_;
+  const bool pollable_;
 };
 
-class ScriptedAcceptTest : public testutil::ServerFixture {
+// Every scripted test runs twice: acceptor on a worker's loop, and on its own thread.
+class ScriptedAcceptTest : public testutil::ServerFixture,
+                           public testing::WithParamInterface<bool> {
  protected:
   ServerOptions Options() {
     ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<EchoHandler>());
     options.num_acceptors = 1;
-    options.transport = std::make_shared<ScriptedTransport>(script_);
+    options.transport = std::make_shared<ScriptedTransport>(script_, /*pollable=*/GetParam());
     return options;
   }
   std::shared_ptr<AcceptScript> script_ = std::make_shared<AcceptScript>();
 };
 
-TEST_F(ScriptedAcceptTest, EachKindOfAcceptFailureIsReportedAndTheAcceptorCarriesOn) {
+INSTANTIATE_TEST_SUITE_P(AcceptorPlacement, ScriptedAcceptTest, testing::Bool(),
+                         [](const testing::TestParamInfo<bool>& info) {
+                           return info.param ? "OnAWorkerLoop" : "OnItsOwnThread";
+                         });
+
+// The acceptor runs on a worker's loop or on its own thread, as the listener allows:
+// the thread count tells which.
+TEST(AcceptorPlacementTest, DedicatedAcceptorThreadsKeepAThreadPerAcceptor) {
+  for (bool dedicated : {false, true}) {
+    SCOPED_TRACE(dedicated);
+    const int before = testutil::ThreadCount();
+    ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<EchoHandler>());
+    options.num_workers = 1;
+    options.num_acceptors = 2;
+    options.dedicated_acceptor_threads = dedicated;
+    std::unique_ptr<Server> server = testutil::MustStart(std::move(options));
+    ASSERT_NE(server, nullptr);
+    for (int i = 0; i < 4; ++i) ASSERT_NE(ConnectAndEcho(*server, "placed"), nullptr);
+    EXPECT_EQ(testutil::ThreadCount() - before, dedicated ? 3 : 1);
+    EXPECT_TRUE(server->Stop().ok());
+  }
+}
+
+TEST_P(ScriptedAcceptTest, AcceptorRunsWhereTheListenerAllows) {
+  const int before = testutil::ThreadCount();
+  ServerOptions options = Options();
+  options.num_workers = 2;
+  ASSERT_TRUE(Start(std::move(options)));
+  std::unique_ptr<TcpSocket> client = ConnectAndEcho(*server_, "placed");
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(testutil::ThreadCount() - before, GetParam() ? 2 : 3);
+  EXPECT_TRUE(server_->Stop().ok());
+}
+
+TEST_P(ScriptedAcceptTest, EachKindOfAcceptFailureIsReportedAndTheAcceptorCarriesOn) {
   script_->Push(absl::AbortedError("accept: Software caused connection abort (ECONNABORTED)"));
   script_->Push(absl::ResourceExhaustedError("accept: Too many open files (EMFILE)"));
   script_->Push(absl::ResourceExhaustedError("accept: Too many open files in system (ENFILE)"));
@@ -459,7 +528,7 @@ TEST_F(ScriptedAcceptTest, EachKindOfAcceptFailureIsReportedAndTheAcceptorCarrie
   EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorSpawnError), 0);
 }
 
-TEST_F(ScriptedAcceptTest, DescriptorExhaustionDoesNotDisturbOpenConnections) {
+TEST_P(ScriptedAcceptTest, DescriptorExhaustionDoesNotDisturbOpenConnections) {
   ASSERT_TRUE(Start(Options()));
 
   std::unique_ptr<TcpSocket> existing = ConnectAndEcho(*server_, "before");
@@ -492,7 +561,7 @@ TEST_F(ScriptedAcceptTest, DescriptorExhaustionDoesNotDisturbOpenConnections) {
   EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorStop), 1);
 }
 
-TEST_F(ScriptedAcceptTest, ManyTransientErrorsInARowAreAllSurvived) {
+TEST_P(ScriptedAcceptTest, ManyTransientErrorsInARowAreAllSurvived) {
   // Thousand Island's list of transient accept errors plus EINVAL, all in a row.
   const char* kReasons[] = {"ENETDOWN", "ENETUNREACH", "EHOSTDOWN", "EHOSTUNREACH", "ENONET",
                             "EPROTO",   "ENOPROTOOPT", "EOPNOTSUPP", "ETIMEDOUT", "EINVAL"};
@@ -514,7 +583,7 @@ TEST_F(ScriptedAcceptTest, ManyTransientErrorsInARowAreAllSurvived) {
   EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorStart), 1);
 }
 
-TEST_F(ScriptedAcceptTest, StopDuringBackOffReturnsPromptly) {
+TEST_P(ScriptedAcceptTest, StopDuringBackOffReturnsPromptly) {
   // Endless EMFILEs: the acceptor backs off again and again; Stop must still end it.
   for (int i = 0; i < 100000; ++i) {
     script_->Push(absl::ResourceExhaustedError("accept: Too many open files (EMFILE)"));

@@ -35,10 +35,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     }
     workers.push_back(server->workers_.back().get());
   }
+  const bool on_loops = server->listeners_->Pollable() && !o.dedicated_acceptor_threads;
   for (int i = 0; i < o.num_acceptors; ++i) {
     server->acceptors_.push_back(
         std::make_unique<Acceptor>(*server->context_, *server->listeners_, workers, i));
-    server->acceptors_.back()->Start();
+    server->acceptors_.back()->Start(on_loops);
   }
   server->status_ = ServerStatus::kRunning;
   return server;
@@ -140,6 +141,7 @@ absl::Status Server::Suspend() {
   if (status_ == ServerStatus::kStopped) return absl::FailedPreconditionError("suspend: server stopped");
   if (status_ == ServerStatus::kSuspended) return absl::OkStatus();
   listeners_->CloseAll(/*stopping=*/false);
+  for (auto& a : acceptors_) a->Rearm();
   EmitListener(/*start=*/false);
   status_ = ServerStatus::kSuspended;
   return absl::OkStatus();
@@ -152,6 +154,7 @@ absl::Status Server::Resume() {
   // The same port as before, even when the server first asked for port 0.
   absl::Status listening = Listen(local_.port);
   if (!listening.ok()) return listening;
+  for (auto& a : acceptors_) a->Rearm();
   status_ = ServerStatus::kRunning;
   return absl::OkStatus();
 }

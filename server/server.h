@@ -11,7 +11,8 @@
 //   std::cout << (*server)->ListenerInfo()->ToString();
 //   (*server)->Stop();
 //
-// Threads: num_acceptors acceptors + num_workers event loops; never one per connection.
+// Threads: num_workers event loops, where the acceptors also run (TCP, TLS, any listener
+// with a descriptor to poll; otherwise one thread per acceptor); never one per connection.
 // Control calls (Stop, Suspend, Resume, Connections) are thread-safe but must not be
 // made from a handler callback (they wait for the workers).
 #ifndef ISLET_SERVER_SERVER_H_

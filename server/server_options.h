@@ -31,9 +31,16 @@ struct ServerOptions {
   HandlerFactory handler_factory;
   std::any handler_options;
 
-  // Threads blocked in Accept. One keeps up with tens of thousands of connections per
-  // second; add more only with several listen sockets.
+  // Acceptors: each accepts from one listen socket and hands connections to the
+  // workers in turn. For TCP and TLS they run on the workers' event loops (acceptor i
+  // on worker i % num_workers); for a listener that cannot be polled, each is a thread
+  // blocked in Accept. One keeps up with tens of thousands of connections per second;
+  // add more with several listen sockets.
   int num_acceptors = 1;
+  // Gives each acceptor a thread of its own even where it could run on a worker's loop:
+  // for handlers that block their worker for long (a blocking Recv), which would also
+  // hold up accepting there. Costs a thread and a cross-thread hand-over per connection.
+  bool dedicated_acceptor_threads = false;
   // Listening sockets sharing the port through SO_REUSEPORT, so the kernel spreads
   // new connections; at most num_acceptors.
   int num_listen_sockets = 1;

@@ -30,17 +30,24 @@ class TlsTransport::TlsListener : public Listener {
   TlsListener(std::unique_ptr<Listener> inner, std::shared_ptr<TlsTransport::State> state)
       : inner_(std::move(inner)), state_(std::move(state)) {}
 
-  absl::StatusOr<std::unique_ptr<Socket>> Accept() override;
+  absl::StatusOr<std::unique_ptr<Socket>> Accept() override { return Wrap(inner_->Accept()); }
+  int fd() const override { return inner_->fd(); }
+  absl::StatusOr<std::unique_ptr<Socket>> TryAccept() override {
+    return Wrap(inner_->TryAccept());
+  }
   void Close() override { inner_->Close(); }
   absl::StatusOr<SocketInfo> LocalInfo() const override { return inner_->LocalInfo(); }
 
  private:
+  // The TLS socket over an accepted one; its handshake runs later, on the worker.
+  absl::StatusOr<std::unique_ptr<Socket>> Wrap(absl::StatusOr<std::unique_ptr<Socket>> accepted);
+
   std::unique_ptr<Listener> inner_;
   std::shared_ptr<TlsTransport::State> state_;
 };
 
-absl::StatusOr<std::unique_ptr<Socket>> TlsTransport::TlsListener::Accept() {
-  absl::StatusOr<std::unique_ptr<Socket>> accepted = inner_->Accept();
+absl::StatusOr<std::unique_ptr<Socket>> TlsTransport::TlsListener::Wrap(
+    absl::StatusOr<std::unique_ptr<Socket>> accepted) {
   if (!accepted.ok()) return accepted.status();
   absl::StatusOr<std::unique_ptr<TlsSocket>> socket = state_->Wrap(*std::move(accepted));
   if (!socket.ok()) return socket.status();

@@ -74,9 +74,25 @@ class TcpListener : public Listener {
 
   absl::StatusOr<std::unique_ptr<Socket>> Accept() override {
     for (;;) {
-      if (closed_.load(std::memory_order_acquire)) return Closed();
       // Accept first and poll only when the backlog is empty: under a stream of new
       // connections that saves a poll(2) per connection.
+      absl::StatusOr<std::unique_ptr<Socket>> socket = TryAccept();
+      if (!IsWouldBlock(socket.status())) return socket;
+      struct pollfd fds[2] = {};
+      fds[0].fd = fd_.get();
+      fds[0].events = POLLIN;
+      fds[1].fd = wake_.get();
+      fds[1].events = POLLIN;
+      if (::poll(fds, 2, -1) < 0 && errno != EINTR) return PosixError(errno, "accept: poll");
+      if (fds[1].revents != 0) return Closed();
+    }
+  }
+
+  int fd() const override { return fd_.get(); }
+
+  absl::StatusOr<std::unique_ptr<Socket>> TryAccept() override {
+    for (;;) {
+      if (closed_.load(std::memory_order_acquire)) return Closed();
       const int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd >= 0) {
         auto socket = std::make_unique<TcpSocket>(UniqueFd(fd), family_);
@@ -87,18 +103,8 @@ class TcpListener : public Listener {
         return socket;
       }
       switch (errno) {
-        case EAGAIN: {  // nothing waiting (or another acceptor took it)
-          struct pollfd fds[2] = {};
-          fds[0].fd = fd_.get();
-          fds[0].events = POLLIN;
-          fds[1].fd = wake_.get();
-          fds[1].events = POLLIN;
-          if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
-            return PosixError(errno, "accept: poll");
-          }
-          if (fds[1].revents != 0) return Closed();
-          continue;
-        }
+        case EAGAIN:  // nothing waiting (or another acceptor took it)
+          return WouldBlockError("accept");
         case EINTR:
           continue;
         case EMFILE:
@@ -106,7 +112,7 @@ class TcpListener : public Listener {
         case ENOBUFS:
         case ENOMEM:
           return PosixError(errno, "accept");
-        case EINVAL:  // shut down by Close() between poll and accept
+        case EINVAL:  // shut down by Close() since the check above
           if (closed_.load(std::memory_order_acquire)) return Closed();
           return PosixError(errno, "accept");
         case ECONNABORTED:

@@ -220,6 +220,10 @@ absl::StatusOr<ConnectionInformation> Socket::GetConnectionInformation() const {
   return absl::NotFoundError("connection_information: not a secure connection");
 }
 
+absl::StatusOr<std::unique_ptr<Socket>> Listener::TryAccept() {
+  return absl::UnimplementedError("accept: this listener has no non-blocking accept");
+}
+
 absl::StatusOr<std::unique_ptr<Socket>> Transport::Upgrade(std::unique_ptr<Socket> socket) {
   return absl::UnimplementedError(
       absl::StrCat("upgrade: the ", Name(), " transport cannot take over a socket"));

@@ -195,6 +195,14 @@ class Listener {
   // report it and carry on.
   virtual absl::StatusOr<std::unique_ptr<Socket>> Accept() = 0;
 
+  // For a server that waits for readiness in its own event loop (the Islet server does
+  // when fd() is not -1; otherwise it gives each acceptor a thread blocked in Accept):
+  // a descriptor that polls readable when TryAccept may find a connection, valid until
+  // the listener is destroyed; and the non-blocking accept, which returns Unavailable
+  // when nothing is waiting and otherwise what Accept would.
+  virtual int fd() const { return -1; }
+  virtual absl::StatusOr<std::unique_ptr<Socket>> TryAccept();
+
   // Stops listening at once (new connections are refused); thread-safe, idempotent.
   virtual void Close() = 0;
 
