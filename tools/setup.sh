@@ -14,6 +14,7 @@ packages=(
   libbenchmark-dev       # Google Benchmark
   netcat-openbsd         # the README's "try it" step
   wrk nginx-light        # peers and load for the benchmark smoke test
+  nghttp2-client         # h2load: keep-alive load for the TLS benchmark smoke
   openssl                # s_client, an external TLS client for tls/tls_external_test (curl too)
   curl                   # the harness test's HTTP client (//tools/harness:harness_test)
 )

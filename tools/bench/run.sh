@@ -9,7 +9,7 @@
 #                                 # exits nonzero if any case fails (also a Bazel test:
 #                                 # //tools/bench:bench_smoke_test)
 #
-# Options: --runs=N (5)  --duration=SECONDS (10)  --only=http,echo,footprint,scaling
+# Options: --runs=N (5)  --duration=SECONDS (10)  --only=http,echo,footprint,scaling,tls
 #          --idle_connections=N (10000)  --no_write (print only)
 #          --quiet_wait=SECONDS (300; 0 in the smoke): before each case, wait up to this
 #          long for the machine to be idle (under 10% busy) without us; a run during
@@ -17,6 +17,10 @@
 #          most)
 #          --bin_dir=DIR: take the binaries from DIR/tools/... and build nothing
 #          (the Bazel test passes its runfiles).
+#
+# The TLS cases (handshakes, keep-alive and idle memory against nginx) are
+# tools/bench/tls_bench.sh, run last with the same binaries; it keeps its own table in
+# docs/BENCHMARKS_TLS.md.
 #
 # What runs: each server on 127.0.0.1, pinned to core 0 (taskset); the load generator
 # pinned to core 1 (one thread). The first figure of every case is the server's CPU
@@ -30,7 +34,7 @@ set -euo pipefail
 smoke=0
 runs=5
 duration=10
-only="http,echo,footprint,scaling"
+only="http,echo,footprint,scaling,tls"
 idle_connections=10000
 write_doc=1
 bin_dir=""
@@ -75,7 +79,8 @@ if [[ -z $bin_dir ]]; then
   cd "$repo"
   echo "bench: building (-c opt)" >&2
   timeout 1800 bazel build -c opt //tools/harness //tools/bench:epoll_echo \
-    //tools/bench:epoll_http //tools/bench:echo_load //tools/bench:idle_conns >&2
+    //tools/bench:epoll_http //tools/bench:echo_load //tools/bench:idle_conns \
+    //tools/bench:pipelined_load //tools/bench:tls_handshake_load //tools/bench:tls_idle_conns >&2
   bin_dir=$(bazel info -c opt bazel-bin 2>/dev/null)
   build_mode="bazel build -c opt"
 else
@@ -654,6 +659,20 @@ if wants scaling; then
   ((smoke)) || run_scaling "HTTP hello, pipelined_load -c 50, depth 64" pipelined_http 50 64 epoll_http
   run_scaling "Echo 64 B, pipelined_load -c 50, depth 64" pipelined_echo 50 64 islet_echo
   ((smoke)) || run_scaling "Echo 64 B, pipelined_load -c 50, depth 64" pipelined_echo 50 64 epoll_echo
+fi
+
+if wants tls; then
+  if [[ -z $nginx ]] || [[ -z $(find_tool h2load) ]]; then
+    skipped+=("TLS cases: they need nginx and h2load (apt-get install nginx-light nghttp2-client)")
+  else
+    tls_args=(--bin_dir="$bin_dir")
+    ((smoke)) && tls_args+=(--smoke)
+    ((write_doc)) || tls_args+=(--no-record)
+    echo "bench: TLS: tools/bench/tls_bench.sh ${tls_args[*]}" >&2
+    TLS_BENCH_QUIET_WAIT=$quiet_wait timeout -k 10 $((smoke ? 300 : 1800)) \
+      "$script_dir/tls_bench.sh" "${tls_args[@]}" >"$tmp/tls.out" || fail "TLS cases: tls_bench.sh failed"
+    cat "$tmp/tls.out" >&2
+  fi
 fi
 
 # ---- The report ----------------------------------------------------------------------

@@ -5,6 +5,8 @@
 #   tools/bench/tls_bench.sh --smoke    # one short run of each case (well under a minute);
 #                                       # nonzero exit on any error; writes no docs
 #   tools/bench/tls_bench.sh --no-record   # full run, table on stdout only
+#   tools/bench/tls_bench.sh --bin_dir=DIR # binaries from DIR/tools/... (no build); run.sh
+#                                       # and the Bazel smoke test pass theirs
 #
 # A shared machine skews CPU figures: before each run it waits (up to TLS_BENCH_QUIET_WAIT
 # seconds, default 120) for the other processes to use under 15% of it, and a run during
@@ -34,10 +36,12 @@ ROOT="$(pwd -P)"
 
 SMOKE=0
 RECORD=1
+GIVEN_BIN=""
 for arg in "$@"; do
   case "$arg" in
     --smoke) SMOKE=1; RECORD=0 ;;
     --no-record) RECORD=0 ;;
+    --bin_dir=*) GIVEN_BIN="$(cd "${arg#*=}" && pwd -P)" ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "tls_bench: unknown argument: $arg" >&2; exit 2 ;;
   esac
@@ -58,7 +62,7 @@ LOAD_CPU=1
 log() { echo "tls_bench: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-for tool in bazel openssl nginx h2load taskset; do
+for tool in $([[ -z "$GIVEN_BIN" ]] && echo bazel) openssl nginx h2load taskset; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is missing"
 done
 (($(nproc) >= 2)) || die "needs at least 2 cores (server on core $SERVER_CPU, load on core $LOAD_CPU)"
@@ -69,7 +73,7 @@ NOFILE="$(ulimit -n)"
 [[ "$NOFILE" == unlimited ]] && NOFILE=1048576
 ((NOFILE >= IDLE_CONNS + 200)) || die "the descriptor limit ($NOFILE) is too low for $IDLE_CONNS connections"
 
-TMP="$(mktemp -d /tmp/islet-tls-bench.XXXXXX)"
+TMP="$(mktemp -d "${TEST_TMPDIR:-/tmp}/islet-tls-bench.XXXXXX")"
 PIDS=()  # every server process started here
 cleanup() {
   local pid
@@ -88,11 +92,15 @@ trap 'exit 130' INT TERM
 START_TIME=$SECONDS
 
 # ---- Build, copied out so a concurrent build cannot swap a binary mid-run ----
-log "building -c opt"
-# (Bounded: bazel waits for another command holding the workspace lock.)
-timeout 900 bazel build -c opt //tools/harness:harness //tools/bench:tls_handshake_load \
-  //tools/bench:tls_idle_conns 2>"$TMP/build.log" || { cat "$TMP/build.log" >&2; die "build failed"; }
-BAZEL_BIN="$(timeout 300 bazel info -c opt bazel-bin 2>/dev/null)" || die "bazel info failed"
+if [[ -n "$GIVEN_BIN" ]]; then
+  BAZEL_BIN="$GIVEN_BIN"
+else
+  log "building -c opt"
+  # (Bounded: bazel waits for another command holding the workspace lock.)
+  timeout 900 bazel build -c opt //tools/harness:harness //tools/bench:tls_handshake_load \
+    //tools/bench:tls_idle_conns 2>"$TMP/build.log" || { cat "$TMP/build.log" >&2; die "build failed"; }
+  BAZEL_BIN="$(timeout 300 bazel info -c opt bazel-bin 2>/dev/null)" || die "bazel info failed"
+fi
 mkdir -p "$TMP/bin"
 cp "$BAZEL_BIN/tools/harness/harness" "$BAZEL_BIN/tools/bench/tls_handshake_load" \
   "$BAZEL_BIN/tools/bench/tls_idle_conns" "$TMP/bin/"
