@@ -29,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "tools/bench/load_target.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:4000", "HOST:PORT of the echo server (IPv4)");
 ABSL_FLAG(int, connections, 50, "connections");
@@ -57,16 +58,11 @@ struct Conn {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  std::vector<std::string> hp = absl::StrSplit(absl::GetFlag(FLAGS_target), ':');
-  int port = 0;
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  if (hp.size() != 2 || !absl::SimpleAtoi(hp[1], &port) ||
-      inet_pton(AF_INET, hp[0].c_str(), &addr.sin_addr) != 1) {
+  sockaddr_in addr;
+  if (!islet::bench::ParseLoadTarget(absl::GetFlag(FLAGS_target), &addr)) {
     std::fprintf(stderr, "echo_load: --target must be IPv4:PORT\n");
     return 2;
   }
-  addr.sin_port = htons(static_cast<uint16_t>(port));
   const int size = absl::GetFlag(FLAGS_size);
   const int depth = absl::GetFlag(FLAGS_depth);
   const int n = absl::GetFlag(FLAGS_connections);

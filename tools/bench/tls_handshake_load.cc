@@ -46,6 +46,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "tools/bench/load_target.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:4433", "HOST:PORT of the TLS server (IPv4)");
 ABSL_FLAG(int, threads, 4, "client threads, each with one connection at a time");
@@ -305,15 +306,10 @@ void Run(Shared& shared) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   Shared shared;
-  std::vector<std::string> hp = absl::StrSplit(absl::GetFlag(FLAGS_target), ':');
-  int port = 0;
-  shared.addr.sin_family = AF_INET;
-  if (hp.size() != 2 || !absl::SimpleAtoi(hp[1], &port) || port <= 0 || port > 65535 ||
-      inet_pton(AF_INET, hp[0].c_str(), &shared.addr.sin_addr) != 1) {
+  if (!islet::bench::ParseLoadTarget(absl::GetFlag(FLAGS_target), &shared.addr)) {
     std::fprintf(stderr, "tls_handshake_load: --target must be IPv4:PORT\n");
     return 2;
   }
-  shared.addr.sin_port = htons(static_cast<uint16_t>(port));
   shared.server_name = absl::GetFlag(FLAGS_server_name);
   const std::string request = absl::GetFlag(FLAGS_request);
   if (request == "http") {

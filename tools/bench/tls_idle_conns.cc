@@ -37,6 +37,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "tools/bench/load_target.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:4433", "HOST:PORT (IPv4)");
 ABSL_FLAG(int, connections, 10000, "connections to open");
@@ -102,16 +103,11 @@ int main(int argc, char** argv) {
   getrlimit(RLIMIT_NOFILE, &lim);
   lim.rlim_cur = lim.rlim_max;
   setrlimit(RLIMIT_NOFILE, &lim);
-  std::vector<std::string> hp = absl::StrSplit(absl::GetFlag(FLAGS_target), ':');
-  int port = 0;
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  if (hp.size() != 2 || !absl::SimpleAtoi(hp[1], &port) || port <= 0 || port > 65535 ||
-      inet_pton(AF_INET, hp[0].c_str(), &addr.sin_addr) != 1) {
+  sockaddr_in addr;
+  if (!islet::bench::ParseLoadTarget(absl::GetFlag(FLAGS_target), &addr)) {
     std::fprintf(stderr, "tls_idle_conns: --target must be IPv4:PORT\n");
     return 2;
   }
-  addr.sin_port = htons(static_cast<uint16_t>(port));
   const int n = absl::GetFlag(FLAGS_connections);
   if (static_cast<rlim_t>(n) + 64 > lim.rlim_cur) {
     std::fprintf(stderr, "tls_idle_conns: %d connections need more descriptors than the limit %llu\n",
