@@ -78,7 +78,8 @@ Acceptor::Acceptor(ServerContext& context, ListenerSet& listeners, std::vector<W
     : context_(context),
       listeners_(listeners),
       workers_(std::move(workers)),
-      slot_(std::make_shared<AcceptorSlot>()) {
+      slot_(std::make_shared<AcceptorSlot>()),
+      next_worker_(static_cast<size_t>(index)) {
   slot_->index = index;
   slot_->span_id = Telemetry::NewSpanId();
 }

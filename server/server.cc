@@ -110,15 +110,19 @@ absl::Status Server::Stop(absl::Duration timeout) {
   }
   // One Stop at a time: a second caller returns once the first has finished.
   absl::MutexLock stop_lock(&stop_mu_);
+  bool was_listening;
   {
     absl::MutexLock lock(&mu_);
     if (status_ == ServerStatus::kStopped) return absl::OkStatus();
-    const bool was_listening = status_ == ServerStatus::kRunning;
+    was_listening = status_ == ServerStatus::kRunning;
     listeners_->CloseAll(/*stopping=*/true);
-    for (auto& a : acceptors_) a->Join();
-    if (was_listening) EmitListener(/*start=*/false);
     status_ = ServerStatus::kStopped;
   }
+  // Without mu_: an acceptor on a worker's loop stops when that loop gets to it, which
+  // may be inside a callback that reads Info(). (Nothing else changes the listener's
+  // state now: Suspend and Resume refuse a stopped server, and stop_mu_ is held.)
+  for (auto& a : acceptors_) a->Join();
+  if (was_listening) EmitListener(/*start=*/false);
   // The connections drain without mu_: a handler may read Info(), ListenerInfo() or
   // status() from its callbacks (HandleShutdown included), and those must not wait
   // for this Stop, which waits for the handlers.

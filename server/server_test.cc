@@ -787,5 +787,43 @@ TEST(ServerStopTest, HandlersMayReadTheServerInfoWhileItStops) {
                                       "not listening"}));
 }
 
+// A callback still running when Stop begins, and reading Info() after that: the
+// acceptor runs on this worker's loop, and Stop must not hold the server's lock while
+// it waits for the loop to stop it.
+class SlowInfoOnData : public ServerAwareHandler {
+ public:
+  using ServerAwareHandler::ServerAwareHandler;
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
+    Note("data");
+    absl::SleepFor(absl::Milliseconds(300));  // Stop reaches the acceptors meanwhile
+    Note(absl::StrCat("info:", static_cast<int>(server().Info().status)));
+    conn.Send(data).IgnoreError();
+    return HandlerResult::Continue();
+  }
+};
+
+TEST(ServerStopTest, StopDoesNotWaitForALoopAcceptorUnderTheServerLock) {
+  ServerOf<SlowInfoOnData> own;
+  ASSERT_TRUE(own.Start());
+  std::unique_ptr<TcpSocket> client = MustConnect(*own.server);
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send("x").ok());
+  ASSERT_TRUE(own.events.WaitFor("data"));
+
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    own.server->Stop().IgnoreError();
+    stopped = true;
+  });
+  if (!WaitFor([&] { return stopped.load(); })) {
+    ADD_FAILURE() << "Stop deadlocked with a callback reading Info()";
+    std::fflush(nullptr);
+    std::_Exit(1);
+  }
+  stopper.join();
+  EXPECT_EQ(own.events.Events(),
+            (std::vector<std::string>{"data", absl::StrCat("info:", static_cast<int>(ServerStatus::kStopped))}));
+}
+
 }  // namespace
 }  // namespace islet
