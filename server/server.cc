@@ -122,7 +122,10 @@ absl::Status Server::Stop(absl::Duration timeout) {
   // may be inside a callback that reads Info(). (Nothing else changes the listener's
   // state now: Suspend and Resume refuse a stopped server, and stop_mu_ is held.)
   for (auto& a : acceptors_) a->Join();
-  if (was_listening) EmitListener(/*start=*/false);
+  if (was_listening) {
+    absl::MutexLock lock(&mu_);
+    EmitListener(/*start=*/false);
+  }
   // The connections drain without mu_: a handler may read Info(), ListenerInfo() or
   // status() from its callbacks (HandleShutdown included), and those must not wait
   // for this Stop, which waits for the handlers.
