@@ -1,5 +1,9 @@
 #include "server/acceptor.h"
 
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <utility>
 
 #include "absl/synchronization/notification.h"
@@ -80,6 +84,15 @@ Acceptor::Acceptor(ServerContext& context, ListenerSet& listeners, std::vector<W
       workers_(std::move(workers)),
       slot_(std::make_shared<AcceptorSlot>()),
       next_worker_(static_cast<size_t>(index)) {
+  // Acceptor j < index on the same loop with the same listener (see Start and
+  // ListenerSet::ListenerFor) already watches the listener's own descriptor.
+  const int loops = static_cast<int>(workers_.size());
+  const int sockets = std::max(1, context.options.num_listen_sockets);
+  for (int j = 0; j < index; ++j) {
+    if (j % loops == index % loops && j % sockets == index % sockets) {
+      shares_listener_fd_ = true;
+    }
+  }
   slot_->index = index;
   slot_->span_id = Telemetry::NewSpanId();
 }
@@ -101,24 +114,27 @@ void Acceptor::Rearm() {
   if (loop_ != nullptr) loop_->Post([this] { Arm(); });
 }
 
+void Acceptor::BeginStop() {
+  if (loop_ == nullptr || stop_requested_) return;
+  stop_requested_ = true;
+  loop_->Post([this] {
+    stopped_ = true;
+    DropListener();
+    if (timer_ != 0) loop_->Cancel(timer_);
+    timer_ = 0;
+    if (pending_ != nullptr) Refuse(std::move(pending_));
+    Emit(TelemetryEventType::kAcceptorStop, nullptr, accepted_, MonotonicNow() - started_);
+    stop_done_.Notify();
+  });
+}
+
 void Acceptor::Join() {
   if (loop_ == nullptr) {
     if (thread_.joinable()) thread_.join();
     return;
   }
-  if (std::exchange(joined_, true)) return;
-  absl::Notification done;
-  loop_->Post([this, &done] {
-    stopped_ = true;
-    StopWatching();
-    if (timer_ != 0) loop_->Cancel(timer_);
-    timer_ = 0;
-    if (pending_ != nullptr) Refuse(std::move(pending_));
-    listener_.reset();
-    Emit(TelemetryEventType::kAcceptorStop, nullptr, accepted_, MonotonicNow() - started_);
-    done.Notify();
-  });
-  done.WaitForNotification();
+  BeginStop();
+  stop_done_.WaitForNotification();
 }
 
 void Acceptor::Emit(TelemetryEventType type, const absl::Status* error, uint64_t count,
@@ -214,26 +230,42 @@ void Acceptor::Arm() {
   if (stopped_) return;
   std::shared_ptr<Listener> current = listeners_.ListenerFor(slot_->index);
   if (current == listener_) return;
-  StopWatching();
+  DropListener();
   listener_ = std::move(current);
   if (timer_ == 0) Watch();  // else the pause in progress watches when it ends
 }
 
 void Acceptor::Watch() {
   if (stopped_ || watching_ || listener_ == nullptr) return;
-  absl::Status watched = loop_->Watch(listener_->fd(), EPOLLIN, this);
+  int fd = listener_->fd();
+  if (shares_listener_fd_) {
+    // One epoll set cannot hold the same descriptor twice: the second acceptor of a
+    // listener on this loop watches a duplicate of its own.
+    if (!watch_fd_.valid()) watch_fd_.reset(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    fd = watch_fd_.get();
+  }
+  absl::Status watched = fd >= 0 ? loop_->Watch(fd, EPOLLIN, this)
+                                 : PosixError(errno, "accept: dup");
   if (!watched.ok()) {
-    Emit(TelemetryEventType::kAcceptorAcceptError, &watched);
-    PauseFor(kAcceptErrorBackoff, [this] { Watch(); });
+    absl::Duration backoff = kAcceptErrorBackoff;
+    Report(watched, &backoff);
+    PauseFor(backoff, [this] { Watch(); });
     return;
   }
   watching_ = true;
+  watched_fd_ = fd;
 }
 
 void Acceptor::StopWatching() {
   if (!watching_) return;
-  loop_->Unwatch(listener_->fd());
+  loop_->Unwatch(watched_fd_);
   watching_ = false;
+}
+
+void Acceptor::DropListener() {
+  StopWatching();
+  watch_fd_.reset();
+  listener_.reset();
 }
 
 void Acceptor::PauseFor(absl::Duration d, absl::AnyInvocable<void()> then) {
@@ -261,8 +293,7 @@ void Acceptor::OnReady(uint32_t /*events*/) {
         Emit(TelemetryEventType::kAcceptorAcceptError, &error);
         PauseFor(kEmfileBackoff, [this] { Watch(); });
       } else {
-        StopWatching();  // suspended or stopping: Rearm brings the next listener
-        listener_.reset();
+        DropListener();  // suspended or stopping: Rearm brings the next listener
       }
       return;
     }

@@ -15,10 +15,12 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/event_loop.h"
 #include "server/worker.h"
 #include "transport/transport.h"
+#include "transport/unique_fd.h"
 
 namespace islet {
 
@@ -59,7 +61,9 @@ class Acceptor : private EventLoop::Watcher {
   // On a loop: picks up what Suspend or Resume changed in the listener set (a thread
   // finds out by itself). Thread-safe.
   void Rearm();
-  // Stops accepting (the listener set must be stopping) and waits until it has.
+  // Stops accepting (the listener set must be stopping): BeginStop asks without
+  // waiting, Join waits until it has.
+  void BeginStop();
   void Join();
   const std::shared_ptr<AcceptorSlot>& slot() const { return slot_; }
 
@@ -81,6 +85,7 @@ class Acceptor : private EventLoop::Watcher {
   void PauseFor(absl::Duration d, absl::AnyInvocable<void()> then);
   void Watch();
   void StopWatching();
+  void DropListener();
 
   ServerContext& context_;
   ListenerSet& listeners_;
@@ -92,9 +97,13 @@ class Acceptor : private EventLoop::Watcher {
   std::thread thread_;
 
   EventLoop* loop_ = nullptr;  // set when it runs on a loop
-  bool joined_ = false;
+  bool stop_requested_ = false;  // the controlling thread's
+  absl::Notification stop_done_;
   // Loop state (its thread only).
   std::shared_ptr<Listener> listener_;
+  bool shares_listener_fd_ = false;  // another acceptor watches listener_->fd() here
+  UniqueFd watch_fd_;                // then: a duplicate of it, for this one
+  int watched_fd_ = -1;              // what is registered while watching_
   bool watching_ = false;
   bool stopped_ = false;
   EventLoop::TimerId timer_ = 0;

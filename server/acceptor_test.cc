@@ -461,6 +461,26 @@ TEST(AcceptorPlacementTest, DedicatedAcceptorThreadsKeepAThreadPerAcceptor) {
   }
 }
 
+// More acceptors than workers: acceptors sharing a listener on one loop each watch it
+// (through their own duplicate descriptor), with no accept errors.
+TEST(AcceptorPlacementTest, AcceptorsSharingAListenerAndALoopAllWatchIt) {
+  ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<EchoHandler>());
+  options.num_workers = 1;
+  options.num_acceptors = 3;
+  testutil::TelemetryRecorder telemetry(options.name);
+  std::unique_ptr<Server> server = testutil::MustStart(std::move(options));
+  ASSERT_NE(server, nullptr);
+  std::vector<std::unique_ptr<TcpSocket>> clients;
+  for (int i = 0; i < 6; ++i) {
+    clients.push_back(ConnectAndEcho(*server, absl::StrCat("client ", i)));
+    ASSERT_NE(clients.back(), nullptr);
+  }
+  absl::SleepFor(absl::Milliseconds(100));  // a failing watch retries every 10 ms
+  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorAcceptError), 0);
+  EXPECT_TRUE(server->Stop().ok());
+  EXPECT_EQ(telemetry.Count(TelemetryEventType::kAcceptorStop), 3);
+}
+
 TEST_P(ScriptedAcceptTest, AcceptorRunsWhereTheListenerAllows) {
   const int before = testutil::ThreadCount();
   ServerOptions options = Options();

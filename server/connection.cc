@@ -56,7 +56,12 @@ Connection::Connection(Worker& worker, uint64_t id, std::unique_ptr<Socket> sock
       handler_(std::move(handler)),
       started_(worker.loop().now()),
       fd_(socket_->fd()),
-      read_timeout_(worker.context().options.read_timeout) {}
+      read_timeout_(worker.context().options.read_timeout) {
+  // Now, while the peer is surely still there: asked later (only when telemetry first
+  // wants it), a peer that has reset the connection no longer has an address to give.
+  absl::StatusOr<SocketInfo> peer = socket_->PeerInfo();
+  if (peer.ok()) remote_ = *std::move(peer);
+}
 
 Connection::~Connection() {
   if (timer_id_ != 0) loop_.Cancel(timer_id_);
@@ -66,19 +71,8 @@ uint64_t Connection::parent_span_id() const { return acceptor_ ? acceptor_->span
 
 ConnectionHandle Connection::handle() const { return ConnectionHandle(worker_.mailbox(), id_); }
 
-const SocketInfo& Connection::remote() const {
-  // Asked for only by telemetry and listings: a connection nobody looks at costs no
-  // getpeername(2).
-  if (!remote_known_ && socket_ != nullptr) {
-    remote_known_ = true;
-    absl::StatusOr<SocketInfo> peer = socket_->PeerInfo();
-    if (peer.ok()) remote_ = *std::move(peer);
-  }
-  return remote_;
-}
-
 ConnectionSummary Connection::Summary() const {
-  return {id_, remote(), acceptor_ ? acceptor_->index : -1, worker_.index(),
+  return {id_, remote_, acceptor_ ? acceptor_->index : -1, worker_.index(),
           loop_.now() - started_, handle()};
 }
 
@@ -95,7 +89,7 @@ void Connection::Emit(TelemetryEventType type, uint64_t bytes, const absl::Statu
   e.parent_span_id = parent_span_id();
   e.acceptor = acceptor_ ? acceptor_->index : -1;
   e.connection_id = id_;
-  e.remote = &remote();
+  e.remote = &remote_;
   e.error = error;
   e.detail = detail;
   Telemetry::Emit(e);
@@ -380,7 +374,6 @@ void Connection::CloseNow() {
   SocketStats stats;
   if (socket_ != nullptr) {
     if (report) {
-      remote();  // while the socket can still tell
       absl::StatusOr<SocketStats> s = socket_->GetStat();
       if (s.ok()) stats = *s;
     }

@@ -180,7 +180,6 @@ class Connection : private EventLoop::Watcher {
   void BeginShutdown(absl::Duration deadline);
   void CloseNow();
   ConnectionSummary Summary() const;
-  const SocketInfo& remote() const;
 
   void OnReady(uint32_t events) override;
   void ContinueHandshake();
@@ -216,8 +215,7 @@ class Connection : private EventLoop::Watcher {
   std::unique_ptr<Socket> socket_;
   std::shared_ptr<AcceptorSlot> acceptor_;
   std::unique_ptr<Handler> handler_;
-  mutable SocketInfo remote_;     // filled in by remote() on first use
-  mutable bool remote_known_ = false;
+  SocketInfo remote_;
   absl::Duration started_;
   int fd_ = -1;
 

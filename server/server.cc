@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -118,25 +119,30 @@ absl::Status Server::Stop(absl::Duration timeout) {
     listeners_->CloseAll(/*stopping=*/true);
     status_ = ServerStatus::kStopped;
   }
-  // Without mu_: an acceptor on a worker's loop stops when that loop gets to it, which
-  // may be inside a callback that reads Info(). (Nothing else changes the listener's
-  // state now: Suspend and Resume refuse a stopped server, and stop_mu_ is held.)
+  // The rest runs without mu_: a handler may read Info(), ListenerInfo() or status()
+  // from its callbacks (HandleShutdown included), and those must not wait for this
+  // Stop, which waits for the handlers. (Nothing else changes the listener's state now:
+  // Suspend and Resume refuse a stopped server, and stop_mu_ is held.)
+  //
+  // An acceptor on a worker's loop stops when that loop gets to it, before the
+  // worker's shutdown posted after it; a busy callback there delays it. So the
+  // acceptors are only asked here, every worker starts draining, and the waiting for
+  // the acceptors comes after: one busy worker does not hold up the others.
+  for (auto& a : acceptors_) a->BeginStop();
+  const absl::Duration deadline = MonotonicNow() + timeout;
+  for (auto& w : workers_) w->BeginShutdown(deadline);
   for (auto& a : acceptors_) a->Join();
   if (was_listening) {
     absl::MutexLock lock(&mu_);
     EmitListener(/*start=*/false);
   }
-  // The connections drain without mu_: a handler may read Info(), ListenerInfo() or
-  // status() from its callbacks (HandleShutdown included), and those must not wait
-  // for this Stop, which waits for the handlers.
-  const absl::Duration deadline = MonotonicNow() + timeout;
-  for (auto& w : workers_) w->BeginShutdown(deadline);
   {
     absl::MutexLock live_lock(&context_->mu);
     auto all_gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(context_->mu) {
       return context_->live_connections == 0;
     };
-    context_->mu.AwaitWithTimeout(absl::Condition(&all_gone), timeout);
+    context_->mu.AwaitWithTimeout(absl::Condition(&all_gone),
+                                  std::max(deadline - MonotonicNow(), absl::ZeroDuration()));
   }
   for (auto& w : workers_) w->CloseAll();
   for (auto& w : workers_) w->Stop();

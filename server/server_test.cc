@@ -825,5 +825,31 @@ TEST(ServerStopTest, StopDoesNotWaitForALoopAcceptorUnderTheServerLock) {
             (std::vector<std::string>{"data", absl::StrCat("info:", static_cast<int>(ServerStatus::kStopped))}));
 }
 
+// A sink that wants only connection.stop still learns who the peer was when the peer
+// reset the connection: by then getpeername(2) has nothing to say, so the address must
+// have been taken earlier.
+TEST(ServerTelemetryTest, ResetPeerKeepsItsAddressForASinkWantingOnlyStops) {
+  ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<testutil::EchoHandler>());
+  testutil::TelemetryRecorder stops(options.name,
+                                    TelemetryBit(TelemetryEventType::kConnectionStop));
+  std::unique_ptr<Server> server = testutil::MustStart(std::move(options));
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<TcpSocket> client = MustConnect(*server);
+  ASSERT_NE(client, nullptr);
+  absl::StatusOr<SocketInfo> local = client->LocalInfo();
+  ASSERT_TRUE(local.ok()) << local.status();
+  ASSERT_TRUE(WaitFor([&] { return server->active_connections() == 1; }));
+  const linger reset = {1, 0};
+  ASSERT_EQ(::setsockopt(client->fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), 0);
+  client.reset();  // RST
+  ASSERT_TRUE(stops.WaitFor(TelemetryEventType::kConnectionStop));
+  std::vector<testutil::RecordedEvent> stop = stops.Events(TelemetryEventType::kConnectionStop);
+  ASSERT_EQ(stop.size(), 1u);
+  ASSERT_TRUE(stop[0].remote.has_value());
+  EXPECT_EQ(stop[0].remote->address, local->address);
+  EXPECT_EQ(stop[0].remote->port, local->port);
+  EXPECT_TRUE(server->Stop().ok());
+}
+
 }  // namespace
 }  // namespace islet

@@ -327,9 +327,13 @@ struct RecordedEvent {
 // (Telemetry::Emit may still be running a sink that was just detached) stays safe.
 class TelemetryRecorder {
  public:
-  explicit TelemetryRecorder(std::string server_name)
+  // `interest`: the events asked for (a sink that wants few events sees what the
+  // server does when nobody else wants the rest).
+  explicit TelemetryRecorder(std::string server_name,
+                             TelemetryMask interest = kAllTelemetryEvents)
       : state_(std::make_shared<State>(std::move(server_name))) {
-    id_ = Telemetry::Attach([state = state_](const TelemetryEvent& e) { state->OnEvent(e); });
+    id_ = Telemetry::Attach([state = state_](const TelemetryEvent& e) { state->OnEvent(e); },
+                            interest);
   }
   ~TelemetryRecorder() { Telemetry::Detach(id_); }
   TelemetryRecorder(const TelemetryRecorder&) = delete;

@@ -259,12 +259,15 @@ int TlsSocket::BioRead(BIO* bio, char* out, int length) {
   ReadAheadScratch& scratch = Scratch();
   const bool ahead = self->in_ssl_call_ && scratch.owner == nullptr;
   char* const into = ahead ? scratch.data : out;
+  // Claimed before the inner read: an inner socket that is itself TLS (TLS within TLS)
+  // must not read ahead into the buffer it is decrypting into.
+  if (ahead) scratch.owner = self;
   absl::StatusOr<size_t> got = self->inner_->ReadSome(
       absl::MakeSpan(into, ahead ? kReadAheadSize : static_cast<size_t>(length)));
+  if (ahead && !got.ok()) scratch.owner = nullptr;
   if (got.ok()) {
     self->received_.Feed(reinterpret_cast<const uint8_t*>(into), *got);
     if (!ahead) return static_cast<int>(*got);
-    scratch.owner = self;
     scratch.begin = 0;
     scratch.end = *got;
     return static_cast<int>(self->TakeReadAhead(out, static_cast<size_t>(length)));
