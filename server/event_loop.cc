@@ -63,19 +63,16 @@ void EventLoop::Quit() {
 }
 
 void EventLoop::Post(Task task) {
-  if (InLoopThread()) {
-    // The loop is awake (it is running us): no need to write the wakeup descriptor,
-    // only to make sure the next epoll_wait does not block (NextTimeoutMs).
-    local_posted_ = true;
-    absl::MutexLock lock(&mu_);
-    posted_.push_back(std::move(task));
-    return;
-  }
-  bool wake;
+  // From the loop's own thread the loop is awake (it is running us): no need to write
+  // the wakeup descriptor, only to make sure the next epoll_wait does not block
+  // (NextTimeoutMs).
+  const bool local = InLoopThread();
+  if (local) local_posted_ = true;
+  bool wake = false;
   {
     absl::MutexLock lock(&mu_);
     posted_.push_back(std::move(task));
-    wake = !std::exchange(wake_pending_, true);
+    if (!local) wake = !std::exchange(wake_pending_, true);
   }
   if (wake) {
     const uint64_t one = 1;

@@ -308,32 +308,24 @@ absl::StatusOr<size_t> TcpSocket::ReadSomeFromTransport(absl::Span<char> buf) {
 
 absl::StatusOr<size_t> TcpSocket::WriteSome(absl::Span<const absl::string_view> buffers) {
   if (!fd_) return ClosedError("send");
-  if (buffers.size() == 1) {
-    // The common reply: send(2) spares the kernel copying in a msghdr and an iovec
-    // (measured: 2.5% of the server's CPU on keep-alive HTTP).
-    for (;;) {
-      const ssize_t n = ::send(fd_.get(), buffers[0].data(), buffers[0].size(), MSG_NOSIGNAL);
-      if (n > 0) {
-        stats_.CountSend(static_cast<uint64_t>(n));
-        return static_cast<size_t>(n);
-      }
-      if (n == 0) return WouldBlockError("send");
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) return WouldBlockError("send");
-      return PosixError(errno, "send");
-    }
-  }
+  // The common reply is one buffer: send(2) then spares the kernel copying in a msghdr
+  // and an iovec (measured: 2.5% of the server's CPU on keep-alive HTTP).
+  const bool one = buffers.size() == 1;
   absl::InlinedVector<iovec, 16> iov;
-  const size_t count = std::min<size_t>(buffers.size(), IOV_MAX);
-  iov.reserve(count);
-  for (size_t i = 0; i < count; ++i) {
-    iov.push_back({const_cast<char*>(buffers[i].data()), buffers[i].size()});
-  }
   msghdr msg = {};
-  msg.msg_iov = iov.data();
-  msg.msg_iovlen = iov.size();
+  if (!one) {
+    const size_t count = std::min<size_t>(buffers.size(), IOV_MAX);
+    iov.reserve(count);
+    for (size_t i = 0; i < count; ++i) {
+      iov.push_back({const_cast<char*>(buffers[i].data()), buffers[i].size()});
+    }
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = iov.size();
+  }
   for (;;) {
-    const ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+    const ssize_t n =
+        one ? ::send(fd_.get(), buffers[0].data(), buffers[0].size(), MSG_NOSIGNAL)
+            : ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
     if (n >= 0) {
       if (n == 0) return WouldBlockError("send");
       stats_.CountSend(static_cast<uint64_t>(n));
