@@ -64,11 +64,11 @@ void ListenerSet::Install(std::vector<std::shared_ptr<Listener>> listeners) {
   listeners_ = std::move(listeners);
 }
 
-void ListenerSet::CloseAll(bool stopping) {
+void ListenerSet::CloseAll(Then then) {
   absl::MutexLock lock(&mu_);
   for (const auto& l : listeners_) l->Close();
   listeners_.clear();
-  if (stopping) stopping_ = true;
+  if (then == Then::kStop) stopping_ = true;
 }
 
 bool ListenerSet::SleepUnlessStopping(absl::Duration d) {
@@ -227,6 +227,7 @@ void Acceptor::Run() {
 // ---- On a worker's loop ----
 
 void Acceptor::Arm() {
+  loop_->AssertInLoopThread();
   if (stopped_) return;
   std::shared_ptr<Listener> current = listeners_.ListenerFor(slot_->index);
   if (current == listener_) return;
@@ -236,7 +237,8 @@ void Acceptor::Arm() {
 }
 
 void Acceptor::Watch() {
-  if (stopped_ || watching_ || listener_ == nullptr) return;
+  loop_->AssertInLoopThread();
+  if (stopped_ || registration_.active() || listener_ == nullptr) return;
   int fd = listener_->fd();
   if (shares_listener_fd_) {
     // One epoll set cannot hold the same descriptor twice: the second acceptor of a
@@ -244,25 +246,22 @@ void Acceptor::Watch() {
     if (!watch_fd_.valid()) watch_fd_.reset(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
     fd = watch_fd_.get();
   }
-  absl::Status watched = fd >= 0 ? loop_->Watch(fd, EPOLLIN, this)
-                                 : PosixError(errno, "accept: dup");
+  absl::StatusOr<EventLoop::Registration> watched =
+      fd >= 0 ? loop_->Watch(fd, EPOLLIN, this)
+              : absl::StatusOr<EventLoop::Registration>(PosixError(errno, "accept: dup"));
   if (!watched.ok()) {
     absl::Duration backoff = kAcceptErrorBackoff;
-    Report(watched, &backoff);
+    Report(watched.status(), &backoff);
     PauseFor(backoff, [this] { Watch(); });
     return;
   }
-  watching_ = true;
-  watched_fd_ = fd;
+  registration_ = *std::move(watched);
 }
 
-void Acceptor::StopWatching() {
-  if (!watching_) return;
-  loop_->Unwatch(watched_fd_);
-  watching_ = false;
-}
+void Acceptor::StopWatching() { registration_.Reset(); }
 
 void Acceptor::DropListener() {
+  loop_->AssertInLoopThread();
   StopWatching();
   watch_fd_.reset();
   listener_.reset();
@@ -279,7 +278,7 @@ void Acceptor::PauseFor(absl::Duration d, absl::AnyInvocable<void()> then) {
 void Acceptor::OnReady(uint32_t /*events*/) {
   // A bounded batch per readiness event: a flood of connections cannot starve the
   // connections this worker already serves.
-  for (int i = 0; i < kAcceptBatch && watching_; ++i) {
+  for (int i = 0; i < kAcceptBatch && registration_.active(); ++i) {
     absl::StatusOr<std::unique_ptr<Socket>> socket = listener_->TryAccept();
     if (socket.ok()) {
       ++accepted_;

@@ -18,6 +18,8 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/event_loop.h"
+#include "server/server_context.h"
+#include "server/telemetry.h"
 #include "server/worker.h"
 #include "transport/transport.h"
 #include "transport/unique_fd.h"
@@ -37,9 +39,11 @@ class ListenerSet {
   void Install(std::vector<std::shared_ptr<Listener>> listeners);
   // Whether `listener` is still in use (not closed by Suspend or Stop).
   bool IsInstalled(const std::shared_ptr<Listener>& listener);
+  // What the acceptors do once the listeners are closed.
+  enum class Then : uint8_t { kPark, kStop };
   // Closes every listener (new connections are refused at once) and wakes the
-  // acceptors: they park (suspend) or return (stop).
-  void CloseAll(bool stopping);
+  // acceptors: they park until Install (Suspend) or return (Stop).
+  void CloseAll(Then then);
   // Sleeps for `d` unless stopping; false when stopping.
   bool SleepUnlessStopping(absl::Duration d);
 
@@ -75,7 +79,7 @@ class Acceptor : private EventLoop::Watcher {
   void HandOver(std::unique_ptr<Socket> socket);
   void Refuse(std::unique_ptr<Socket> socket);
 
-  // On a loop (its thread only).
+  // On a loop (its thread only; asserted in debug builds).
   void Arm();
   void OnReady(uint32_t events) override;
   // An accept error: reports it; false when accepting should pause for `*backoff`.
@@ -103,8 +107,8 @@ class Acceptor : private EventLoop::Watcher {
   std::shared_ptr<Listener> listener_;
   bool shares_listener_fd_ = false;  // another acceptor watches listener_->fd() here
   UniqueFd watch_fd_;                // then: a duplicate of it, for this one
-  int watched_fd_ = -1;              // what is registered while watching_
-  bool watching_ = false;
+  // Active while watching; declared after watch_fd_, so it goes first.
+  EventLoop::Registration registration_;
   bool stopped_ = false;
   EventLoop::TimerId timer_ = 0;
   std::unique_ptr<Socket> pending_;  // accepted, waiting for room in the budget

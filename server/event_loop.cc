@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <utility>
 
 #include "transport/errors.h"
 #include "transport/io_wait.h"
@@ -55,6 +58,55 @@ void EventLoop::Run() {
   }
   // Tasks posted before Quit still run: a hand-over or a shutdown request is never lost.
   RunPostedTasks();
+  // From here the thread that joins this one holds the loop (Worker::Stop closes what
+  // is left on it).
+  owner_.store(std::thread::id());
+}
+
+#ifndef NDEBUG
+void EventLoop::AssertInLoopThread(std::source_location caller) const {
+  const std::thread::id owner = owner_.load();
+  if (owner == std::thread::id() || owner == std::this_thread::get_id()) return;
+  std::fprintf(stderr,
+               "islet: %s (%s:%u) called off its event loop's thread while the loop runs; "
+               "post it to the loop instead\n",
+               caller.function_name(), caller.file_name(), caller.line());
+  std::abort();
+}
+#endif
+
+EventLoop::Registration::Registration(Registration&& other) noexcept
+    : loop_(std::exchange(other.loop_, nullptr)),
+      fd_(std::exchange(other.fd_, -1)),
+      events_(std::exchange(other.events_, 0)),
+      watcher_(std::exchange(other.watcher_, nullptr)) {}
+
+EventLoop::Registration& EventLoop::Registration::operator=(Registration&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    loop_ = std::exchange(other.loop_, nullptr);
+    fd_ = std::exchange(other.fd_, -1);
+    events_ = std::exchange(other.events_, 0);
+    watcher_ = std::exchange(other.watcher_, nullptr);
+  }
+  return *this;
+}
+
+absl::Status EventLoop::Registration::SetEvents(uint32_t events) {
+  if (loop_ == nullptr) return absl::FailedPreconditionError("event loop: not registered");
+  if (events == events_) return absl::OkStatus();
+  absl::Status s = loop_->Modify(fd_, events, watcher_);
+  if (s.ok()) events_ = events;
+  return s;
+}
+
+void EventLoop::Registration::Reset() {
+  if (loop_ == nullptr) return;
+  loop_->Unwatch(fd_);
+  loop_ = nullptr;
+  fd_ = -1;
+  events_ = 0;
+  watcher_ = nullptr;
 }
 
 void EventLoop::Quit() {
@@ -91,17 +143,20 @@ void EventLoop::RunPostedTasks() {
   running_.clear();
 }
 
-absl::Status EventLoop::Watch(int fd, uint32_t events, Watcher* watcher) {
+absl::StatusOr<EventLoop::Registration> EventLoop::Watch(int fd, uint32_t events,
+                                                          Watcher* watcher) {
+  AssertInLoopThread();
   epoll_event ev = {};
   ev.events = events;
   ev.data.ptr = watcher;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
     return PosixError(errno, "event loop: watch");
   }
-  return absl::OkStatus();
+  return Registration(this, fd, events, watcher);
 }
 
 absl::Status EventLoop::Modify(int fd, uint32_t events, Watcher* watcher) {
+  AssertInLoopThread();
   epoll_event ev = {};
   ev.events = events;
   ev.data.ptr = watcher;
@@ -111,17 +166,24 @@ absl::Status EventLoop::Modify(int fd, uint32_t events, Watcher* watcher) {
   return absl::OkStatus();
 }
 
-void EventLoop::Unwatch(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+void EventLoop::Unwatch(int fd) {
+  AssertInLoopThread();
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
 
 EventLoop::TimerId EventLoop::Schedule(absl::Duration deadline,
                                        absl::AnyInvocable<void()> callback) {
+  AssertInLoopThread();
   const TimerId id = next_timer_id_++;
   timers_.emplace(id, std::move(callback));
   timer_heap_.push({deadline, id});
   return id;
 }
 
-void EventLoop::Cancel(TimerId id) { timers_.erase(id); }
+void EventLoop::Cancel(TimerId id) {
+  AssertInLoopThread();
+  timers_.erase(id);
+}
 
 void EventLoop::RunTimers() {
   while (!timer_heap_.empty() && timer_heap_.top().deadline <= now_) {

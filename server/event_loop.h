@@ -8,6 +8,12 @@
 //   (*loop)->Post([] { /* runs on the loop thread */ });
 //   (*loop)->Quit();
 //   t.join();
+//
+// The thread rule: while Run() runs, only the loop's own thread may call a method not
+// marked thread-safe (Watch, Schedule, Cancel, a Registration's methods), nor touch
+// what the loop's callbacks own. AssertInLoopThread() checks it in debug builds (tests,
+// sanitizer configs) and compiles to nothing under -c opt. Before Run() starts and
+// after it returns, the one thread that holds the loop may use it.
 #ifndef ISLET_SERVER_EVENT_LOOP_H_
 #define ISLET_SERVER_EVENT_LOOP_H_
 
@@ -17,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <queue>
+#include <source_location>
 #include <thread>
 #include <vector>
 
@@ -43,6 +50,36 @@ class EventLoop {
   using TimerId = uint64_t;
   using Task = absl::AnyInvocable<void() &&>;
 
+  // One descriptor's registration with the loop: destroying it (or Reset) unregisters,
+  // so nothing stays registered under a watcher that is gone. Move-only; it must not
+  // outlive its loop, and is used on the loop thread only. Destroy or Reset it before
+  // closing the descriptor: epoll would keep a descriptor that another process shares.
+  class Registration {
+   public:
+    Registration() = default;
+    Registration(Registration&& other) noexcept;
+    Registration& operator=(Registration&& other) noexcept;
+    ~Registration() { Reset(); }
+
+    bool active() const { return loop_ != nullptr; }
+    int fd() const { return fd_; }
+    // The epoll mask now asked for. Asking for the same mask again costs no syscall.
+    uint32_t events() const { return events_; }
+    absl::Status SetEvents(uint32_t events);
+    // Unregisters now; a no-op when not active.
+    void Reset();
+
+   private:
+    friend class EventLoop;
+    Registration(EventLoop* loop, int fd, uint32_t events, Watcher* watcher)
+        : loop_(loop), fd_(fd), events_(events), watcher_(watcher) {}
+
+    EventLoop* loop_ = nullptr;
+    int fd_ = -1;
+    uint32_t events_ = 0;
+    Watcher* watcher_ = nullptr;
+  };
+
   static absl::StatusOr<std::unique_ptr<EventLoop>> Create();
   ~EventLoop();
 
@@ -54,10 +91,10 @@ class EventLoop {
   // Runs `task` on the loop thread soon. Thread-safe; tasks run in the order posted.
   void Post(Task task);
 
-  // Registration. Loop thread only. `events` is an epoll mask (level-triggered).
-  absl::Status Watch(int fd, uint32_t events, Watcher* watcher);
-  absl::Status Modify(int fd, uint32_t events, Watcher* watcher);
-  void Unwatch(int fd);
+  // Starts delivering readiness of `fd` to `watcher` until the returned Registration
+  // goes. `events` is an epoll mask (level-triggered). Loop thread only. Fails (as
+  // epoll_ctl does) for a descriptor already registered with this loop.
+  absl::StatusOr<Registration> Watch(int fd, uint32_t events, Watcher* watcher);
 
   // Runs `callback` on the loop thread once MonotonicNow() reaches `deadline`.
   // Loop thread only. Cancel is a no-op for a timer that already ran.
@@ -67,10 +104,22 @@ class EventLoop {
   // The monotonic time at the start of the current iteration: cheap, and the same for
   // every callback of one batch.
   absl::Duration now() const { return now_; }
+  // True on the thread running Run(), and only there.
   bool InLoopThread() const { return std::this_thread::get_id() == owner_.load(); }
+
+  // Dies with a message naming the caller when called off the loop thread while the loop
+  // runs. Debug builds only (compiled out under NDEBUG, as -c opt defines it).
+#ifdef NDEBUG
+  void AssertInLoopThread(std::source_location = std::source_location::current()) const {}
+#else
+  void AssertInLoopThread(
+      std::source_location caller = std::source_location::current()) const;
+#endif
 
  private:
   EventLoop(UniqueFd epoll, UniqueFd wake);
+  absl::Status Modify(int fd, uint32_t events, Watcher* watcher);
+  void Unwatch(int fd);
   void RunTimers();
   void RunPostedTasks();
   int NextTimeoutMs() const;
@@ -86,6 +135,7 @@ class EventLoop {
   UniqueFd epoll_;
   UniqueFd wake_;
   std::atomic<bool> quit_{false};
+  // The thread inside Run(); empty before and after.
   std::atomic<std::thread::id> owner_{};
   absl::Duration now_;
 

@@ -140,17 +140,20 @@ TEST(EventLoopTest, TasksTheLoopPostsToItselfRunWithoutOutsideHelp) {
   absl::Notification from_watcher;
   struct PostingWatcher : EventLoop::Watcher {
     EventLoop* loop;
-    int fd;
+    EventLoop::Registration registration;
     absl::Notification* done;
     void OnReady(uint32_t) override {
-      loop->Unwatch(fd);
+      registration.Reset();
       loop->Post([done = done] { done->Notify(); });
     }
   } watcher;
   watcher.loop = &t.loop();
-  watcher.fd = read_end.get();
   watcher.done = &from_watcher;
-  t.RunOnLoop([&] { ASSERT_TRUE(t.loop().Watch(read_end.get(), EPOLLIN, &watcher).ok()); });
+  t.RunOnLoop([&] {
+    absl::StatusOr<EventLoop::Registration> r = t.loop().Watch(read_end.get(), EPOLLIN, &watcher);
+    ASSERT_TRUE(r.ok()) << r.status();
+    watcher.registration = *std::move(r);
+  });
   ASSERT_EQ(::write(write_end.get(), "x", 1), 1);
   ASSERT_TRUE(from_watcher.WaitForNotificationWithTimeout(kWait));
 }
@@ -254,7 +257,19 @@ class RecordingWatcher : public EventLoop::Watcher {
   std::atomic<uint32_t> last_events_{0};
 };
 
-TEST(EventLoopTest, WatchModifyUnwatchDeliverPipeReadiness) {
+// Watches `fd` on the loop thread; the registration is to be reset there too.
+EventLoop::Registration WatchOnLoop(LoopThread& t, int fd, uint32_t events,
+                                    EventLoop::Watcher* watcher) {
+  EventLoop::Registration registration;
+  t.RunOnLoop([&] {
+    absl::StatusOr<EventLoop::Registration> r = t.loop().Watch(fd, events, watcher);
+    ASSERT_TRUE(r.ok()) << r.status();
+    registration = *std::move(r);
+  });
+  return registration;
+}
+
+TEST(EventLoopTest, WatchSetEventsResetDeliverPipeReadiness) {
   int fds[2];
   ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
   const int read_end = fds[0];
@@ -264,7 +279,9 @@ TEST(EventLoopTest, WatchModifyUnwatchDeliverPipeReadiness) {
   RecordingWatcher writer(write_end);
 
   // Nothing to read yet: no callback.
-  t.RunOnLoop([&] { ASSERT_TRUE(t.loop().Watch(read_end, EPOLLIN, &reader).ok()); });
+  EventLoop::Registration reading = WatchOnLoop(t, read_end, EPOLLIN, &reader);
+  EXPECT_TRUE(reading.active());
+  EXPECT_EQ(reading.fd(), read_end);
   t.RunOnLoop([] {});  // one more turn of the loop
   EXPECT_EQ(reader.calls(), 0);
 
@@ -273,8 +290,9 @@ TEST(EventLoopTest, WatchModifyUnwatchDeliverPipeReadiness) {
   ASSERT_TRUE(testutil::WaitFor([&] { return reader.calls() >= 1; }));
   EXPECT_NE(reader.last_events() & EPOLLIN, 0u);
 
-  // Modify to no interest: level-triggered readiness is no longer reported.
-  t.RunOnLoop([&] { ASSERT_TRUE(t.loop().Modify(read_end, 0, &reader).ok()); });
+  // No interest: level-triggered readiness is no longer reported.
+  t.RunOnLoop([&] { ASSERT_TRUE(reading.SetEvents(0).ok()); });
+  EXPECT_EQ(reading.events(), 0u);
   const int before = reader.calls();
   ASSERT_EQ(::write(write_end, "y", 1), 1);
   absl::SleepFor(absl::Milliseconds(50));
@@ -282,29 +300,34 @@ TEST(EventLoopTest, WatchModifyUnwatchDeliverPipeReadiness) {
   EXPECT_EQ(reader.calls(), before);
 
   // Back to EPOLLIN: the pending byte is reported at once.
-  t.RunOnLoop([&] { ASSERT_TRUE(t.loop().Modify(read_end, EPOLLIN, &reader).ok()); });
+  t.RunOnLoop([&] { ASSERT_TRUE(reading.SetEvents(EPOLLIN).ok()); });
   ASSERT_TRUE(testutil::WaitFor([&] { return reader.calls() > before; }));
 
   // The write end of an empty pipe is writable straight away.
-  t.RunOnLoop([&] { ASSERT_TRUE(t.loop().Watch(write_end, EPOLLOUT, &writer).ok()); });
+  EventLoop::Registration writing = WatchOnLoop(t, write_end, EPOLLOUT, &writer);
   ASSERT_TRUE(testutil::WaitFor([&] { return writer.calls() >= 1; }));
   EXPECT_NE(writer.last_events() & EPOLLOUT, 0u);
-  t.RunOnLoop([&] { t.loop().Unwatch(write_end); });
+  // Destroying a registration unregisters.
+  t.RunOnLoop([&] { EventLoop::Registration gone = std::move(writing); });
+  EXPECT_FALSE(writing.active());
 
-  // Unwatch: readable again, but nobody is told.
-  t.RunOnLoop([&] { t.loop().Unwatch(read_end); });
+  // Reset: readable again, but nobody is told.
+  t.RunOnLoop([&] { reading.Reset(); });
+  EXPECT_FALSE(reading.active());
   const int after_unwatch = reader.calls();
   ASSERT_EQ(::write(write_end, "z", 1), 1);
   absl::SleepFor(absl::Milliseconds(50));
   t.RunOnLoop([] {});
   EXPECT_EQ(reader.calls(), after_unwatch);
 
-  // Watching a descriptor twice, or modifying one not watched, fails cleanly.
+  // Watching a descriptor twice, or changing a registration that is gone, fails
+  // cleanly.
   t.RunOnLoop([&] {
-    ASSERT_TRUE(t.loop().Watch(read_end, EPOLLIN, &reader).ok());
+    absl::StatusOr<EventLoop::Registration> first = t.loop().Watch(read_end, EPOLLIN, &reader);
+    ASSERT_TRUE(first.ok()) << first.status();
     EXPECT_FALSE(t.loop().Watch(read_end, EPOLLIN, &reader).ok());
-    t.loop().Unwatch(read_end);
-    EXPECT_FALSE(t.loop().Modify(read_end, EPOLLIN, &reader).ok());
+    first->Reset();
+    EXPECT_FALSE(first->SetEvents(EPOLLIN).ok());
   });
 
   t.Stop();
@@ -317,10 +340,10 @@ TEST(EventLoopTest, PeerHangupIsReported) {
   ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
   LoopThread t;
   RecordingWatcher reader(fds[0]);
-  t.RunOnLoop([&] { ASSERT_TRUE(t.loop().Watch(fds[0], EPOLLIN, &reader).ok()); });
+  EventLoop::Registration reading = WatchOnLoop(t, fds[0], EPOLLIN, &reader);
   ::close(fds[1]);
   ASSERT_TRUE(testutil::WaitFor([&] { return (reader.last_events() & EPOLLHUP) != 0; }));
-  t.RunOnLoop([&] { t.loop().Unwatch(fds[0]); });
+  t.RunOnLoop([&] { reading.Reset(); });
   t.Stop();
   ::close(fds[0]);
 }

@@ -31,7 +31,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     server->workers_.push_back(std::make_unique<Worker>(*server->context_, i));
     absl::Status started = server->workers_.back()->Start();
     if (!started.ok()) {
-      server->listeners_->CloseAll(/*stopping=*/true);
+      server->listeners_->CloseAll(ListenerSet::Then::kStop);
       return started;
     }
     workers.push_back(server->workers_.back().get());
@@ -78,17 +78,15 @@ absl::Status Server::Listen(uint16_t port) {
   listeners_->Install(std::move(opened));
   context_->listener_span_id = Telemetry::NewSpanId();
   listener_started_ = MonotonicNow();
-  EmitListener(/*start=*/true);
+  EmitListener(TelemetryEventType::kListenerStart);
   return absl::OkStatus();
 }
 
-void Server::EmitListener(bool start) {
-  const TelemetryEventType type =
-      start ? TelemetryEventType::kListenerStart : TelemetryEventType::kListenerStop;
+void Server::EmitListener(TelemetryEventType type) {
   if (!Telemetry::Enabled(type)) return;
   TelemetryEvent e{type};
   e.monotonic_time = MonotonicNow();
-  if (!start) e.duration = e.monotonic_time - listener_started_;
+  if (type == TelemetryEventType::kListenerStop) e.duration = e.monotonic_time - listener_started_;
   e.server = context_->options.name;
   e.span_id = context_->listener_span_id;
   e.local = &local_;
@@ -116,7 +114,7 @@ absl::Status Server::Stop(absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
     if (status_ == ServerStatus::kStopped) return absl::OkStatus();
     was_listening = status_ == ServerStatus::kRunning;
-    listeners_->CloseAll(/*stopping=*/true);
+    listeners_->CloseAll(ListenerSet::Then::kStop);
     status_ = ServerStatus::kStopped;
   }
   // The rest runs without mu_: a handler may read Info(), ListenerInfo() or status()
@@ -134,7 +132,7 @@ absl::Status Server::Stop(absl::Duration timeout) {
   for (auto& a : acceptors_) a->Join();
   if (was_listening) {
     absl::MutexLock lock(&mu_);
-    EmitListener(/*start=*/false);
+    EmitListener(TelemetryEventType::kListenerStop);
   }
   {
     absl::MutexLock live_lock(&context_->mu);
@@ -153,9 +151,9 @@ absl::Status Server::Suspend() {
   absl::MutexLock lock(&mu_);
   if (status_ == ServerStatus::kStopped) return absl::FailedPreconditionError("suspend: server stopped");
   if (status_ == ServerStatus::kSuspended) return absl::OkStatus();
-  listeners_->CloseAll(/*stopping=*/false);
+  listeners_->CloseAll(ListenerSet::Then::kPark);
   for (auto& a : acceptors_) a->Rearm();
-  EmitListener(/*start=*/false);
+  EmitListener(TelemetryEventType::kListenerStop);
   status_ = ServerStatus::kSuspended;
   return absl::OkStatus();
 }

@@ -29,6 +29,7 @@
 #include "absl/time/time.h"
 #include "server/connection.h"
 #include "server/server_options.h"
+#include "server/telemetry.h"
 #include "transport/transport.h"
 
 namespace islet {
@@ -76,7 +77,8 @@ class Server {
  private:
   explicit Server(std::unique_ptr<ServerContext> context);
   absl::Status Listen(uint16_t port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EmitListener(bool start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // kListenerStart or kListenerStop.
+  void EmitListener(TelemetryEventType type) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool OnWorkerThread() const;
 
   std::unique_ptr<ServerContext> context_;

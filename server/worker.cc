@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 
 namespace islet {
@@ -15,10 +17,54 @@ std::atomic<uint64_t> next_connection_id{1};
 
 }  // namespace
 
+// Where handles post. It outlives the worker: Stop detaches it, after which posting
+// fails instead of touching a worker that is gone.
+class Worker::Mailbox final : public ConnectionMailbox {
+ public:
+  absl::Status Post(uint64_t connection_id, std::any message) override {
+    return Run("post", connection_id, [message = std::move(message)](ConnectionImpl& c) mutable {
+      c.Deliver(message);
+    });
+  }
+  absl::Status Close(uint64_t connection_id) override {
+    return Run("close", connection_id, [](ConnectionImpl& c) {
+      c.Close(Ending::kLocalClose, CloseType::kFlushWrite);
+    });
+  }
+
+  void Attach(Worker* worker) {
+    absl::MutexLock lock(&mu_);
+    worker_ = worker;
+  }
+  // Runs `task` on the worker's loop, which is sure to run it: Stop detaches the mailbox
+  // before it quits the loop, and the loop runs what was posted before Quit.
+  bool PostToLoop(EventLoop::Task task) {
+    absl::MutexLock lock(&mu_);
+    if (worker_ == nullptr) return false;
+    worker_->loop().Post(std::move(task));
+    return true;
+  }
+
+ private:
+  absl::Status Run(absl::string_view what, uint64_t connection_id,
+                   absl::AnyInvocable<void(ConnectionImpl&) &&> action) {
+    absl::MutexLock lock(&mu_);
+    if (worker_ == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(what, ": the server has stopped"));
+    }
+    worker_->RunLater(connection_id, std::move(action));
+    return absl::OkStatus();
+  }
+
+  absl::Mutex mu_;
+  Worker* worker_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
 Worker::Worker(ServerContext& context, int index)
     : context_(context),
       index_(index),
-      mailbox_(std::make_shared<WorkerMailbox>()),
+      worker_mailbox_(std::make_shared<Mailbox>()),
+      mailbox_(worker_mailbox_),
       read_buffer_(kReadBufferSize) {}
 
 Worker::~Worker() { Stop(); }
@@ -27,10 +73,7 @@ absl::Status Worker::Start() {
   absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
   if (!loop.ok()) return loop.status();
   loop_ = *std::move(loop);
-  {
-    absl::MutexLock lock(&mailbox_->mu);
-    mailbox_->worker = this;
-  }
+  worker_mailbox_->Attach(this);
   running_ = true;
   thread_ = std::thread([this] { loop_->Run(); });
   return absl::OkStatus();
@@ -46,9 +89,9 @@ void Worker::Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot>
       return;
     }
     const uint64_t id = next_connection_id.fetch_add(1, std::memory_order_relaxed);
-    auto connection = std::unique_ptr<Connection>(
-        new Connection(*this, id, std::move(socket), std::move(acceptor), std::move(handler)));
-    Connection* c = connection.get();
+    auto connection = std::make_unique<ConnectionImpl>(*this, id, std::move(socket),
+                                                       std::move(acceptor), std::move(handler));
+    ConnectionImpl* c = connection.get();
     connections_.emplace(id, std::move(connection));
     {
       absl::MutexLock lock(&context_.mu);
@@ -63,35 +106,32 @@ void Worker::BeginShutdown(absl::Duration deadline) {
   loop_->Post([this, deadline] {
     shutting_down_ = true;
     shutdown_deadline_ = deadline;
-    std::vector<Connection*> all;
+    std::vector<ConnectionImpl*> all;
     all.reserve(connections_.size());
     for (auto& [id, c] : connections_) all.push_back(c.get());
-    for (Connection* c : all) c->BeginShutdown(deadline);
+    for (ConnectionImpl* c : all) c->BeginShutdown(deadline);
   });
 }
 
 void Worker::CloseAll() {
   loop_->Post([this] {
-    std::vector<Connection*> all;
+    std::vector<ConnectionImpl*> all;
     all.reserve(connections_.size());
     for (auto& [id, c] : connections_) all.push_back(c.get());
-    for (Connection* c : all) c->CloseNow();
+    for (ConnectionImpl* c : all) c->Close(Ending::kShutdown, CloseType::kNoFlush);
   });
 }
 
 void Worker::Stop() {
   if (!running_) return;
-  {
-    absl::MutexLock lock(&mailbox_->mu);
-    mailbox_->worker = nullptr;
-  }
+  worker_mailbox_->Attach(nullptr);
   loop_->Quit();
   thread_.join();
   running_ = false;
   // Whatever is left closes here, on this thread, now that the loop is gone.
-  std::vector<Connection*> all;
+  std::vector<ConnectionImpl*> all;
   for (auto& [id, c] : connections_) all.push_back(c.get());
-  for (Connection* c : all) c->CloseNow();
+  for (ConnectionImpl* c : all) c->Close(Ending::kShutdown, CloseType::kNoFlush);
   retired_.clear();
 }
 
@@ -105,41 +145,29 @@ std::vector<ConnectionSummary> Worker::Connections() {
     collect();
     return out;
   }
+  // Through the mailbox, as a handle posts: a loop that has stopped (or never started)
+  // would never run the task, and this would wait forever.
   absl::Notification done;
-  {
-    // Posted under the mailbox lock, as ConnectionHandle::Post does: Stop clears the
-    // mailbox before it quits the loop, so a task posted here is still run by the
-    // loop (at the latest in its final drain). Checking running_ instead raced with
-    // Stop: a task posted after the loop's final drain never ran, and this waited
-    // forever.
-    absl::MutexLock lock(&mailbox_->mu);
-    if (mailbox_->worker == nullptr) return out;  // not started, or stopped
-    loop_->Post([&] {
-      collect();
-      done.Notify();
-    });
+  if (!worker_mailbox_->PostToLoop([&] {
+        collect();
+        done.Notify();
+      })) {
+    return out;
   }
   done.WaitForNotification();
   return out;
 }
 
-void Worker::DeliverMessage(uint64_t id, std::any message) {
-  auto it = connections_.find(id);
-  if (it != connections_.end()) it->second->Deliver(message);
+void Worker::RunLater(uint64_t id, absl::AnyInvocable<void(ConnectionImpl&) &&> action) {
+  loop_->Post([this, id, action = std::move(action)]() mutable {
+    auto it = connections_.find(id);
+    if (it != connections_.end()) std::move(action)(*it->second);
+  });
 }
 
-void Worker::CloseConnection(uint64_t id) {
-  auto it = connections_.find(id);
-  if (it != connections_.end()) it->second->RequestClose();
-}
-
-void Worker::ReadBuffered(uint64_t id) {
-  auto it = connections_.find(id);
-  if (it != connections_.end()) it->second->ReadAndDispatch();
-}
-
-void Worker::Retire(Connection* connection) {
-  auto it = connections_.find(connection->id());
+void Worker::Retire(ConnectionImpl& connection) {
+  loop_->AssertInLoopThread();
+  auto it = connections_.find(connection.id());
   if (it == connections_.end()) return;
   if (retired_.empty() && running_ && IsCurrentThread()) {
     // Destroyed after the current batch: callers up the stack still hold `connection`.

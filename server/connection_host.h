@@ -1,0 +1,41 @@
+// ConnectionHost: what a connection needs from the worker that owns it, and nothing
+// more. Internal to the server; Worker implements it.
+#ifndef ISLET_SERVER_CONNECTION_HOST_H_
+#define ISLET_SERVER_CONNECTION_HOST_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/types/span.h"
+#include "server/connection_handle.h"
+#include "server/event_loop.h"
+#include "server/server_options.h"
+
+namespace islet {
+
+class ConnectionImpl;
+
+class ConnectionHost {
+ public:
+  virtual ~ConnectionHost() = default;
+
+  // All of these are for the loop thread only.
+  virtual EventLoop& loop() = 0;
+  virtual const ServerOptions& options() const = 0;
+  // The worker's index, as Server::Connections() reports it.
+  virtual int index() const = 0;
+  // Shared by every connection of the worker: valid until the callback returns.
+  virtual absl::Span<char> read_buffer() = 0;
+  // Where the connection's handles post.
+  virtual const std::shared_ptr<ConnectionMailbox>& mailbox() const = 0;
+  // Runs `action` on a later loop turn if connection `id` is still there then: a
+  // connection never posts a pointer to itself, which may be gone by that turn.
+  virtual void RunLater(uint64_t id, absl::AnyInvocable<void(ConnectionImpl&) &&> action) = 0;
+  // The connection has closed: it is destroyed after the current batch of events.
+  virtual void Retire(ConnectionImpl& connection) = 0;
+};
+
+}  // namespace islet
+
+#endif  // ISLET_SERVER_CONNECTION_HOST_H_

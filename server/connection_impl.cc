@@ -1,0 +1,524 @@
+#include "server/connection_impl.h"
+
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "transport/errors.h"
+#include "transport/io_wait.h"
+
+namespace islet {
+
+// ---- Set-up and the worker's side ----
+
+ConnectionImpl::ConnectionImpl(ConnectionHost& host, uint64_t id, std::unique_ptr<Socket> socket,
+                               std::shared_ptr<AcceptorSlot> acceptor,
+                               std::unique_ptr<Handler> handler)
+    : host_(host),
+      loop_(host.loop()),
+      options_(host.options()),
+      id_(id),
+      span_id_(Telemetry::NewSpanId()),
+      socket_(std::move(socket)),
+      acceptor_(std::move(acceptor)),
+      handler_(std::move(handler)),
+      started_(loop_.now()),
+      read_timeout_(options_.read_timeout),
+      out_({.high_water = options_.send_queue_high_water,
+            .limit = options_.send_queue_limit,
+            .send_timeout = options_.send_timeout}) {
+  // Now, while the peer is surely still there: asked later (only when telemetry first
+  // wants it), a peer that has reset the connection no longer has an address to give.
+  absl::StatusOr<SocketInfo> peer = socket_->PeerInfo();
+  if (peer.ok()) remote_ = *std::move(peer);
+}
+
+ConnectionImpl::~ConnectionImpl() {
+  if (timer_id_ != 0) loop_.Cancel(timer_id_);
+}
+
+uint64_t ConnectionImpl::parent_span_id() const { return acceptor_ ? acceptor_->span_id : 0; }
+
+ConnectionHandle ConnectionImpl::handle() const { return ConnectionHandle(host_.mailbox(), id_); }
+
+ConnectionSummary ConnectionImpl::Summary() const {
+  AssertInLoopThread();
+  return {id_, remote_, acceptor_ ? acceptor_->index : -1, host_.index(), loop_.now() - started_,
+          handle()};
+}
+
+TelemetryEvent ConnectionImpl::NewEvent(TelemetryEventType type) const {
+  TelemetryEvent e{type};
+  // The span starts when the connection was made, so that the stop's duration is
+  // exactly its monotonic_time minus the start's.
+  e.monotonic_time = type == TelemetryEventType::kConnectionStart ? started_ : MonotonicNow();
+  e.server = options_.name;
+  e.span_id = span_id_;
+  e.parent_span_id = parent_span_id();
+  e.acceptor = acceptor_ ? acceptor_->index : -1;
+  e.connection_id = id_;
+  e.remote = &remote_;
+  return e;
+}
+
+void ConnectionImpl::Emit(TelemetryEventType type, uint64_t bytes, const absl::Status* error,
+                          absl::string_view detail) {
+  if (!Telemetry::Enabled(type)) return;
+  TelemetryEvent e = NewEvent(type);
+  e.bytes = bytes;
+  e.error = error;
+  e.detail = detail;
+  Telemetry::Emit(e);
+}
+
+void ConnectionImpl::Start() {
+  AssertInLoopThread();
+  Emit(TelemetryEventType::kConnectionStart);
+  phase_deadline_ = loop_.now() + options_.handshake_timeout;
+  ContinueHandshake();
+}
+
+void ConnectionImpl::Deliver(std::any& message) {
+  AssertInLoopThread();
+  if (ended_ || phase_ == Phase::kClosed || phase_ == Phase::kDraining) return;
+  if (phase_ == Phase::kHandshaking) {
+    // As a process's mailbox would: kept until the connection is ready, then delivered
+    // in order after HandleConnection.
+    early_messages_.push_back(std::move(message));
+    return;
+  }
+  RunCallback([&] { return handler_->HandleMessage(message, *this); }, Source::kMessage);
+}
+
+void ConnectionImpl::BeginShutdown(absl::Duration deadline) {
+  AssertInLoopThread();
+  if (phase_ == Phase::kClosed) return;
+  if (ended_) {
+    // Already on its way out: it must still be gone by the server's deadline.
+    phase_deadline_ = std::min(phase_deadline_, deadline);
+    ArmTimer();
+    return;
+  }
+  phase_deadline_ = deadline;
+  Close(Ending::kShutdown, CloseType::kFlushWrite);
+}
+
+void ConnectionImpl::Close(Ending ending, CloseType type, absl::Status error) {
+  AssertInLoopThread();
+  if (phase_ == Phase::kClosed) return;
+  if (ended_) {
+    // The final callback has run; only the descriptor is left to go.
+    if (type == CloseType::kNoFlush) CloseSocket();
+    return;
+  }
+  RunFinalCallback(ending, error);
+  if (type == CloseType::kNoFlush || !pending_error_.ok() || socket_ == nullptr ||
+      phase_ == Phase::kHandshaking) {
+    CloseSocket();
+    return;
+  }
+  if (!out_.empty() && !Flush().ok()) {
+    CloseSocket();
+    return;
+  }
+  if (phase_ == Phase::kClosed) return;
+  if (out_.empty()) {
+    CloseSocket();
+    return;
+  }
+  // Let queued output reach the peer first, within the send timeout (or the server's
+  // shutdown deadline, already in phase_deadline_).
+  phase_ = Phase::kDraining;
+  phase_deadline_ = std::min(phase_deadline_, loop_.now() + options_.send_timeout);
+  UpdateInterest();
+  ArmTimer();
+}
+
+void ConnectionImpl::RunFinalCallback(Ending ending, const absl::Status& error) {
+  ended_ = true;
+  read_deadline_ = absl::InfiniteDuration();
+  in_callback_ = true;
+  switch (ending) {
+    case Ending::kLocalClose:
+    case Ending::kPeerClose:
+      handler_->HandleClose(*this);
+      break;
+    case Ending::kTimeout:
+      handler_->HandleTimeout(*this);
+      stop_error_ = absl::DeadlineExceededError("recv: no data within the read timeout");
+      break;
+    case Ending::kShutdown:
+      handler_->HandleShutdown(*this);
+      break;
+    case Ending::kError:
+      handler_->HandleError(error, *this);
+      stop_error_ = error;
+      break;
+    case Ending::kHandlerError:
+      handler_->HandleError(error, *this);
+      if (!options_.silent_terminate_on_error) stop_error_ = error;
+      break;
+  }
+  in_callback_ = false;
+}
+
+void ConnectionImpl::CloseSocket() {
+  if (phase_ == Phase::kClosed) return;
+  phase_ = Phase::kClosed;
+  ended_ = true;
+  if (timer_id_ != 0) {
+    loop_.Cancel(timer_id_);
+    timer_id_ = 0;
+    timer_at_ = absl::InfiniteDuration();
+  }
+  const bool report = Telemetry::Enabled(TelemetryEventType::kConnectionStop);
+  SocketStats stats;
+  registration_.Reset();
+  if (socket_ != nullptr) {
+    if (report) {
+      absl::StatusOr<SocketStats> s = socket_->GetStat();
+      if (s.ok()) stats = *s;
+    }
+    socket_->Close();
+  }
+  out_.Clear();
+  if (report) {
+    TelemetryEvent e = NewEvent(TelemetryEventType::kConnectionStop);
+    e.duration = e.monotonic_time - started_;
+    e.stats = &stats;
+    e.error = stop_error_.ok() ? nullptr : &stop_error_;
+    Telemetry::Emit(e);
+  }
+  if (acceptor_) acceptor_->live.fetch_sub(1, std::memory_order_acq_rel);
+  host_.Retire(*this);
+}
+
+// ---- The state machine ----
+
+void ConnectionImpl::ContinueHandshake() {
+  absl::StatusOr<IoInterest> step = socket_->HandshakeStep();
+  if (!step.ok()) {
+    Close(Ending::kError, CloseType::kNoFlush, step.status());
+    return;
+  }
+  if (*step != IoInterest::kNone) {
+    handshake_wants_ = *step;
+    UpdateInterest();
+    ArmTimer();
+    return;
+  }
+  phase_ = Phase::kOpen;
+  phase_deadline_ = absl::InfiniteDuration();
+  const bool upgraded = std::exchange(upgrading_, false);
+  Emit(TelemetryEventType::kConnectionReady);
+  if (upgraded) {
+    // A transport switch carries on where the handler left off: waiting for data.
+    WaitForData(read_timeout_);
+  } else {
+    RunCallback([this] { return handler_->HandleConnection(*this); });
+  }
+  if (!early_messages_.empty()) {
+    std::vector<std::any> messages = std::move(early_messages_);
+    early_messages_.clear();
+    for (std::any& m : messages) Deliver(m);
+  }
+}
+
+void ConnectionImpl::OnReady(uint32_t events) {
+  if (phase_ == Phase::kClosed) return;
+  if (phase_ == Phase::kHandshaking) {
+    ContinueHandshake();
+    return;
+  }
+  if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0 && !out_.empty()) {
+    absl::Status flushed = Flush();
+    if (!flushed.ok()) {
+      Emit(TelemetryEventType::kConnectionSendError, 0, &flushed);
+      Close(Ending::kError, CloseType::kNoFlush, flushed);
+      return;
+    }
+    if (phase_ == Phase::kClosed) return;
+  }
+  if (phase_ == Phase::kDraining) {
+    if (out_.empty()) CloseSocket();
+    return;
+  }
+  if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0 && !reading_paused_) ReadAndDispatch();
+}
+
+void ConnectionImpl::ReadAndDispatch() {
+  AssertInLoopThread();
+  if (phase_ != Phase::kOpen || ended_ || reading_paused_) return;
+  absl::Span<char> buffer = host_.read_buffer();
+  absl::StatusOr<size_t> got = socket_->ReadSome(buffer);
+  if (!got.ok()) {
+    if (IsWouldBlock(got.status())) return;
+    if (IsPeerClosed(got.status())) {
+      Close(Ending::kPeerClose, CloseType::kFlushWrite);
+      return;
+    }
+    Emit(TelemetryEventType::kConnectionRecvError, 0, &got.status());
+    Close(Ending::kError, CloseType::kNoFlush, got.status());
+    return;
+  }
+  Emit(TelemetryEventType::kConnectionAsyncRecv, *got);
+  read_deadline_ = absl::InfiniteDuration();  // not waiting while the handler works
+  const absl::string_view data(buffer.data(), *got);
+  RunCallback([&] { return handler_->HandleData(data, *this); });
+}
+
+template <typename Callback>
+void ConnectionImpl::RunCallback(Callback&& callback, Source source) {
+  in_callback_ = true;
+  HandlerResult result = callback();
+  // ContinueThen loops here rather than recursing: a handler may chain many steps.
+  while (result.kind() == HandlerResult::Kind::kContinueThen && pending_error_.ok() &&
+         !close_requested_) {
+    result = handler_->HandleContinue(*this);
+  }
+  in_callback_ = false;
+  Apply(std::move(result), source);
+}
+
+void ConnectionImpl::Apply(HandlerResult result, Source source) {
+  if (phase_ != Phase::kOpen || ended_) return;
+  if (!pending_error_.ok()) {
+    Close(Ending::kError, CloseType::kNoFlush, std::exchange(pending_error_, absl::OkStatus()));
+    return;
+  }
+  if (close_requested_) {
+    Close(Ending::kLocalClose, CloseType::kFlushWrite);
+    return;
+  }
+  switch (result.kind()) {
+    case HandlerResult::Kind::kContinue:
+    case HandlerResult::Kind::kContinueThen:
+      if (result.persistent()) read_timeout_ = result.timeout();
+      if (source == Source::kMessage && !result.has_timeout()) {
+        // A posted message is not client activity: a plain Continue keeps waiting
+        // under the deadline already running (only client data, or an explicit
+        // timeout, moves it), so messages cannot keep an idle client alive.
+        UpdateInterest();
+        ArmTimer();
+        PostReadIfBuffered();
+        return;
+      }
+      WaitForData(result.has_timeout() ? result.timeout() : read_timeout_);
+      return;
+    case HandlerResult::Kind::kClose:
+      Close(Ending::kLocalClose, CloseType::kFlushWrite);
+      return;
+    case HandlerResult::Kind::kError:
+      Close(Ending::kHandlerError, CloseType::kFlushWrite, result.error());
+      return;
+    case HandlerResult::Kind::kSwitchTransport:
+      SwitchTransport(result.transport());
+      return;
+  }
+}
+
+void ConnectionImpl::SwitchTransport(Transport* transport) {
+  if (transport == nullptr) {
+    Close(Ending::kHandlerError, CloseType::kFlushWrite,
+          absl::InvalidArgumentError("switch_transport: no transport given"));
+    return;
+  }
+  // What the handler queued before the switch ("ready to start TLS") goes out in the
+  // clear, first.
+  absl::Status flushed = FlushBlocking(loop_.now() + options_.send_timeout);
+  if (!flushed.ok()) {
+    Close(Ending::kError, CloseType::kNoFlush, flushed);
+    return;
+  }
+  absl::StatusOr<std::unique_ptr<Socket>> upgraded = transport->Upgrade(std::move(socket_));
+  if (!upgraded.ok()) {
+    // The old socket went down with the failed upgrade.
+    registration_.Reset();
+    Close(Ending::kError, CloseType::kNoFlush, upgraded.status());
+    return;
+  }
+  socket_ = *std::move(upgraded);
+  if (socket_->fd() != registration_.fd()) registration_.Reset();
+  upgrading_ = true;
+  phase_ = Phase::kHandshaking;
+  handshake_wants_ = IoInterest::kRead;
+  read_deadline_ = absl::InfiniteDuration();
+  phase_deadline_ = loop_.now() + options_.handshake_timeout;
+  ContinueHandshake();
+}
+
+void ConnectionImpl::WaitForData(absl::Duration timeout) {
+  wait_timeout_ = timeout;
+  // The wait starts now, when the callback returns: not at loop_.now(), the start of
+  // this loop turn, which would count the callback's own run time (a slow callback,
+  // or a blocking Recv) against the client.
+  read_deadline_ = reading_paused_ || timeout == absl::InfiniteDuration()
+                       ? absl::InfiniteDuration()
+                       : MonotonicNow() + timeout;
+  UpdateInterest();
+  ArmTimer();
+  PostReadIfBuffered();
+}
+
+void ConnectionImpl::PostReadIfBuffered() {
+  // Bytes a transport already holds (TLS plaintext, or kept by a timed-out Recv) never
+  // make the descriptor readable: read them on the next loop turn.
+  if (phase_ != Phase::kOpen || reading_paused_ || !socket_->HasBufferedInput()) return;
+  host_.RunLater(id_, [](ConnectionImpl& c) { c.ReadBuffered(); });
+}
+
+// ---- Output ----
+
+absl::Status ConnectionImpl::FailSend(absl::Status error) {
+  Emit(TelemetryEventType::kConnectionSendError, 0, &error);
+  SetPendingError(error);
+  return error;
+}
+
+void ConnectionImpl::OnQueued() {
+  if (!reading_paused_ && out_.AboveHighWater()) {
+    reading_paused_ = true;
+    read_deadline_ = absl::InfiniteDuration();
+  }
+  UpdateInterest();
+  ArmTimer();
+}
+
+absl::Status ConnectionImpl::Flush() {
+  absl::Status flushed = out_.Flush(*socket_, loop_.now());
+  if (!flushed.ok()) return flushed;
+  if (out_.empty()) {
+    OnOutputDrained();
+  } else {
+    ResumeReadingIfDrained();
+    UpdateInterest();
+    ArmTimer();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ConnectionImpl::FlushBlocking(absl::Duration deadline) {
+  for (;;) {
+    absl::Status flushed = Flush();
+    if (!flushed.ok()) return flushed;
+    if (out_.empty() || phase_ == Phase::kClosed) return absl::OkStatus();
+    absl::Status ready = WaitForIo(socket_->fd(), IoInterest::kWrite, deadline, "send");
+    if (!ready.ok()) return ready;
+  }
+}
+
+void ConnectionImpl::OnOutputDrained() {
+  if (shutdown_write_pending_ && socket_ != nullptr) {
+    shutdown_write_pending_ = false;
+    absl::Status s = socket_->Shutdown(pending_shutdown_way_);
+    Emit(TelemetryEventType::kConnectionSocketShutdown, 0, s.ok() ? nullptr : &s,
+         pending_shutdown_way_ == ShutdownWay::kWrite ? "write" : "read_write");
+  }
+  if (phase_ == Phase::kDraining) {
+    CloseSocket();
+    return;
+  }
+  ResumeReadingIfDrained();
+  UpdateInterest();
+  ArmTimer();
+}
+
+void ConnectionImpl::ResumeReadingIfDrained() {
+  if (!reading_paused_ || !out_.DrainedToLowWater()) return;
+  reading_paused_ = false;
+  if (phase_ == Phase::kOpen && !ended_) {
+    read_deadline_ = wait_timeout_ == absl::InfiniteDuration()
+                         ? absl::InfiniteDuration()
+                         : loop_.now() + wait_timeout_;
+    PostReadIfBuffered();
+  }
+}
+
+void ConnectionImpl::SetPendingError(absl::Status error) {
+  if (pending_error_.ok()) pending_error_ = std::move(error);
+}
+
+// ---- Readiness and timers ----
+
+void ConnectionImpl::UpdateInterest() {
+  if (socket_ == nullptr || phase_ == Phase::kClosed) return;
+  uint32_t want = 0;
+  switch (phase_) {
+    case Phase::kHandshaking:
+      want = handshake_wants_ == IoInterest::kWrite ? EPOLLOUT : EPOLLIN;
+      break;
+    case Phase::kOpen:
+      if (!reading_paused_ && !ended_) want |= EPOLLIN;
+      if (!out_.empty()) want |= EPOLLOUT;
+      break;
+    case Phase::kDraining:
+      if (!out_.empty()) want |= EPOLLOUT;
+      break;
+    case Phase::kClosed:
+      return;
+  }
+  if (registration_.active()) {
+    registration_.SetEvents(want).IgnoreError();
+    return;
+  }
+  absl::StatusOr<EventLoop::Registration> registered = loop_.Watch(socket_->fd(), want, this);
+  if (!registered.ok()) {
+    SetPendingError(registered.status());
+    return;
+  }
+  registration_ = *std::move(registered);
+}
+
+void ConnectionImpl::ArmTimer() {
+  if (phase_ == Phase::kClosed) return;
+  const absl::Duration want = std::min({read_deadline_, out_.send_deadline(), phase_deadline_});
+  if (want == absl::InfiniteDuration()) return;  // a timer still armed re-checks then
+  if (timer_id_ != 0 && timer_at_ <= want) return;  // fires sooner and re-arms
+  if (timer_id_ != 0) loop_.Cancel(timer_id_);
+  timer_at_ = want;
+  timer_id_ = loop_.Schedule(want, [this] {
+    timer_id_ = 0;
+    timer_at_ = absl::InfiniteDuration();
+    OnTimer();
+  });
+}
+
+void ConnectionImpl::OnTimer() {
+  const absl::Duration now = loop_.now();
+  switch (phase_) {
+    case Phase::kHandshaking:
+      if (now >= phase_deadline_) {
+        Close(Ending::kError, CloseType::kNoFlush,
+              absl::DeadlineExceededError(absl::StrCat(
+                  "handshake: not done within ", absl::FormatDuration(options_.handshake_timeout))));
+        return;
+      }
+      break;
+    case Phase::kOpen:
+      if (now >= out_.send_deadline()) {
+        absl::Status stalled = absl::DeadlineExceededError(absl::StrCat(
+            "send: the peer took nothing for ", absl::FormatDuration(options_.send_timeout)));
+        Emit(TelemetryEventType::kConnectionSendError, 0, &stalled);
+        Close(Ending::kError, CloseType::kNoFlush, stalled);
+        return;
+      }
+      if (now >= read_deadline_) {
+        Close(Ending::kTimeout, CloseType::kFlushWrite);
+        return;
+      }
+      break;
+    case Phase::kDraining:
+      if (now >= phase_deadline_ || now >= out_.send_deadline()) {
+        CloseSocket();
+        return;
+      }
+      break;
+    case Phase::kClosed:
+      return;
+  }
+  ArmTimer();
+}
+
+}  // namespace islet

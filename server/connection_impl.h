@@ -1,0 +1,180 @@
+// ConnectionImpl: the server's Connection, and the state machine that runs it on its
+// worker. Internal to the server: handlers see only Connection (server/connection.h).
+// The state machine is in connection_impl.cc, the Socket API a handler calls in
+// connection_socket_api.cc, and queued output in output_queue.h.
+//
+//   kHandshaking --done--> kOpen --final callback, output queued--> kDraining --> kClosed
+//        |                   |                                                     ^
+//        +-------------------+---- failure, timeout, nothing to flush -------------+
+//
+// Every call is on the worker's loop thread (asserted in debug builds). One timer covers
+// every deadline (handshake, read, send progress, drain): it is armed for the earliest,
+// and re-arms when it fires early because a deadline moved later.
+#ifndef ISLET_SERVER_CONNECTION_IMPL_H_
+#define ISLET_SERVER_CONNECTION_IMPL_H_
+
+#include <any>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "server/connection.h"
+#include "server/connection_host.h"
+#include "server/event_loop.h"
+#include "server/handler.h"
+#include "server/output_queue.h"
+#include "server/server_context.h"
+#include "server/telemetry.h"
+#include "transport/transport.h"
+
+namespace islet {
+
+// Why a connection ends: it picks the one final callback, and what connection.stop
+// reports.
+enum class Ending : uint8_t {
+  kLocalClose,    // the handler (or a handle) closed it: HandleClose
+  kPeerClose,     // the peer closed its side: HandleClose
+  kTimeout,       // no data within the read timeout: HandleTimeout
+  kShutdown,      // the server stops: HandleShutdown
+  kError,         // a transport or server failure: HandleError, always reported
+  kHandlerError,  // the handler returned Error(): HandleError, reported unless
+                  // silent_terminate_on_error
+};
+
+// What happens to queued output when a connection closes (Envoy's close types).
+enum class CloseType : uint8_t {
+  kFlushWrite,  // queued output drains first, bounded by send_timeout (and Stop's deadline)
+  kNoFlush,     // the descriptor goes now; queued output is dropped
+};
+
+class ConnectionImpl final : public Connection, private EventLoop::Watcher {
+ public:
+  ConnectionImpl(ConnectionHost& host, uint64_t id, std::unique_ptr<Socket> socket,
+                 std::shared_ptr<AcceptorSlot> acceptor, std::unique_ptr<Handler> handler);
+  ~ConnectionImpl() override;
+
+  // ---- The worker's side ----
+
+  // Starts the handshake; HandleConnection follows when it is done.
+  void Start();
+  // A message from a handle: HandleMessage now, or after the handshake.
+  void Deliver(std::any& message);
+  // Reads what the transport holds that epoll cannot see (see PostReadIfBuffered).
+  void ReadBuffered() { ReadAndDispatch(); }
+  // The server stops: HandleShutdown, then output drains until `deadline` at the latest.
+  void BeginShutdown(absl::Duration deadline);
+  // Ends the connection: the final callback for `ending` (unless one already ran), then
+  // the descriptor closes as `type` says. Every way a connection ends comes here.
+  void Close(Ending ending, CloseType type, absl::Status error = absl::OkStatus());
+  ConnectionSummary Summary() const;
+
+  // ---- Connection ----
+  absl::StatusOr<std::string> Recv(size_t n, std::optional<absl::Duration> timeout) override;
+  absl::Status Send(absl::string_view data) override;
+  absl::Status Send(absl::Span<const absl::string_view> buffers) override;
+  absl::StatusOr<uint64_t> Sendfile(const std::string& path, uint64_t offset,
+                                    uint64_t length) override;
+  absl::Status Shutdown(ShutdownWay way) override;
+  void Close() override;
+  absl::Status SetOptions(absl::Span<const SocketOption> options) override;
+  absl::StatusOr<std::vector<SocketOption>> GetOptions(
+      absl::Span<const SocketOptionName> names) override;
+  absl::StatusOr<SocketInfo> LocalInfo() const override;
+  absl::StatusOr<SocketInfo> PeerInfo() const override;
+  std::optional<std::string> PeerCertificate() const override;
+  bool Secure() const override;
+  absl::StatusOr<SocketStats> GetStat() const override;
+  absl::StatusOr<std::string> NegotiatedProtocol() const override;
+  absl::StatusOr<ConnectionInformation> GetConnectionInformation() const override;
+  uint64_t id() const override { return id_; }
+  uint64_t span_id() const override { return span_id_; }
+  uint64_t parent_span_id() const override;
+  ConnectionHandle handle() const override;
+  size_t queued_bytes() const override { return out_.bytes(); }
+  Socket& socket() override { return *socket_; }
+
+ private:
+  enum class Phase : uint8_t { kHandshaking, kOpen, kDraining, kClosed };
+  // Whether a callback's result came from HandleMessage (see Apply).
+  enum class Source : uint8_t { kClient, kMessage };
+
+  void OnReady(uint32_t events) override;
+  void ContinueHandshake();
+  void ReadAndDispatch();
+  template <typename Callback>
+  void RunCallback(Callback&& callback, Source source = Source::kClient);
+  void Apply(HandlerResult result, Source source);
+  void SwitchTransport(Transport* transport);
+  void WaitForData(absl::Duration timeout);
+  void RunFinalCallback(Ending ending, const absl::Status& error);
+  // The last step of every ending: unregisters, closes the socket, reports
+  // connection.stop and hands the connection back to the worker.
+  void CloseSocket();
+  void PostReadIfBuffered();
+
+  // Output.
+  absl::Status FailSend(absl::Status error);
+  void OnQueued();
+  absl::Status Flush();
+  absl::Status FlushBlocking(absl::Duration deadline);
+  void OnOutputDrained();
+  void ResumeReadingIfDrained();
+  void SetPendingError(absl::Status error);
+
+  // Readiness and timers.
+  void UpdateInterest();
+  void ArmTimer();
+  void OnTimer();
+  // An event with this connection's fields filled in.
+  TelemetryEvent NewEvent(TelemetryEventType type) const;
+  void Emit(TelemetryEventType type, uint64_t bytes = 0, const absl::Status* error = nullptr,
+            absl::string_view detail = {});
+  void AssertInLoopThread() const { loop_.AssertInLoopThread(); }
+
+  ConnectionHost& host_;
+  EventLoop& loop_;
+  const ServerOptions& options_;
+  const uint64_t id_;
+  const uint64_t span_id_;
+  std::unique_ptr<Socket> socket_;
+  // Declared after socket_, so destroyed (unregistered) before the socket closes.
+  EventLoop::Registration registration_;
+  std::shared_ptr<AcceptorSlot> acceptor_;
+  std::unique_ptr<Handler> handler_;
+  SocketInfo remote_;
+  absl::Duration started_;
+
+  Phase phase_ = Phase::kHandshaking;
+  bool ended_ = false;          // the final callback has run (or is running)
+  bool in_callback_ = false;
+  bool close_requested_ = false;
+  bool shutdown_write_pending_ = false;
+  ShutdownWay pending_shutdown_way_ = ShutdownWay::kWrite;
+  bool upgrading_ = false;      // handshaking after a SwitchTransport
+  absl::Status stop_error_;     // reported in connection.stop
+  absl::Status pending_error_;  // a send failure noticed inside a callback
+  IoInterest handshake_wants_ = IoInterest::kRead;
+
+  absl::Duration read_timeout_;   // read_timeout, or the handler's persistent one
+  absl::Duration read_deadline_ = absl::InfiniteDuration();  // while waiting for data
+  absl::Duration phase_deadline_ = absl::InfiniteDuration(); // handshake or drain
+  bool reading_paused_ = false;   // backpressure
+  absl::Duration wait_timeout_;   // the current wait for data (one-shot or persistent)
+
+  std::vector<std::any> early_messages_;  // posted while the handshake ran
+  OutputQueue out_;
+
+  EventLoop::TimerId timer_id_ = 0;
+  absl::Duration timer_at_ = absl::InfiniteDuration();
+};
+
+}  // namespace islet
+
+#endif  // ISLET_SERVER_CONNECTION_IMPL_H_

@@ -1,0 +1,162 @@
+#include "server/output_queue.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/str_cat.h"
+#include "transport/errors.h"
+
+namespace islet {
+namespace {
+
+// Buffers gathered into one write.
+constexpr size_t kMaxGather = 16;
+// Small pieces join the last queued chunk up to this size: one allocation, not one per
+// piece.
+constexpr size_t kJoinBelow = 64 * 1024;
+// One sendfile call's share of a file slice.
+constexpr uint64_t kMaxSendfileChunk = 1 << 30;
+
+}  // namespace
+
+absl::StatusOr<size_t> OutputQueue::Write(Socket& socket,
+                                          absl::Span<const absl::string_view> buffers,
+                                          absl::Duration now) {
+  if (buffers.size() == 1 && empty() && !buffers[0].empty()) {
+    // The common reply: one buffer, nothing queued ahead of it, taken whole by the
+    // kernel. Nothing to gather, count or copy.
+    absl::StatusOr<size_t> wrote = socket.WriteSome(buffers);
+    if (wrote.ok() && *wrote == buffers[0].size()) return 0;
+    if (!wrote.ok() && !IsWouldBlock(wrote.status())) return wrote.status();
+    const absl::string_view rest = buffers[0].substr(wrote.ok() ? *wrote : 0);
+    return Queue(absl::MakeConstSpan(&rest, 1), now);
+  }
+  absl::InlinedVector<absl::string_view, kMaxGather> rest;
+  for (absl::string_view b : buffers) {
+    if (!b.empty()) rest.push_back(b);
+  }
+  size_t first = 0;
+  if (empty()) {
+    while (first < rest.size()) {
+      absl::StatusOr<size_t> wrote = socket.WriteSome(absl::MakeConstSpan(rest).subspan(first));
+      if (!wrote.ok()) {
+        if (IsWouldBlock(wrote.status())) break;
+        return wrote.status();
+      }
+      size_t n = *wrote;
+      while (n > 0) {
+        const size_t take = std::min(n, rest[first].size());
+        rest[first].remove_prefix(take);
+        n -= take;
+        if (rest[first].empty()) ++first;
+      }
+    }
+  }
+  return Queue(absl::MakeConstSpan(rest).subspan(first), now);
+}
+
+absl::StatusOr<size_t> OutputQueue::Queue(absl::Span<const absl::string_view> rest,
+                                          absl::Duration now) {
+  size_t left = 0;
+  for (absl::string_view piece : rest) left += piece.size();
+  if (left == 0) return 0;
+  // Checked before copying, so the limit bounds the memory even against one huge write.
+  if (bytes_ + left > limits_.limit) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "send: ", bytes_ + left, " bytes to queue for a peer that is not reading (limit ",
+        limits_.limit, ")"));
+  }
+  for (absl::string_view piece : rest) {
+    if (piece.empty()) continue;
+    if (!empty() && !chunks_->back().is_file() && chunks_->back().data.size() < kJoinBelow) {
+      chunks_->back().data.append(piece.data(), piece.size());
+    } else {
+      Chunk chunk;
+      chunk.data.assign(piece.data(), piece.size());
+      Push(std::move(chunk), now);
+    }
+  }
+  bytes_ += left;
+  return left;
+}
+
+void OutputQueue::QueueFile(UniqueFd file, uint64_t offset, uint64_t length,
+                            absl::Duration now) {
+  Chunk chunk;
+  chunk.file = std::move(file);
+  chunk.file_offset = offset;
+  chunk.file_left = length;
+  Push(std::move(chunk), now);
+  ++files_;
+}
+
+void OutputQueue::Push(Chunk chunk, absl::Duration now) {
+  if (chunks_ == nullptr) {
+    chunks_ = std::make_unique<Chunks>();
+    // The peer has send_timeout from now to take some of it.
+    send_deadline_ = now + limits_.send_timeout;
+  }
+  chunks_->push_back(std::move(chunk));
+}
+
+void OutputQueue::PopFront() {
+  if (chunks_->front().is_file()) --files_;
+  chunks_->pop_front();
+  if (chunks_->empty()) chunks_.reset();
+}
+
+absl::Status OutputQueue::Flush(Socket& socket, absl::Duration now) {
+  while (!empty()) {
+    absl::StatusOr<size_t> wrote = WriteFront(socket);
+    if (!wrote.ok()) {
+      if (IsWouldBlock(wrote.status())) break;
+      return wrote.status();
+    }
+    send_deadline_ = now + limits_.send_timeout;  // progress
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> OutputQueue::WriteFront(Socket& socket) {
+  Chunk& front = chunks_->front();
+  if (front.is_file()) {
+    absl::StatusOr<size_t> wrote = socket.SendfileSome(
+        front.file.get(), front.file_offset,
+        static_cast<size_t>(std::min(front.file_left, kMaxSendfileChunk)));
+    if (wrote.ok()) {
+      front.file_offset += *wrote;
+      front.file_left -= *wrote;
+      if (front.file_left == 0) PopFront();
+    }
+    return wrote;
+  }
+  absl::InlinedVector<absl::string_view, kMaxGather> views;
+  for (const Chunk& c : *chunks_) {
+    if (c.is_file() || views.size() == kMaxGather) break;
+    views.push_back(absl::string_view(c.data).substr(c.sent));
+  }
+  absl::StatusOr<size_t> wrote = socket.WriteSome(views);
+  if (!wrote.ok()) return wrote;
+  size_t n = *wrote;
+  bytes_ -= n;
+  while (n > 0) {
+    Chunk& c = chunks_->front();
+    const size_t left = c.data.size() - c.sent;
+    if (n < left) {
+      c.sent += n;
+      break;
+    }
+    n -= left;
+    PopFront();
+  }
+  return wrote;
+}
+
+void OutputQueue::Clear() {
+  chunks_.reset();
+  bytes_ = 0;
+  files_ = 0;
+}
+
+}  // namespace islet

@@ -1,0 +1,39 @@
+// What the server's threads share: the options, the live-connection count Stop waits
+// on, and each acceptor's connection budget. Internal to the server.
+#ifndef ISLET_SERVER_SERVER_CONTEXT_H_
+#define ISLET_SERVER_SERVER_CONTEXT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <utility>
+
+#include "absl/synchronization/mutex.h"
+#include "server/server_options.h"
+
+namespace islet {
+
+// Options are immutable once the server starts.
+struct ServerContext {
+  explicit ServerContext(ServerOptions o) : options(std::move(o)) {}
+
+  const ServerOptions options;
+  // Resume replaces it while the acceptors may be emitting events that carry it.
+  std::atomic<uint64_t> listener_span_id{0};
+
+  // Live connections across all workers; Stop waits on it.
+  absl::Mutex mu;
+  int64_t live_connections ABSL_GUARDED_BY(mu) = 0;
+};
+
+// An acceptor's connection budget, shared with the connections it accepted: a
+// connection gives its place back when it closes.
+struct AcceptorSlot {
+  int index = 0;
+  uint64_t span_id = 0;
+  std::atomic<int64_t> live{0};
+  std::atomic<uint64_t> accepted{0};
+};
+
+}  // namespace islet
+
+#endif  // ISLET_SERVER_SERVER_CONTEXT_H_
