@@ -22,7 +22,7 @@
 // socket is closed.
 //
 // Callbacks must not block for long: a worker serves many connections. A blocking
-// Connection::Recv is allowed (the seed's recv contract) but stalls its worker.
+// Connection::Recv is allowed (Thousand Island's recv contract) but stalls its worker.
 #ifndef ISLET_SERVER_HANDLER_H_
 #define ISLET_SERVER_HANDLER_H_
 

@@ -1,6 +1,6 @@
 // A handler scripted by lambdas that records every callback, and a fixture that runs a
-// loopback server of them, for tests of handler semantics (handler_test.cc) and of the
-// Connection API (connection_test.cc).
+// loopback server of them, for tests of handler semantics (handler_*_test.cc) and of the
+// Connection API (connection_*_test.cc).
 //
 //   TEST_F(HandlerTest, HandleDataCloseSendsThenCloses) {  // HandlerTest : ScriptedServerTest
 //     script_.data = SendThen("bye", HandlerResult::Close());

@@ -1,0 +1,128 @@
+// The per-acceptor connection budget (num_connections) and its retry window: a
+// connection over budget is closed when the window ends, or served when a slot frees in
+// time, and every acceptor has a budget of its own. The counterpart of the
+// num_connections part of Thousand Island's server_test.exs.
+
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "server/server.h"
+#include "server/test_util.h"
+#include "transport/tcp_transport.h"
+
+namespace islet {
+namespace {
+
+using testutil::ConnectAndEcho;
+using testutil::EchoHandler;
+using testutil::ExpectEcho;
+using testutil::kWait;
+using testutil::MustConnect;
+using testutil::WaitFor;
+
+class AcceptorBudgetTest : public testutil::ServerFixture {
+ protected:
+  ServerOptions Options() {
+    ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<EchoHandler>());
+    options.num_acceptors = 1;
+    options.num_connections = 1;
+    options.max_connections_retry_wait = absl::Milliseconds(100);
+    options.max_connections_retry_count = 2;
+    return options;
+  }
+};
+
+TEST_F(AcceptorBudgetTest, OverBudgetConnectionIsClosedAfterTheRetryWindow) {
+  ASSERT_TRUE(Start(Options()));
+
+  std::unique_ptr<TcpSocket> first = ConnectAndEcho(*server_, "first");
+  ASSERT_NE(first, nullptr);
+
+  // The second connects (the kernel completes it) but is never served: after the
+  // retry window (2 x 100 ms) the acceptor closes it.
+  std::unique_ptr<TcpSocket> second = MustConnect(*server_);
+  ASSERT_NE(second, nullptr);
+  ASSERT_TRUE(second->Send("second").ok());
+  absl::StatusOr<std::string> rest = testutil::ReadToEof(*second);
+  // Closed with our bytes unread, the kernel may reset rather than end in order.
+  EXPECT_TRUE(rest.ok() || absl::IsAborted(rest.status())) << rest.status();
+  if (rest.ok()) {
+    EXPECT_EQ(*rest, "");
+  }
+  ASSERT_TRUE(telemetry_->WaitFor(TelemetryEventType::kAcceptorSpawnError));
+  std::vector<testutil::RecordedEvent> spawn_errors =
+      telemetry_->Events(TelemetryEventType::kAcceptorSpawnError);
+  ASSERT_EQ(spawn_errors.size(), 1u);
+  EXPECT_EQ(spawn_errors[0].acceptor, 0);
+  EXPECT_GT(spawn_errors[0].monotonic_time, absl::ZeroDuration());
+  EXPECT_NE(spawn_errors[0].span_id, 0u);
+  ASSERT_TRUE(spawn_errors[0].error.has_value());
+  EXPECT_TRUE(absl::IsResourceExhausted(*spawn_errors[0].error)) << *spawn_errors[0].error;
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kConnectionStart), 1);
+
+  // The first still works; once it leaves, a third is served.
+  ExpectEcho(*first, "first again");
+  EXPECT_EQ(server_->active_connections(), 1);
+  first->Close();
+  ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == 0; }));
+  std::unique_ptr<TcpSocket> third = ConnectAndEcho(*server_, "third");
+  ASSERT_NE(third, nullptr);
+  EXPECT_TRUE(server_->Stop().ok());
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorSpawnError), 1);
+}
+
+TEST_F(AcceptorBudgetTest, OverBudgetConnectionIsServedWhenASlotFreesInTime) {
+  ServerOptions options = Options();
+  // The same wait, more tries: a window wide enough for a slow machine to notice the
+  // first client leave.
+  options.max_connections_retry_count = 50;
+  ASSERT_TRUE(Start(std::move(options)));
+
+  std::unique_ptr<TcpSocket> first = ConnectAndEcho(*server_, "first");
+  ASSERT_NE(first, nullptr);
+  std::unique_ptr<TcpSocket> second = MustConnect(*server_);
+  ASSERT_NE(second, nullptr);
+  ASSERT_TRUE(second->Send("queued").ok());
+  // Queued, not served, while the first is open.
+  absl::StatusOr<std::string> nothing = second->Recv(0, absl::Milliseconds(150));
+  EXPECT_TRUE(absl::IsDeadlineExceeded(nothing.status())) << nothing.status();
+
+  first->Close();
+  absl::StatusOr<std::string> got = second->Recv(6, kWait);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, "queued");
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorSpawnError), 0);
+  EXPECT_TRUE(server_->Stop().ok());
+}
+
+TEST_F(AcceptorBudgetTest, EachAcceptorHasItsOwnBudget) {
+  ServerOptions options = Options();
+  options.num_acceptors = 2;
+  options.num_listen_sockets = 2;
+  options.max_connections_retry_count = 0;  // over budget: closed at once
+  ASSERT_TRUE(Start(std::move(options)));
+  // Clients land on either listener by a hash. Keep connecting until both acceptors
+  // hold one: the server-wide limit is 2 x 1.
+  std::vector<std::unique_ptr<TcpSocket>> open;
+  for (int i = 0; i < 200 && server_->active_connections() < 2; ++i) {
+    std::unique_ptr<TcpSocket> c = MustConnect(*server_);
+    ASSERT_NE(c, nullptr);
+    absl::StatusOr<std::string> echo = testutil::RoundTrip(*c, "x", absl::Seconds(5));
+    if (echo.ok()) open.push_back(std::move(c));
+  }
+  ASSERT_EQ(server_->active_connections(), 2);
+  std::set<int> acceptors;
+  for (const ConnectionSummary& s : server_->Connections()) acceptors.insert(s.acceptor);
+  EXPECT_EQ(acceptors, (std::set<int>{0, 1}));
+  EXPECT_TRUE(server_->Stop().ok());
+}
+
+}  // namespace
+}  // namespace islet
