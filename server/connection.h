@@ -34,19 +34,22 @@ class Connection {
   virtual ~Connection() = default;
 
   // Blocking read of exactly n bytes (n > 0) or of what is available (n == 0), bounded
-  // by `timeout` (the connection's read timeout when omitted). Output still queued is
+  // by `timeout` (the connection's read timeout when nullopt). Output still queued is
   // flushed first, so a request-reply exchange cannot deadlock. This stalls the worker:
   // prefer HandleData.
-  virtual absl::StatusOr<std::string> Recv(size_t n,
-                                           std::optional<absl::Duration> timeout = {}) = 0;
+  virtual absl::StatusOr<std::string> Recv(size_t n, std::optional<absl::Duration> timeout) = 0;
+  absl::StatusOr<std::string> Recv(size_t n) { return Recv(n, std::nullopt); }
 
   // Queues bytes for the peer; never blocks. OK when written or queued.
   virtual absl::Status Send(absl::string_view data) = 0;
   virtual absl::Status Send(absl::Span<const absl::string_view> buffers) = 0;
   // Queues `length` bytes of the file at `path` from `offset` (0 = to its end); sent
   // with sendfile(2) where the transport can. Returns the number of bytes queued.
-  virtual absl::StatusOr<uint64_t> Sendfile(const std::string& path, uint64_t offset = 0,
-                                            uint64_t length = 0) = 0;
+  virtual absl::StatusOr<uint64_t> Sendfile(const std::string& path, uint64_t offset,
+                                            uint64_t length) = 0;
+  absl::StatusOr<uint64_t> Sendfile(const std::string& path, uint64_t offset = 0) {
+    return Sendfile(path, offset, 0);
+  }
 
   // kWrite (or kReadWrite) takes effect once queued output has gone out.
   virtual absl::Status Shutdown(ShutdownWay way) = 0;

@@ -76,6 +76,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   ConnectionSummary Summary() const;
 
   // ---- Connection ----
+  using Connection::Recv;
+  using Connection::Sendfile;
   absl::StatusOr<std::string> Recv(size_t n, std::optional<absl::Duration> timeout) override;
   absl::Status Send(absl::string_view data) override;
   absl::Status Send(absl::Span<const absl::string_view> buffers) override;
