@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 
 namespace islet {
@@ -107,6 +108,11 @@ struct TlsOptions {
   // How long a session may be resumed, by ticket or by ID.
   absl::Duration session_lifetime = absl::Hours(2);
 };
+
+// Checks what needs no file: versions, ALPN names, SNI names, the client certificate
+// mode against the CA bundle, the session settings. InvalidArgument naming the field.
+// TlsTransport::Create calls it before it reads any file.
+absl::Status ValidateTlsOptions(const TlsOptions& options);
 
 }  // namespace islet
 

@@ -12,10 +12,13 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "tls/ssl_errors.h"
+#include "tls/tls_context.h"
+#include "transport/buffer_views.h"
 #include "transport/errors.h"
 #include "transport/io_wait.h"
-#include "tls/tls_context.h"
 
 namespace islet {
 namespace {
@@ -36,27 +39,6 @@ int SocketIndex() {
   return index;
 }
 
-// How much the BIO asks the inner socket for at once: a whole record of the largest
-// size (16 KiB of plaintext, up to 256 bytes of TLS 1.3 expansion, its 5-byte header)
-// and the header of the next, so a stream of full records costs one recv each.
-constexpr size_t kReadAheadSize = 17 * 1024;
-
-// The buffer the BIO reads ahead into: per thread, and lent to one socket for the
-// length of one call into BoringSSL (TlsSocket::SslCall), which then moves whatever is
-// left to the socket's own buffer. So it holds bytes only inside that call, and an idle
-// connection holds none of it. Constant-initialized: no guard on the hot path.
-struct ReadAheadScratch {
-  const void* owner = nullptr;  // the TlsSocket whose bytes [begin, end) are
-  size_t begin = 0;
-  size_t end = 0;
-  char data[kReadAheadSize] = {};  // zero: .tbss, nothing to copy per thread
-};
-
-ReadAheadScratch& Scratch() {
-  constinit thread_local ReadAheadScratch scratch;
-  return scratch;
-}
-
 // Scratch space for gathering small buffers into one record and for file chunks: per
 // thread, so an idle connection holds none of it.
 char* GatherBuffer() {
@@ -68,81 +50,34 @@ char* FileBuffer() {
   return buffer;
 }
 
-// Walks a list of buffers as one byte stream.
-class Cursor {
- public:
-  explicit Cursor(absl::Span<const absl::string_view> buffers) : buffers_(buffers) {
-    for (absl::string_view b : buffers_) remaining_ += b.size();
-    SkipEmpty();
+// True when the byte stream `views` holds starts with `prefix`.
+bool StreamStartsWith(absl::Span<const absl::string_view> views, absl::string_view prefix) {
+  for (absl::string_view piece : views) {
+    if (prefix.empty()) break;
+    const size_t n = std::min(piece.size(), prefix.size());
+    if (n == 0) continue;
+    if (std::memcmp(piece.data(), prefix.data(), n) != 0) return false;
+    prefix.remove_prefix(n);
   }
+  return prefix.empty();
+}
 
-  size_t remaining() const { return remaining_; }
-
-  // True when the stream starts with `prefix`.
-  bool StartsWith(absl::string_view prefix) const {
-    size_t index = index_;
-    size_t offset = offset_;
-    while (!prefix.empty()) {
-      if (index >= buffers_.size()) return false;
-      absl::string_view piece = buffers_[index].substr(offset);
-      const size_t n = std::min(piece.size(), prefix.size());
-      if (std::memcmp(piece.data(), prefix.data(), n) != 0) return false;
-      prefix.remove_prefix(n);
-      ++index;
-      offset = 0;
-    }
-    return true;
+// The stream's first `n` bytes (n at most its total, and views.front() not empty):
+// pointing into the caller's buffer when they lie in its first view, else copied to
+// `scratch`.
+absl::string_view StreamFront(absl::Span<const absl::string_view> views, size_t n,
+                              char* scratch) {
+  if (views.front().size() >= n) return views.front().substr(0, n);
+  size_t have = 0;
+  for (absl::string_view piece : views) {
+    if (have == n) break;
+    const size_t take = std::min(piece.size(), n - have);
+    if (take == 0) continue;
+    std::memcpy(scratch + have, piece.data(), take);
+    have += take;
   }
-
-  // The next record's plaintext: the stream's next min(remaining, kMaxRecord) bytes,
-  // pointing into the caller's buffer when they lie in one, else copied to `scratch`.
-  absl::string_view NextRecord(char* scratch) const {
-    const size_t want = std::min(remaining_, kMaxRecord);
-    absl::string_view first = buffers_[index_].substr(offset_);
-    if (first.size() >= want) return first.substr(0, want);
-    size_t have = 0;
-    size_t index = index_;
-    size_t offset = offset_;
-    while (have < want) {
-      absl::string_view piece = buffers_[index].substr(offset);
-      const size_t n = std::min(piece.size(), want - have);
-      std::memcpy(scratch + have, piece.data(), n);
-      have += n;
-      ++index;
-      offset = 0;
-    }
-    return absl::string_view(scratch, want);
-  }
-
-  void Advance(size_t n) {
-    remaining_ -= n;
-    while (n > 0) {
-      const size_t left = buffers_[index_].size() - offset_;
-      if (n < left) {
-        offset_ += n;
-        return;
-      }
-      n -= left;
-      ++index_;
-      offset_ = 0;
-    }
-    SkipEmpty();
-  }
-
- private:
-  // Moves past exhausted (or empty) buffers, so buffers_[index_] has bytes when any do.
-  void SkipEmpty() {
-    while (index_ < buffers_.size() && offset_ == buffers_[index_].size()) {
-      ++index_;
-      offset_ = 0;
-    }
-  }
-
-  absl::Span<const absl::string_view> buffers_;
-  size_t index_ = 0;
-  size_t offset_ = 0;
-  size_t remaining_ = 0;
-};
+  return absl::string_view(scratch, n);
+}
 
 absl::Status RetryMismatch(const char* op) {
   return absl::FailedPreconditionError(absl::StrCat(
@@ -152,157 +87,7 @@ absl::Status RetryMismatch(const char* op) {
 
 }  // namespace
 
-// ---- RecordTracker ----
-
-void TlsSocket::RecordTracker::Feed(const uint8_t* data, size_t length) {
-  while (length > 0) {
-    if (body_left_ > 0) {
-      const size_t n = std::min<size_t>(body_left_, length);
-      body_left_ = static_cast<uint16_t>(body_left_ - n);
-      data += n;
-      length -= n;
-      continue;
-    }
-    const size_t n = std::min(sizeof(header_) - header_have_, length);
-    std::memcpy(header_ + header_have_, data, n);
-    header_have_ = static_cast<uint8_t>(header_have_ + n);
-    data += n;
-    length -= n;
-    if (header_have_ == sizeof(header_)) {
-      body_left_ = static_cast<uint16_t>((header_[3] << 8) | header_[4]);
-      header_have_ = 0;
-    }
-  }
-}
-
-// ---- Read-ahead ----
-
-class TlsSocket::SslCall {
- public:
-  explicit SslCall(TlsSocket* socket)
-      : socket_(socket), outer_(std::exchange(socket->in_ssl_call_, true)) {}
-  ~SslCall() {
-    socket_->in_ssl_call_ = outer_;
-    if (!outer_) socket_->KeepReadAhead();
-  }
-  SslCall(const SslCall&) = delete;
-  SslCall& operator=(const SslCall&) = delete;
-
- private:
-  TlsSocket* const socket_;
-  const bool outer_;
-};
-
-size_t TlsSocket::TakeReadAhead(char* out, size_t length) {
-  if (read_ahead_ != nullptr) {
-    const size_t n = std::min<size_t>(length, read_ahead_end_ - read_ahead_begin_);
-    std::memcpy(out, read_ahead_.get() + read_ahead_begin_, n);
-    read_ahead_begin_ += static_cast<uint32_t>(n);
-    if (read_ahead_begin_ == read_ahead_end_) {
-      read_ahead_.reset();
-      read_ahead_begin_ = read_ahead_end_ = 0;
-    }
-    return n;
-  }
-  ReadAheadScratch& scratch = Scratch();
-  if (scratch.owner != this) return 0;
-  const size_t n = std::min(length, scratch.end - scratch.begin);
-  std::memcpy(out, scratch.data + scratch.begin, n);
-  scratch.begin += n;
-  if (scratch.begin == scratch.end) {
-    scratch.owner = nullptr;
-    scratch.begin = scratch.end = 0;
-  }
-  return n;
-}
-
-void TlsSocket::KeepReadAhead() {
-  ReadAheadScratch& scratch = Scratch();
-  if (scratch.owner != this) return;
-  // The scratch only fills once read_ahead_ is drained, so read_ahead_ is empty here.
-  const size_t n = scratch.end - scratch.begin;
-  if (n > 0) {
-    read_ahead_ = std::make_unique_for_overwrite<char[]>(n);
-    std::memcpy(read_ahead_.get(), scratch.data + scratch.begin, n);
-    read_ahead_begin_ = 0;
-    read_ahead_end_ = static_cast<uint32_t>(n);
-  }
-  scratch.owner = nullptr;
-  scratch.begin = scratch.end = 0;
-}
-
-// ---- The BIO over the inner socket ----
-
-BIO_METHOD* TlsSocket::BioMethod() {
-  static BIO_METHOD* const method = [] {
-    BIO_METHOD* m = BIO_meth_new(0, "islet socket");
-    BIO_meth_set_read(m, &TlsSocket::BioRead);
-    BIO_meth_set_write(m, &TlsSocket::BioWrite);
-    BIO_meth_set_ctrl(m, &TlsSocket::BioCtrl);
-    return m;
-  }();
-  return method;
-}
-
-int TlsSocket::BioRead(BIO* bio, char* out, int length) {
-  BIO_clear_retry_flags(bio);
-  auto* self = static_cast<TlsSocket*>(BIO_get_data(bio));
-  if (length <= 0) return 0;
-  // Bytes read ahead come first: an EOF or error the inner socket has for us comes
-  // after them.
-  if (const size_t n = self->TakeReadAhead(out, static_cast<size_t>(length)); n > 0) {
-    return static_cast<int>(n);
-  }
-  // Read ahead into the thread's scratch when this is a call SslCall tracks (the
-  // scratch is then free: whoever used it last emptied it when its call ended);
-  // otherwise, say BoringSSL driven through ssl() by the owner, read just what is asked.
-  ReadAheadScratch& scratch = Scratch();
-  const bool ahead = self->in_ssl_call_ && scratch.owner == nullptr;
-  char* const into = ahead ? scratch.data : out;
-  // Claimed before the inner read: an inner socket that is itself TLS (TLS within TLS)
-  // must not read ahead into the buffer it is decrypting into.
-  if (ahead) scratch.owner = self;
-  absl::StatusOr<size_t> got = self->inner_->ReadSome(
-      absl::MakeSpan(into, ahead ? kReadAheadSize : static_cast<size_t>(length)));
-  if (ahead && !got.ok()) scratch.owner = nullptr;
-  if (got.ok()) {
-    self->received_.Feed(reinterpret_cast<const uint8_t*>(into), *got);
-    if (!ahead) return static_cast<int>(*got);
-    scratch.begin = 0;
-    scratch.end = *got;
-    return static_cast<int>(self->TakeReadAhead(out, static_cast<size_t>(length)));
-  }
-  if (IsWouldBlock(got.status())) {
-    BIO_set_retry_read(bio);
-    return -1;
-  }
-  if (IsPeerClosed(got.status())) {
-    self->transport_eof_ = true;
-    return 0;
-  }
-  if (self->transport_error_.ok()) self->transport_error_ = got.status();
-  return -1;
-}
-
-int TlsSocket::BioWrite(BIO* bio, const char* in, int length) {
-  BIO_clear_retry_flags(bio);
-  auto* self = static_cast<TlsSocket*>(BIO_get_data(bio));
-  if (length <= 0) return 0;
-  const absl::string_view data(in, static_cast<size_t>(length));
-  absl::StatusOr<size_t> wrote = self->inner_->WriteSome(absl::MakeConstSpan(&data, 1));
-  if (wrote.ok()) return static_cast<int>(*wrote);
-  if (IsWouldBlock(wrote.status())) {
-    BIO_set_retry_write(bio);
-    return -1;
-  }
-  if (self->transport_error_.ok()) self->transport_error_ = wrote.status();
-  return -1;
-}
-
-long TlsSocket::BioCtrl(BIO* bio, int command, long larg, void* parg) {
-  // Writes go straight to the inner socket, so there is nothing to flush.
-  return command == BIO_CTRL_FLUSH ? 1 : 0;
-}
+// ---- Alerts ----
 
 void TlsSocket::InfoCallback(const SSL* ssl, int type, int value) {
   if ((type & SSL_CB_ALERT) == 0) return;
@@ -529,21 +314,25 @@ absl::Status TlsSocket::FlushPending(const char* op) {
 
 absl::StatusOr<size_t> TlsSocket::WriteSome(absl::Span<const absl::string_view> buffers) {
   if (absl::Status s = CheckWritable("send"); !s.ok()) return s;
-  Cursor cursor(buffers);
-  if (cursor.remaining() == 0) return 0;
+  absl::InlinedVector<absl::string_view, 16> views(buffers.begin(), buffers.end());
+  absl::Span<absl::string_view> rest = ConsumeBytes(absl::MakeSpan(views), 0);
+  size_t remaining = 0;
+  for (absl::string_view b : rest) remaining += b.size();
+  if (remaining == 0) return 0;
   size_t written = 0;
   if (!pending_write_.empty()) {
     const size_t n = pending_write_.size();
-    if (cursor.remaining() < n || !cursor.StartsWith(pending_write_)) {
+    if (remaining < n || !StreamStartsWith(rest, pending_write_)) {
       return RetryMismatch("send");
     }
     if (absl::Status s = FlushPending("send"); !s.ok()) return s;
-    cursor.Advance(n);
+    rest = ConsumeBytes(rest, n);
+    remaining -= n;
     written = n;
   }
   char* scratch = GatherBuffer();
-  while (cursor.remaining() > 0) {
-    const absl::string_view record = cursor.NextRecord(scratch);
+  while (remaining > 0) {
+    const absl::string_view record = StreamFront(rest, std::min(remaining, kMaxRecord), scratch);
     absl::StatusOr<size_t> wrote = WriteRecord(record.data(), record.size(), "send");
     if (!wrote.ok()) {
       // What went out is reported now; a blocked record stays pending, an error comes
@@ -551,7 +340,8 @@ absl::StatusOr<size_t> TlsSocket::WriteSome(absl::Span<const absl::string_view> 
       if (written > 0) return written;
       return wrote.status();
     }
-    cursor.Advance(*wrote);
+    rest = ConsumeBytes(rest, *wrote);
+    remaining -= *wrote;
     written += *wrote;
   }
   return written;

@@ -129,12 +129,22 @@ class TlsSocket : public Socket {
   // Marks a call into BoringSSL (RAII): while it runs, the BIO may read ahead into the
   // thread's scratch buffer, and when it ends, what is left there moves to
   // read_ahead_. Nests.
-  class SslCall;
+  class SslCall {
+   public:
+    explicit SslCall(TlsSocket* socket);
+    ~SslCall();
+    SslCall(const SslCall&) = delete;
+    SslCall& operator=(const SslCall&) = delete;
+
+   private:
+    TlsSocket* const socket_;
+    const bool outer_;
+  };
 
   TlsSocket(std::unique_ptr<Socket> inner, std::shared_ptr<const tls_internal::TlsContext> context,
             bssl::UniquePtr<SSL> ssl);
 
-  // The BIO's callbacks, and the info callback that records alerts.
+  // The BIO's callbacks (tls_socket_bio.cc), and the info callback that records alerts.
   static BIO_METHOD* BioMethod();
   static int BioRead(BIO* bio, char* out, int length);
   static int BioWrite(BIO* bio, const char* in, int length);

@@ -1,4 +1,4 @@
-// Typed socket options: the counterpart of the seed's socket_set_options /
+// Typed socket options: the counterpart of Thousand Island's socket_set_options /
 // socket_get_options. Each option is a name and an integer value in the unit the name
 // documents; the named constructors spell the unit in the type where it helps.
 //
@@ -36,7 +36,8 @@ enum class SocketOptionName : uint8_t {
   kBlocking,       // bool: must stay false. Server sockets are non-blocking; asking
                    // for true is refused with InvalidArgument.
   kSendTimeout,    // milliseconds, 0..2^31, or -1 for infinite: how long a blocking
-                   // Send may wait for the peer to drain (the seed's send_timeout).
+                   // Send may wait for the peer to drain (Thousand Island's
+                   // send_timeout).
 };
 
 inline constexpr int kSocketOptionNameCount = 13;

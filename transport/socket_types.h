@@ -1,5 +1,5 @@
-// The value types the Transport interface trades in: socket_info, socket_stats and
-// way from the seed.
+// The value types the Transport interface trades in: Thousand Island's socket_info,
+// socket_stats and way.
 #ifndef ISLET_TRANSPORT_SOCKET_TYPES_H_
 #define ISLET_TRANSPORT_SOCKET_TYPES_H_
 
@@ -11,7 +11,7 @@ namespace islet {
 
 enum class AddressFamily : uint8_t { kIpv4, kIpv6, kUnix };
 
-// One end of a connection or a listener (the seed's socket_info).
+// One end of a connection or a listener (Thousand Island's socket_info).
 struct SocketInfo {
   AddressFamily family = AddressFamily::kIpv4;
   // "127.0.0.1", "::1", or the unix socket path ("" for an unnamed unix peer).
@@ -19,7 +19,8 @@ struct SocketInfo {
   // 0 for unix sockets.
   uint16_t port = 0;
   // The peer's certificate in DER form, when a secure transport verified one
-  // (the seed's ssl_cert); always empty for local_info and for plain transports.
+  // (Thousand Island's peercert; socket_info's ssl_cert before 1.0); always empty
+  // from LocalInfo and for plain transports.
   std::optional<std::string> peer_certificate;
 
   // "127.0.0.1:4000", "[::1]:4000" or "unix:/run/app.sock".
@@ -27,7 +28,7 @@ struct SocketInfo {
   bool operator==(const SocketInfo&) const = default;
 };
 
-// Counters for one socket (the seed's socket_stats). Bytes are counted where the
+// Counters for one socket (Thousand Island's socket_stats). Bytes are counted where the
 // transport meets the wire: a secure transport counts ciphertext.
 struct SocketStats {
   uint64_t bytes_received = 0;
@@ -50,7 +51,8 @@ struct SocketStats {
   }
 };
 
-// What a secure transport agreed in its handshake (the seed's connection_information).
+// What a secure transport agreed in its handshake (Thousand Island's
+// connection_information).
 struct ConnectionInformation {
   std::string protocol_version;  // "TLSv1.3"
   std::string cipher;            // "TLS_AES_128_GCM_SHA256"
@@ -59,7 +61,7 @@ struct ConnectionInformation {
   bool session_resumed = false;
 };
 
-// The direction to shut down (the seed's way).
+// The direction to shut down (Thousand Island's way).
 enum class ShutdownWay : uint8_t { kRead, kWrite, kReadWrite };
 
 }  // namespace islet

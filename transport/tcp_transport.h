@@ -1,5 +1,6 @@
 // The plain TCP transport (and unix-domain stream sockets): non-blocking sockets driven
-// through epoll by the server, with blocking seed calls built on poll(2).
+// through epoll by the server, with the blocking calls of Thousand Island's Transport
+// behaviour built on poll(2).
 //
 //   TcpTransport tcp;
 //   auto listener = tcp.Listen(0, {.address = "127.0.0.1"});

@@ -1,16 +1,18 @@
 #include "transport/transport.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "transport/buffer_views.h"
 #include "transport/errors.h"
 #include "transport/io_wait.h"
-#include "transport/unique_fd.h"
+#include "transport/regular_file.h"
 
 namespace islet {
 namespace {
@@ -83,22 +85,16 @@ absl::Status Socket::Send(absl::Span<const absl::string_view> buffers) {
 absl::Status Socket::WriteAll(absl::Span<const absl::string_view> buffers,
                               absl::string_view op) {
   if (IsClosed()) return ClosedError(op);
-  absl::InlinedVector<absl::string_view, 8> rest;
+  absl::InlinedVector<absl::string_view, 8> views;
   for (absl::string_view b : buffers) {
-    if (!b.empty()) rest.push_back(b);
+    if (!b.empty()) views.push_back(b);
   }
+  absl::Span<absl::string_view> rest = absl::MakeSpan(views);
   const absl::Duration deadline = DeadlineAfter(send_timeout_);
-  size_t first = 0;
-  while (first < rest.size()) {
-    absl::StatusOr<size_t> wrote = WriteSome(absl::MakeConstSpan(rest).subspan(first));
+  while (!rest.empty()) {
+    absl::StatusOr<size_t> wrote = WriteSome(rest);
     if (wrote.ok()) {
-      size_t n = *wrote;
-      while (n > 0 && first < rest.size()) {
-        const size_t take = std::min(n, rest[first].size());
-        rest[first].remove_prefix(take);
-        n -= take;
-        if (rest[first].empty()) ++first;
-      }
+      rest = ConsumeBytes(rest, *wrote);
       continue;
     }
     if (!IsWouldBlock(wrote.status())) return wrote.status();
@@ -111,25 +107,16 @@ absl::Status Socket::WriteAll(absl::Span<const absl::string_view> buffers,
 absl::StatusOr<uint64_t> Socket::Sendfile(const std::string& path, uint64_t offset,
                                           uint64_t length) {
   if (IsClosed()) return ClosedError("sendfile");
-  UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!file) return PosixError(errno, absl::StrCat("sendfile: open ", path));
-  struct stat st;
-  if (::fstat(file.get(), &st) != 0) return PosixError(errno, "sendfile: fstat");
-  if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat("sendfile: ", path, " is not a regular file"));
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (offset > size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sendfile: offset ", offset, " is past the end of ", path, " (", size,
-                     " bytes)"));
-  }
-  const uint64_t end = length == 0 ? size : std::min(size, offset + length);
+  absl::StatusOr<RegularFile> file = OpenRegularFile(path, "sendfile: open");
+  if (!file.ok()) return file.status();
+  absl::StatusOr<uint64_t> length_to_send = SendfileLength(file->size, offset, length, path);
+  if (!length_to_send.ok()) return length_to_send.status();
+  const uint64_t end = offset + *length_to_send;
   const absl::Duration deadline = DeadlineAfter(send_timeout_);
   uint64_t at = offset;
   while (at < end) {
     const size_t chunk = static_cast<size_t>(std::min<uint64_t>(end - at, 1 << 30));
-    absl::StatusOr<size_t> sent = SendfileSome(file.get(), at, chunk);
+    absl::StatusOr<size_t> sent = SendfileSome(file->fd.get(), at, chunk);
     if (sent.ok()) {
       at += *sent;
       continue;

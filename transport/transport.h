@@ -1,35 +1,42 @@
 // The Transport interface: how Islet's server talks to sockets. The C++ counterpart of
-// Thousand Island's Transport behaviour; TCP (transport/tcp_transport.h) and TLS
-// (tls/) implement it, and so can a user's own transport.
+// Thousand Island's Transport behaviour (ThousandIsland.Transport); TCP
+// (transport/tcp_transport.h) and TLS (tls/) implement it, and so can a user's own
+// transport. Every callback of the behaviour, under its Thousand Island 1.x name:
 //
-//   seed callback                    C++
-//   -------------------------------  ---------------------------------------------------
-//   listen(port, opts)               Transport::Listen(port, ListenOptions)
-//   accept(listener)                 Listener::Accept()       (blocks; Close() wakes it)
-//   handshake(socket)                Socket::Handshake(timeout) / Socket::HandshakeStep()
-//   controlling_process(socket,pid)  moving the std::unique_ptr<Socket> to its new owner;
-//                                    the owner then uses it from one thread at a time
-//   recv(socket, n, timeout)         Socket::Recv(n, timeout)  (ReadSome: non-blocking)
-//   send(socket, iodata)             Socket::Send(data | buffers) (WriteSome: non-blocking)
-//   sendfile(socket, path, off, len) Socket::Sendfile(path, offset, length)
-//   getopts(socket, names)           Socket::GetOptions(names)
-//   setopts(socket, opts)            Socket::SetOptions(options)   (all or nothing)
-//   shutdown(socket, way)            Socket::Shutdown(ShutdownWay)
-//   close(socket | listener)         Socket::Close() / Listener::Close()  (idempotent)
-//   local_info(socket | listener)    Socket::LocalInfo() / Listener::LocalInfo()
-//   peer_info(socket)                Socket::PeerInfo()       (peer_certificate = ssl_cert)
-//   getstat(socket)                  Socket::GetStat()
-//   negotiated_protocol(socket)      Socket::NegotiatedProtocol() (NotFound: not negotiated)
-//   secure?()                        Transport::Secure() / Socket::Secure()
-//   (Socket.connection_information)  Socket::GetConnectionInformation()
+//   Thousand Island                   Islet
+//   --------------------------------  ---------------------------------------------------
+//   listen(port, opts)                Transport::Listen(port, ListenOptions)
+//   accept(listener)                  Listener::Accept()       (blocks; Close() wakes it)
+//   handshake(socket[, timeout])      Socket::Handshake(timeout) / Socket::HandshakeStep()
+//   upgrade(socket, opts)             Transport::Upgrade(socket), then Socket::Handshake
+//   controlling_process(socket, pid)  moving the std::unique_ptr<Socket> to its new owner;
+//                                     the owner then uses it from one thread at a time
+//   recv(socket, n, timeout)          Socket::Recv(n, timeout)  (ReadSome: non-blocking)
+//   send(socket, iodata)              Socket::Send(data | buffers) (WriteSome: non-blocking)
+//   sendfile(socket, path, off, len)  Socket::Sendfile(path, offset, length)
+//   getopts(socket, names)            Socket::GetOptions(names)
+//   setopts(socket, opts)             Socket::SetOptions(options)   (all or nothing)
+//   shutdown(socket, way)             Socket::Shutdown(ShutdownWay)
+//   close(socket | listener)          Socket::Close() / Listener::Close()  (idempotent)
+//   sockname(socket | listener)       Socket::LocalInfo() / Listener::LocalInfo()
+//   peername(socket)                  Socket::PeerInfo()
+//   peercert(socket)                  Socket::PeerInfo()->peer_certificate (DER; none:
+//                                     not secure, or no certificate verified)
+//   secure?()                         Transport::Secure() / Socket::Secure()
+//   getstat(socket)                   Socket::GetStat()
+//   negotiated_protocol(socket)       Socket::NegotiatedProtocol() (NotFound: not negotiated)
+//   connection_information(socket)    Socket::GetConnectionInformation()
+//
+// Before 1.0, sockname and peername were called local_info and peer_info, and the peer
+// certificate was the ssl_cert field of their socket_info.
 //
 // Types: listener_socket = Listener, socket = Socket, socket_info = SocketInfo,
 // socket_stats = SocketStats, way = ShutdownWay, socket_set/get_options =
 // SocketOption / SocketOptionName. {:ok, v} | {:error, reason} is absl::StatusOr<v>,
 // with the codes listed in transport/errors.h.
 //
-// Two layers live on Socket. The blocking calls of the seed (Recv, Send, Sendfile,
-// Handshake) are written once, here, on top of a few non-blocking primitives
+// Two layers live on Socket. The blocking calls of Thousand Island (Recv, Send,
+// Sendfile, Handshake) are written once, here, on top of a few non-blocking primitives
 // (ReadSome, WriteSome, SendfileSome, HandshakeStep) that each transport implements and
 // that an event loop drives directly. A transport is therefore: those primitives, the
 // option hooks, and the info calls.
@@ -63,7 +70,7 @@ class Socket {
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
 
-  // ---- The seed's calls (blocking, bounded by their timeouts) ----
+  // ---- Thousand Island's calls (blocking, bounded by their timeouts) ----
 
   // Completes the transport's handshake (TLS); plain transports are done at once.
   // DeadlineExceeded when `timeout` passes first.
@@ -210,7 +217,7 @@ class Listener {
   virtual absl::StatusOr<SocketInfo> LocalInfo() const = 0;
 };
 
-// A transport: the seed's transport_module together with its transport_options.
+// A transport: Thousand Island's transport_module together with its transport_options.
 class Transport {
  public:
   virtual ~Transport() = default;
