@@ -1,16 +1,13 @@
 // ConnectionImpl's Connection methods: the Socket API a handler calls from its
 // callbacks (ThousandIsland.Socket). The state machine is in connection_impl.cc.
-#include <fcntl.h>
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "server/connection_impl.h"
 #include "transport/errors.h"
 #include "transport/io_wait.h"
+#include "transport/regular_file.h"
 
 namespace islet {
 
@@ -60,21 +57,13 @@ absl::StatusOr<uint64_t> ConnectionImpl::Sendfile(const std::string& path, uint6
     Emit(TelemetryEventType::kConnectionSendfileError, 0, &error, path);
     return error;
   };
-  UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!file) return fail(PosixError(errno, absl::StrCat("sendfile: open ", path)));
-  struct stat st;
-  if (::fstat(file.get(), &st) != 0) return fail(PosixError(errno, "sendfile: fstat"));
-  if (!S_ISREG(st.st_mode)) {
-    return fail(absl::InvalidArgumentError(absl::StrCat("sendfile: ", path, " is not a regular file")));
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (offset > size) {
-    return fail(absl::InvalidArgumentError(
-        absl::StrCat("sendfile: offset ", offset, " is past the end of ", path)));
-  }
-  const uint64_t total = length == 0 ? size - offset : std::min(length, size - offset);
+  absl::StatusOr<RegularFile> file = OpenRegularFile(path, "sendfile: open");
+  if (!file.ok()) return fail(file.status());
+  absl::StatusOr<uint64_t> length_to_send = SendfileLength(file->size, offset, length, path);
+  if (!length_to_send.ok()) return fail(length_to_send.status());
+  const uint64_t total = *length_to_send;
   if (total == 0) return 0;
-  out_.QueueFile(std::move(file), offset, total, loop_.now());
+  out_.QueueFile(std::move(file->fd), offset, total, loop_.now());
   // A queued file holds a descriptor: stop taking requests until it has gone out.
   reading_paused_ = true;
   read_deadline_ = absl::InfiniteDuration();

@@ -5,6 +5,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "transport/buffer_views.h"
 #include "transport/errors.h"
 
 namespace islet {
@@ -36,24 +37,18 @@ absl::StatusOr<size_t> OutputQueue::Write(Socket& socket,
   for (absl::string_view b : buffers) {
     if (!b.empty()) rest.push_back(b);
   }
-  size_t first = 0;
+  absl::Span<absl::string_view> left = absl::MakeSpan(rest);
   if (empty()) {
-    while (first < rest.size()) {
-      absl::StatusOr<size_t> wrote = socket.WriteSome(absl::MakeConstSpan(rest).subspan(first));
+    while (!left.empty()) {
+      absl::StatusOr<size_t> wrote = socket.WriteSome(left);
       if (!wrote.ok()) {
         if (IsWouldBlock(wrote.status())) break;
         return wrote.status();
       }
-      size_t n = *wrote;
-      while (n > 0) {
-        const size_t take = std::min(n, rest[first].size());
-        rest[first].remove_prefix(take);
-        n -= take;
-        if (rest[first].empty()) ++first;
-      }
+      left = ConsumeBytes(left, *wrote);
     }
   }
-  return Queue(absl::MakeConstSpan(rest).subspan(first), now);
+  return Queue(left, now);
 }
 
 absl::StatusOr<size_t> OutputQueue::Queue(absl::Span<const absl::string_view> rest,
