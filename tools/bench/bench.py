@@ -138,7 +138,8 @@ def run(options, tmp: str, here: str, repo: str) -> int:
     only = options.only.split(",")
     tcp = [p for p in TCP_PARTS if p in only]
     names = (SUITE_BINARIES if tcp else ()) + (TLS_BINARIES if "tls" in only else ())
-    ctx = Context(options, tmp, copy_binaries(options.bin_dir, dict.fromkeys(names), tmp), repo, here)
+    bins = copy_binaries(options.bin_dir, sorted(set(names)), tmp)
+    ctx = Context(options, tmp, bins, repo, here)
     try:
         if ctx.server_cpu is None:
             ctx.log("fewer than 2 usable cores: nothing pinned")

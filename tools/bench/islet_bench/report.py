@@ -6,7 +6,7 @@ Everything here is text in, text out: the tests check the tables' shape cell by 
 
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence
 
-from islet_bench.stats import Spread, lower_median, ratio, spread, summary, verdict, plain, median
+from islet_bench.stats import Spread, lower_median, median, plain, ratio, spread, summary, verdict
 
 BEGIN = "<!-- BEGIN tools/bench/run.sh output -->"
 END = "<!-- END tools/bench/run.sh output -->"

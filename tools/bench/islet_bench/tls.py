@@ -26,7 +26,7 @@ from islet_bench.window import CpuWindow
 
 HS_THREADS = 4
 KA_CLIENTS = 50
-IDLE_LIFETIME = 60 + 300 + 60  # warm-up, the idle run and its hold, bounded
+IDLE_LIFETIME = 60 + 300 + 60  # the warm-up's bound, the idle run's, and slack
 
 
 class TlsCases:
