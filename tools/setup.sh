@@ -17,6 +17,7 @@ packages=(
   nghttp2-client         # h2load: keep-alive load for the TLS benchmark smoke
   openssl                # s_client, an external TLS client for tls/tls_external_test (curl too)
   curl                   # the harness test's HTTP client (//tools/harness:harness_test)
+  python3                # the benchmark program (tools/bench/bench.py) and its unit tests
 )
 
 missing=()

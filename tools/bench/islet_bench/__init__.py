@@ -1,0 +1,1 @@
+"""Islet's benchmark program: measurement, statistics and reports (tools/bench/bench.py)."""

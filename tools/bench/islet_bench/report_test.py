@@ -1,0 +1,213 @@
+import unittest
+
+from islet_bench import report
+from islet_bench.report import Footprint, Row
+
+HTTP = "HTTP hello, wrk -c 50"
+PIPELINED = "HTTP hello, wrk -c 50, pipelined x16"
+SCALING = "HTTP hello, pipelined_load -c 50, depth 64"
+
+
+def row(case, server, cpu, rate, p99=None, server_percent=88, load=50, foreign=0, workers=1):
+    return Row(case, server, workers, cpu, rate, p99, server_percent, load, foreign)
+
+
+RESULTS = [
+    # Three runs of islet, servers in turn within each run, as the suite records them.
+    row(HTTP, "islet_http", 6.20, 141800, 380.0), row(HTTP, "epoll_http", 5.76, 140000, 360.0, 80),
+    row(HTTP, "islet_http", 6.18, 110000, 390.0), row(HTTP, "islet_http", 7.92, 142000, 370.0),
+    row(PIPELINED, "nginx", 5.65, 176000, None, 99), row(PIPELINED, "islet_http", 0.43, 1529000, None, 66),
+]
+
+MACHINE = report.Machine(
+    cores=2, cpu="AMD EPYC", mem_total_kb=25165824, kernel="6.18.44", arch="x86_64",
+    compiler="gcc (Debian 12.2.0-14+deb12u1) 12.2.0", bazel="4.2.3+ds-9",
+    build_mode="bazel build -c opt", wrk="4.1.0-3+b2", nginx="nginx/1.22.1", server_cpu=0, load_cpu=1,
+    busy_before=1, busy_after=0, busiest_wait=None, smoke=False, runs=5, duration=10)
+
+
+class ThroughputTableTest(unittest.TestCase):
+    def test_shape_and_cells(self):
+        self.assertEqual(report.throughput_table(RESULTS), [
+            "| case | server | CPU µs/op: median (min–max) | ops/s: median (min–max) | p99 ms | "
+            "server CPU | islet ÷ this (CPU/op) |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| HTTP hello, wrk -c 50 | islet harness (http_hello) | **6.20** (6.18–7.92) | 142k (110k–142k) "
+            "| 0.38 | 88% | — |",
+            "| HTTP hello, wrk -c 50 | epoll_http (ceiling) | **5.76** (5.76–5.76) | 140k (140k–140k) "
+            "| 0.36 | 80% | 1.08x |",
+            # islet first whatever the order of the runs; no p99 under pipelining.
+            "| HTTP hello, wrk -c 50, pipelined x16 | islet harness (http_hello) | **0.43** (0.43–0.43) "
+            "| 1529k (1529k–1529k) | — (a) | 66% | — |",
+            "| HTTP hello, wrk -c 50, pipelined x16 | nginx | **5.65** (5.65–5.65) | 176k (176k–176k) "
+            "| — (a) | 99% | 0.08x |",
+        ])
+
+
+class ScalingTableTest(unittest.TestCase):
+    def test_one_against_two_workers(self):
+        rows = [
+            row(SCALING, "islet_http", 0.133, 7464000, None, 99, 82.85, workers=1),
+            row(SCALING, "islet_http", 0.167, 5552000, None, 93, 65, workers=2),
+            row(SCALING, "epoll_http", 0.115, 8618000, None, 99, 90, workers=1),  # no 2-worker run
+        ]
+        lines = report.scaling_table(rows, 0, 1)
+        self.assertEqual(lines[0], "### Scaling: 1 and 2 workers")
+        self.assertIn("Load: tools/bench/pipelined_load (one thread, pinned to core 1): 64 requests in flight",
+                      lines)
+        self.assertEqual(lines[-3:], [
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| HTTP hello, pipelined_load -c 50, depth 64 | islet harness (http_hello) | 1 | 0.133 (0.133–0.133) "
+            "| 7464k (7464k–7464k) | 0.99 | 0.111 | 1.00x | 1.00x | 1.00x |",
+            # Load CPU per request: 65% of a core at 5552k/s is 0.117 µs. Per server core:
+            # (5552k / 0.93) / (7464k / 0.99); possible: 2 / (0.133 + 0.117) µs against 7464k/s.
+            # epoll_http has no 2-worker run: no rows.
+            "| HTTP hello, pipelined_load -c 50, depth 64 | islet harness (http_hello) | 2 | 0.167 (0.167–0.167) "
+            "| 5552k (5552k–5552k) | 0.93 | 0.117 | **0.74x** | 0.79x | 1.07x |",
+        ])
+
+
+class FootprintTableTest(unittest.TestCase):
+    def test_bytes_per_connection(self):
+        lines = report.footprint_table([Footprint("islet_echo", 10000, 6784, 13572, 2),
+                                        Footprint("epoll_echo", 1000, 5416, 5400, 1)])
+        self.assertEqual(lines[-3:], [
+            "| --- | --- | --- | --- | --- | --- |",
+            "| islet harness (echo) | 10000 | 6 MiB (6784 kB) | 13 MiB (13572 kB) | **695** | 2 |",
+            "| epoll_echo (ceiling) | 1000 | 5 MiB (5416 kB) | 5 MiB (5400 kB) | **-16** | 1 |",
+        ])
+
+
+class SuiteReportTest(unittest.TestCase):
+    def test_machine_lines(self):
+        foreign = [row(HTTP, "islet_http", 1, 1, foreign=f) for f in (0, 11, 3, 1)]
+        self.assertEqual(report.machine_lines(MACHINE._replace(busiest_wait=23), foreign), [
+            "- Machine: 2 cores (AMD EPYC), 24 GiB RAM; Linux 6.18.44 (x86_64)",
+            "- Compiler: gcc (Debian 12.2.0-14+deb12u1) 12.2.0; Bazel 4.2.3+ds-9; binaries: bazel build -c opt",
+            "- Load tools: wrk 4.1.0-3+b2, echo_load and idle_conns (tools/bench); peer: nginx/1.22.1",
+            "- Pinning: server on core 0, load generator (one thread) on core 1; 2-worker runs: server not pinned",
+            "- Background load (all cores busy with nothing of ours running, 2 s samples): 1% before, 0% after; "
+            "a case started at 23% busy after --quiet_wait ran out",
+            "- Foreign CPU during the measured runs (processes other than the server and the load tool, "
+            "% of all cores): median 1%, max 11%",
+            "- Runs: 5 per figure (median, min–max), 10 s each, after a 2 s warm-up; within each run the "
+            "servers are measured in turn",
+        ])
+
+    def test_smoke_and_no_pinning(self):
+        lines = report.machine_lines(MACHINE._replace(smoke=True, duration=1, server_cpu=None,
+                                                      load_cpu=None, busy_after=None), [])
+        self.assertIn("- Pinning: server on core none, load generator (one thread) on core none; "
+                      "2-worker runs: server not pinned", lines)
+        self.assertIn("1% before, ?% after", lines[4])
+        self.assertEqual(lines[-1], "- Smoke: one run of 1 s per figure, no warm-up")
+        self.assertFalse(any(l.startswith("- Foreign CPU") for l in lines))
+
+    def test_the_block(self):
+        text = report.suite_report("2026-11-25 23:52 UTC", "tools/bench/run.sh", MACHINE, RESULTS, [],
+                                   [Footprint("islet_echo", 10000, 6784, 13572, 2)],
+                                   ["wrk: not installed"])
+        lines = text.split("\n")
+        self.assertEqual(lines[:6], ["Measured 2026-11-25 23:52 UTC with:", "", "```sh", "tools/bench/run.sh",
+                                     "```", ""])
+        self.assertIn("### Throughput cases (1 worker)", lines)
+        self.assertNotIn("### Scaling: 1 and 2 workers", lines)  # no scaling rows
+        self.assertIn("### Footprint: idle connections", lines)
+        self.assertEqual(lines[-2:], ["", "- Skipped: wrk: not installed"])
+        self.assertFalse(text.endswith("\n"))
+
+
+DOC = """# Benchmarks
+
+Intro.
+
+<!-- BEGIN tools/bench/run.sh output -->
+old line 1
+old line 2
+<!-- END tools/bench/run.sh output -->
+
+## Targets (by hand)
+"""
+
+
+class ReplaceBlockTest(unittest.TestCase):
+    def test_rewrites_between_the_markers_only(self):
+        self.assertEqual(report.replace_block(DOC, "new 1\nnew 2\nnew 3"), DOC.replace(
+            "old line 1\nold line 2\n", "new 1\nnew 2\nnew 3\n"))
+
+    def test_markers_are_added_to_a_document_without_them(self):
+        self.assertEqual(report.replace_block("# Benchmarks\n\nText.\n", "new"),
+                         "# Benchmarks\n\nText.\n\n" + report.BEGIN + "\nnew\n" + report.END + "\n")
+
+    def test_a_missing_document(self):
+        self.assertEqual(report.replace_block(None, "new"),
+                         "# Benchmarks\n\n" + report.BEGIN + "\nnew\n" + report.END + "\n")
+
+    def test_the_markers_of_the_real_document(self):
+        self.assertEqual(report.BEGIN, "<!-- BEGIN tools/bench/run.sh output -->")
+        self.assertEqual(report.END, "<!-- END tools/bench/run.sh output -->")
+
+
+def figures(hs_rate, hs_cpu, hs_p50, hs_p99, ka_rate, ka_cpu, idle):
+    return dict(hs_rate=hs_rate, hs_cpu=hs_cpu, hs_p50=hs_p50, hs_p99=hs_p99, ka_rate=ka_rate,
+                ka_cpu=ka_cpu, idle=idle)
+
+
+class TlsTableTest(unittest.TestCase):
+    def test_shape_and_cells(self):
+        ours = figures([2569, 2542, 2611], [248.4, 253.0, 248.0], [829, 820, 840], [1326, 1300, 1400],
+                       [83651, 73103, 84502], [8.40, 8.23, 9.87], [5.08, 5.08, 5.08])
+        nginx = figures([2456, 2422, 2467], [321.0, 317.0, 326.0], [862, 850, 870], [1495, 1400, 1500],
+                        [87111, 75564, 87134], [10.60, 10.53, 12.13], [14.04, 14.03, 14.04])
+        self.assertEqual(report.tls_table(ours, nginx, 50, 300000, 10000, 10000).split("\n"), [
+            "| case | ours (Islet harness) | nginx | ours / nginx | target | |",
+            "| --- | --- | --- | --- | --- | --- |",
+            "| (a) full handshakes/s (TLS 1.3, P-256, X25519, +1 GET) | 2569 [2542-2611] | 2456 [2422-2467] "
+            "| 1.05x | | |",
+            "| (a) handshake latency p50 / p99 (us) | 829 / 1326 | 862 / 1495 | | | |",
+            "| (a) server CPU per handshake (us) | 248 [248-253] | 321 [317-326] | 0.77x | <= 0.80x | met |",
+            "| (b) keep-alive requests/s (h2load --h1 -c 50 -n 300000) | 83651 [73103-84502] "
+            "| 87111 [75564-87134] | 0.96x | | |",
+            "| (b) server CPU per request (us) | 8.40 [8.23-9.87] | 10.60 [10.53-12.13] | 0.79x | <= 0.85x | met |",
+            "| (c) memory per idle TLS connection (KiB; ours at 10000, nginx at 10000) | 5.08 [5.08-5.08] "
+            "| 14.04 [14.03-14.04] | 0.36x | <= 16 KiB | met |",
+        ])
+
+    def test_a_target_is_judged_on_the_ratio_shown(self):
+        # 80.4 / 100 shows as 0.80x, which meets "<= 0.80x".
+        o = figures([1], [80.4], [1], [1], [1], [9.0], [17.0])
+        n = figures([1], [100.0], [1], [1], [1], [10.0], [14.0])
+        lines = report.tls_table(o, n, 50, 20000, 1000, 1000).split("\n")
+        self.assertTrue(lines[4].endswith("| 80.40 | 100 | 0.80x | <= 0.80x | met |"))
+        self.assertTrue(lines[6].endswith("| 0.90x | <= 0.85x | MISSED |"))
+        self.assertTrue(lines[7].endswith("| 17.00 | 14.00 | 1.21x | <= 16 KiB | MISSED |"))
+
+    def test_no_figures(self):
+        empty = figures([], [], [], [], [], [], [])
+        lines = report.tls_table(empty, empty, 50, 20000, 1000, 1000).split("\n")
+        self.assertEqual(lines[2], "| (a) full handshakes/s (TLS 1.3, P-256, X25519, +1 GET) | n/a | n/a | n/a | | |")
+        self.assertEqual(lines[3], "| (a) handshake latency p50 / p99 (us) |  /  |  /  | | | |")
+        self.assertTrue(lines[4].endswith("| n/a | n/a | n/a | <= 0.80x | n/a |"))
+
+
+class TlsSectionTest(unittest.TestCase):
+    def test_appended_section(self):
+        section = report.tls_section("2026-11-25 23:54 UTC", "tools/bench/tls_bench.sh", "48a14d2",
+                                     "2 cores (AMD EPYC)", "| table |", noisy=False)
+        self.assertEqual(section, "\n## 2026-11-25 23:54 UTC\n\nCommand: `tools/bench/tls_bench.sh` "
+                                  "(commit 48a14d2)\n\nMachine: 2 cores (AMD EPYC)\n\n| table |\n")
+        self.assertEqual(report.append_tls_section("# TLS benchmarks\n\nOld.\n", section),
+                         "# TLS benchmarks\n\nOld.\n" + section)
+
+    def test_a_noisy_run_carries_a_note(self):
+        section = report.tls_section("d", "c", "x", "m", "| t |", noisy=True)
+        self.assertTrue(section.endswith("| t |\n\nNote: other work was running on the machine during some runs.\n"))
+
+    def test_a_new_document_gets_the_header(self):
+        doc = report.append_tls_section(None, "\n## d\n")
+        self.assertTrue(doc.startswith("# TLS benchmarks\n\nWritten by `tools/bench/tls_bench.sh`"))
+        self.assertTrue(doc.endswith("Each figure is the median of 3 runs, with [min-max].\n\n## d\n"))
+
+
+if __name__ == "__main__":
+    unittest.main()
