@@ -34,10 +34,7 @@ ABSL_FLAG(std::string, ready_file, "", "touch this file once every connection is
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  rlimit lim;
-  getrlimit(RLIMIT_NOFILE, &lim);
-  lim.rlim_cur = lim.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &lim);
+  islet::bench::RaiseDescriptorLimit();
   sockaddr_in addr;
   if (!islet::bench::ParseLoadTarget(absl::GetFlag(FLAGS_target), &addr)) {
     std::fprintf(stderr, "idle_conns: --target must be IPv4:PORT\n");
@@ -55,10 +52,7 @@ int main(int argc, char** argv) {
   }
   std::printf("connected=%zu\n", fds.size());
   std::fflush(stdout);
-  if (!absl::GetFlag(FLAGS_ready_file).empty()) {
-    FILE* f = std::fopen(absl::GetFlag(FLAGS_ready_file).c_str(), "w");
-    if (f != nullptr) std::fclose(f);
-  }
+  islet::bench::TouchReadyFile(absl::GetFlag(FLAGS_ready_file));
   absl::SleepFor(absl::GetFlag(FLAGS_hold));
   int answered = 0;
   if (absl::GetFlag(FLAGS_check_echo)) {

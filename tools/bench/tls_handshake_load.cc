@@ -47,6 +47,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tools/bench/load_target.h"
+#include "tools/bench/tls_load.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:4433", "HOST:PORT of the TLS server (IPv4)");
 ABSL_FLAG(int, threads, 4, "client threads, each with one connection at a time");
@@ -66,6 +67,8 @@ ABSL_FLAG(std::string, cpu_pids, "",
 ABSL_FLAG(absl::Duration, io_timeout, absl::Seconds(5), "per-operation socket timeout");
 
 namespace {
+
+using islet::bench::SslErrorString;
 
 // NewSessionTickets received (each becomes a session BoringSSL hands to the callback).
 std::atomic<uint64_t> g_tickets{0};
@@ -116,15 +119,6 @@ void ReportError(Shared& shared, const std::string& what) {
     ++shared.errors_printed;
     std::fprintf(stderr, "tls_handshake_load: %s\n", what.c_str());
   }
-}
-
-std::string SslErrorString() {
-  const uint32_t e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "no BoringSSL error queued";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof(buf));
-  return buf;
 }
 
 // Reads one HTTP/1.1 response with a Content-Length body; true for a 200.
@@ -345,13 +339,7 @@ int main(int argc, char** argv) {
     g_tickets.fetch_add(1, std::memory_order_relaxed);
     return 0;
   });
-  const std::string alpn = absl::GetFlag(FLAGS_alpn);
-  if (!alpn.empty()) {
-    std::string wire(1, static_cast<char>(alpn.size()));
-    wire += alpn;
-    SSL_CTX_set_alpn_protos(ctx.get(), reinterpret_cast<const uint8_t*>(wire.data()),
-                            static_cast<unsigned>(wire.size()));
-  }
+  islet::bench::OfferAlpn(ctx.get(), absl::GetFlag(FLAGS_alpn));
   const std::string cafile = absl::GetFlag(FLAGS_cafile);
   if (!cafile.empty()) {
     if (!SSL_CTX_load_verify_locations(ctx.get(), cafile.c_str(), nullptr)) {

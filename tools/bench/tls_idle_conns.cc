@@ -38,6 +38,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tools/bench/load_target.h"
+#include "tools/bench/tls_load.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:4433", "HOST:PORT (IPv4)");
 ABSL_FLAG(int, connections, 10000, "connections to open");
@@ -52,19 +53,12 @@ ABSL_FLAG(absl::Duration, io_timeout, absl::Seconds(10), "per-operation socket t
 
 namespace {
 
+using islet::bench::SslErrorString;
+
 struct Conn {
   int fd = -1;
   SSL* ssl = nullptr;
 };
-
-std::string SslErrorString() {
-  const uint32_t e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "no BoringSSL error queued";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof(buf));
-  return buf;
-}
 
 // A 200 with its whole Content-Length body.
 bool AskOnce(SSL* ssl, const std::string& request) {
@@ -99,19 +93,16 @@ bool AskOnce(SSL* ssl, const std::string& request) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  rlimit lim;
-  getrlimit(RLIMIT_NOFILE, &lim);
-  lim.rlim_cur = lim.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &lim);
+  const rlim_t descriptors = islet::bench::RaiseDescriptorLimit();
   sockaddr_in addr;
   if (!islet::bench::ParseLoadTarget(absl::GetFlag(FLAGS_target), &addr)) {
     std::fprintf(stderr, "tls_idle_conns: --target must be IPv4:PORT\n");
     return 2;
   }
   const int n = absl::GetFlag(FLAGS_connections);
-  if (static_cast<rlim_t>(n) + 64 > lim.rlim_cur) {
+  if (static_cast<rlim_t>(n) + 64 > descriptors) {
     std::fprintf(stderr, "tls_idle_conns: %d connections need more descriptors than the limit %llu\n",
-                 n, static_cast<unsigned long long>(lim.rlim_cur));
+                 n, static_cast<unsigned long long>(descriptors));
     return 1;
   }
   const std::string server_name = absl::GetFlag(FLAGS_server_name);
@@ -122,13 +113,7 @@ int main(int argc, char** argv) {
   SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION);
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
-  const std::string alpn = absl::GetFlag(FLAGS_alpn);
-  if (!alpn.empty()) {
-    std::string wire(1, static_cast<char>(alpn.size()));
-    wire += alpn;
-    SSL_CTX_set_alpn_protos(ctx.get(), reinterpret_cast<const uint8_t*>(wire.data()),
-                            static_cast<unsigned>(wire.size()));
-  }
+  islet::bench::OfferAlpn(ctx.get(), absl::GetFlag(FLAGS_alpn));
 
   std::vector<Conn> conns(static_cast<size_t>(n));
   std::atomic<int> next{0};
@@ -186,10 +171,7 @@ int main(int argc, char** argv) {
   }
   std::printf("connected=%d in %.2fs\n", n, absl::ToDoubleSeconds(absl::Now() - start));
   std::fflush(stdout);
-  if (!absl::GetFlag(FLAGS_ready_file).empty()) {
-    FILE* f = std::fopen(absl::GetFlag(FLAGS_ready_file).c_str(), "w");
-    if (f != nullptr) std::fclose(f);
-  }
+  islet::bench::TouchReadyFile(absl::GetFlag(FLAGS_ready_file));
   absl::SleepFor(absl::GetFlag(FLAGS_hold));
   int answered = 0;
   if (absl::GetFlag(FLAGS_check_http)) {
