@@ -18,8 +18,10 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/status_matchers.h"
+#include "testing/subprocess.h"
 #include "testing/test_certs.h"
-#include "tls/tls_test_util.h"
+#include "testing/tls_test_util.h"
 #include "tls/tls_transport.h"
 
 namespace islet {

@@ -18,8 +18,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
+#include "testing/status_matchers.h"
 #include "testing/test_certs.h"
-#include "tls/tls_test_util.h"
+#include "testing/tls_test_util.h"
 #include "tls/tls_transport.h"
 
 namespace islet {

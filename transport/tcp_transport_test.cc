@@ -44,6 +44,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/status_matchers.h"
 #include "transport/errors.h"
 #include "transport/socket_options.h"
 #include "transport/socket_types.h"
@@ -56,35 +57,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// ---- Status helpers --------------------------------------------------------------
-
-const absl::Status& StatusOf(const absl::Status& status) { return status; }
-template <typename T>
-const absl::Status& StatusOf(const absl::StatusOr<T>& status_or) {
-  return status_or.status();
-}
-
-MATCHER_P(StatusIs, code, absl::StrCat("has code ", absl::StatusCodeToString(code))) {
-  const absl::Status& status = StatusOf(arg);
-  *result_listener << "status is " << status;
-  return status.code() == code;
-}
-
-MATCHER(IsOk, "is OK") {
-  const absl::Status& status = StatusOf(arg);
-  *result_listener << "status is " << status;
-  return status.ok();
-}
-
-#define ISLET_CONCAT_INNER(a, b) a##b
-#define ISLET_CONCAT(a, b) ISLET_CONCAT_INNER(a, b)
-#define ASSERT_OK_AND_ASSIGN(lhs, rexpr) \
-  ASSERT_OK_AND_ASSIGN_IMPL(ISLET_CONCAT(status_or_, __LINE__), lhs, rexpr)
-#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, rexpr) \
-  auto tmp = (rexpr);                              \
-  ASSERT_TRUE(tmp.ok()) << tmp.status();           \
-  lhs = std::move(*tmp)
 
 // Long enough that only a broken transport ever reaches it.
 constexpr absl::Duration kGenerous = absl::Seconds(10);
