@@ -14,7 +14,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <random>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -352,6 +354,37 @@ absl::StatusOr<std::unique_ptr<Socket>> AcceptWithin(Listener& listener, absl::D
     return absl::DeadlineExceededError("accept: no connection in time (listener closed)");
   }
   return socket;
+}
+
+// ---- The server side ----
+
+TlsOptions OptionsFor(const TestCertificate& cert) {
+  TlsOptions options;
+  options.credentials = TlsCredentials::FromPem(cert.chain_pem(), cert.key_pem);
+  return options;
+}
+
+absl::Status TlsListenerTest::Listen(TlsOptions options) {
+  absl::StatusOr<std::shared_ptr<TlsTransport>> transport =
+      TlsTransport::Create(std::move(options));
+  if (!transport.ok()) return transport.status();
+  transport_ = *transport;
+  ListenOptions listen;
+  listen.address = "127.0.0.1";
+  absl::StatusOr<std::unique_ptr<Listener>> listener = transport_->Listen(0, listen);
+  if (!listener.ok()) return listener.status();
+  listener_ = *std::move(listener);
+  absl::StatusOr<SocketInfo> info = listener_->LocalInfo();
+  if (!info.ok()) return info.status();
+  port_ = info->port;
+  return absl::OkStatus();
+}
+
+std::string RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string out(n, '\0');
+  for (char& c : out) c = static_cast<char>(rng());
+  return out;
 }
 
 }  // namespace islet

@@ -1,6 +1,6 @@
-// Helpers for the TLS tests: a small blocking BoringSSL client and a bounded Accept.
-// (External programs such as openssl s_client and curl run under RunCommand, in
-// testing/subprocess.h.)
+// Helpers for the TLS tests: a small blocking BoringSSL client, a bounded Accept, a
+// fixture listening with TLS on loopback, and test data. (External programs such as
+// openssl s_client and curl run under RunCommand, in testing/subprocess.h.)
 //
 // Every wait here is bounded: the client's socket carries SO_RCVTIMEO/SO_SNDTIMEO, and
 // AcceptWithin closes the listener when its time is up. A broken transport fails a
@@ -19,6 +19,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "testing/test_certs.h"
+#include "tls/tls_options.h"
+#include "tls/tls_transport.h"
 #include "transport/transport.h"
 #include "transport/unique_fd.h"
 
@@ -127,6 +131,26 @@ class TestTlsClient {
 // is what ends the waiting Accept).
 absl::StatusOr<std::unique_ptr<Socket>> AcceptWithin(Listener& listener,
                                                      absl::Duration timeout = kTestWait);
+
+// ---- The server side ----
+
+// Options that serve `cert` (its chain and key); everything else is the default.
+TlsOptions OptionsFor(const TestCertificate& cert);
+
+// A fixture that listens with TLS on 127.0.0.1, on a port the kernel picks.
+class TlsListenerTest : public ::testing::Test {
+ protected:
+  // Creates the transport from `options` and listens; the error of either step.
+  absl::Status Listen(TlsOptions options);
+
+  std::shared_ptr<TlsTransport> transport_;
+  std::unique_ptr<Listener> listener_;
+  uint16_t port_ = 0;
+};
+
+// `n` pseudo-random bytes, the same for the same seed: a lost, repeated or reordered
+// byte shows.
+std::string RandomBytes(size_t n, uint32_t seed);
 
 }  // namespace islet
 

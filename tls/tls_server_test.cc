@@ -9,7 +9,6 @@
 #include <any>
 #include <future>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -25,8 +24,6 @@
 
 namespace islet {
 namespace {
-
-using ::testing::HasSubstr;
 
 struct Pki {
   TestCertificateAuthority ca = TestCertificateAuthority::Create();
@@ -54,13 +51,6 @@ TlsClientOptions ClientOptions() {
   options.verify_host = "localhost";
   options.alpn = {"echo/1"};
   return options;
-}
-
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string out(n, '\0');
-  for (char& c : out) c = static_cast<char>(rng());
-  return out;
 }
 
 // Echoes; its first reply line describes the connection when the client asks "info".
