@@ -162,6 +162,14 @@ TEST(SocketSendTest, WouldBlockWaitsForWritability) {
   EXPECT_EQ(s.write_calls, 4);
 }
 
+TEST(SocketSendTest, AWriteThatTakesSomeThenWouldBlockResumesAfterWhatItTook) {
+  FakeSocket s;
+  s.write_script = {size_t{4}, WouldBlockError("send"), size_t{0}, size_t{3}};
+  ASSERT_TRUE(s.Send("payload!").ok());
+  EXPECT_EQ(s.written, "payload!");
+  EXPECT_EQ(s.write_calls, 5);  // 4 bytes, would block, nothing, 3 bytes, the last one
+}
+
 TEST(SocketSendTest, NothingToSendMakesNoCall) {
   FakeSocket s;
   ASSERT_TRUE(s.Send("").ok());
