@@ -8,27 +8,23 @@
 //   ASSERT_NE(client, nullptr);
 //   ASSERT_TRUE(testutil::WaitFor([&] { return server->active_connections() == 1; }));
 //
-// Also: a fixture owning one server and its telemetry (ServerFixture), the IsOkAndHolds
-// matcher for StatusOr results, and a forked child process joined to the test by pipes
-// (ChildProcess). Everything here is header-only and testonly.
+// Also: a fixture owning one server and its telemetry (ServerFixture); and, from
+// //testing, the status matchers (IsOkAndHolds, StatusIs) and a forked child process
+// joined to the test by pipes (ChildProcess, WriteAll, ReadAll). Everything here is
+// header-only and testonly.
 #ifndef ISLET_SERVER_TEST_UTIL_H_
 #define ISLET_SERVER_TEST_UTIL_H_
 
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -47,6 +43,8 @@
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "server/telemetry.h"
+#include "testing/status_matchers.h"
+#include "testing/subprocess.h"
 #include "transport/tcp_transport.h"
 #include "transport/unique_fd.h"
 
@@ -127,28 +125,13 @@ inline absl::StatusOr<std::string> RoundTrip(Socket& client, absl::string_view d
   return client.Recv(data.size(), timeout);
 }
 
-// Matches an absl::StatusOr that is OK and whose value matches `expected` (a value or
-// a matcher); otherwise says what the status or the value was:
-//   ASSERT_THAT(testutil::ReadToEof(*client), testutil::IsOkAndHolds("GOODBYE"));
-// Not for values of megabytes: a failure prints what was expected.
-MATCHER_P(IsOkAndHolds, expected, "") {
-  if (!arg.ok()) {
-    *result_listener << "whose status is " << arg.status();
-    return false;
-  }
-  ::testing::StringMatchResultListener value_listener;
-  const bool matched = ::testing::ExplainMatchResult(expected, *arg, &value_listener);
-  *result_listener << "whose value is " << ::testing::PrintToString(*arg);
-  if (!value_listener.str().empty()) *result_listener << ", " << value_listener.str();
-  return matched;
-}
-
-// Matches an absl::Status whose code is `code`, whatever its message:
-//   EXPECT_THAT(stop.error, Optional(testutil::StatusIs(absl::StatusCode::kAborted)));
-MATCHER_P(StatusIs, code, "") {
-  *result_listener << "whose status is " << arg;
-  return arg.code() == code;
-}
+// The status matchers (testing/status_matchers.h) and the forked child
+// (testing/subprocess.h), under the names the server tests use.
+using ::islet::ChildProcess;
+using ::islet::IsOkAndHolds;
+using ::islet::ReadAll;
+using ::islet::StatusIs;
+using ::islet::WriteAll;
 
 // A connected client, or nullptr with the failure reported.
 inline std::unique_ptr<TcpSocket> MustConnect(const SocketInfo& where,
@@ -420,135 +403,6 @@ class ServerFixture : public ::testing::Test {
 
   std::unique_ptr<TelemetryRecorder> telemetry_;
   std::unique_ptr<Server> server_;  // last: destroyed first
-};
-
-// ---- A child process joined to the test by two pipes ----
-
-// Writes all of `data` to `fd` (a pipe); false on failure.
-inline bool WriteAll(int fd, const void* data, size_t size) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t w = ::write(fd, p, size);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    size -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-// Reads exactly `size` bytes from `fd` (a pipe) within `timeout`; false on end of
-// file, failure or time out.
-inline bool ReadAll(int fd, void* data, size_t size, absl::Duration timeout) {
-  char* p = static_cast<char*>(data);
-  const absl::Time deadline = absl::Now() + timeout;
-  while (size > 0) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return false;
-    pollfd pfd = {fd, POLLIN, 0};
-    const int ready = ::poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) return false;
-    const ssize_t r = ::read(fd, p, size);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    size -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
-// A forked process that runs `body` and exits with what it returns, talking to the
-// test through two pipes. Fork while the test has no other thread (before any server
-// starts): the child copies only the forking thread, and a lock another thread held
-// would stay locked in it forever.
-//
-//   auto child = testutil::ChildProcess::Fork([](int to_parent, int from_parent) {
-//     return testutil::WriteAll(to_parent, "R", 1) ? 0 : 1;  // the exit code
-//   });
-//   ASSERT_NE(child, nullptr);
-//   char ready = 0;
-//   ASSERT_TRUE(child->Read(&ready, 1, testutil::kWait));
-//   std::optional<int> status = child->Wait(testutil::kWait);  // as waitpid gives it
-class ChildProcess {
- public:
-  using Body = std::function<int(int to_parent, int from_parent)>;
-
-  // Forks; in the child, runs `body` with its ends of the pipes and _exits with the
-  // result (never returning there). nullptr, with the failure reported, when the pipes
-  // or the fork fail.
-  static std::unique_ptr<ChildProcess> Fork(const Body& body) {
-    int up[2];    // child -> parent
-    int down[2];  // parent -> child
-    if (::pipe2(up, O_CLOEXEC) != 0) {
-      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-      return nullptr;
-    }
-    UniqueFd from_child(up[0]);
-    UniqueFd to_parent(up[1]);
-    if (::pipe2(down, O_CLOEXEC) != 0) {
-      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-      return nullptr;
-    }
-    UniqueFd from_parent(down[0]);
-    UniqueFd to_child(down[1]);
-    const pid_t pid = ::fork();
-    if (pid < 0) {
-      ADD_FAILURE() << "fork: " << std::strerror(errno);
-      return nullptr;
-    }
-    if (pid == 0) {
-      from_child.reset();
-      to_child.reset();
-      ::_exit(body(to_parent.get(), from_parent.get()));
-    }
-    return std::unique_ptr<ChildProcess>(
-        new ChildProcess(pid, std::move(from_child), std::move(to_child)));
-  }
-
-  // Whatever happened in the test, the child does not outlive it: one not yet waited
-  // for is killed and reaped.
-  ~ChildProcess() {
-    if (!reaped_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  ChildProcess(const ChildProcess&) = delete;
-  ChildProcess& operator=(const ChildProcess&) = delete;
-
-  // To the child's `from_parent`; false on failure.
-  bool Write(const void* data, size_t size) { return WriteAll(to_child_.get(), data, size); }
-  // Exactly `size` bytes from the child's `to_parent` within `timeout`.
-  bool Read(void* data, size_t size, absl::Duration timeout) {
-    return ReadAll(from_child_.get(), data, size, timeout);
-  }
-
-  // Waits up to `timeout` for the child to exit: its status as waitpid(2) reports it
-  // (WIFEXITED, WEXITSTATUS), or nullopt when it is still running.
-  std::optional<int> Wait(absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      int status = 0;
-      const pid_t waited = ::waitpid(pid_, &status, WNOHANG);
-      if (waited == pid_) {
-        reaped_ = true;
-        return status;
-      }
-      if (waited < 0 && errno != EINTR) return std::nullopt;
-      if (absl::Now() >= deadline) return std::nullopt;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-  }
-
- private:
-  ChildProcess(pid_t pid, UniqueFd from_child, UniqueFd to_child)
-      : pid_(pid), from_child_(std::move(from_child)), to_child_(std::move(to_child)) {}
-
-  const pid_t pid_;
-  UniqueFd from_child_;
-  UniqueFd to_child_;
-  bool reaped_ = false;
 };
 
 }  // namespace testutil

@@ -15,11 +15,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/status_matchers.h"
+#include "testing/subprocess.h"
 #include "testing/test_certs.h"
-#include "tls/tls_test_util.h"
+#include "testing/tls_test_util.h"
 #include "tls/tls_transport.h"
 
 namespace islet {
@@ -42,12 +43,6 @@ struct Pki {
 const Pki& pki() {
   static const Pki* const p = new Pki;
   return *p;
-}
-
-TlsOptions OptionsFor(const TestCertificate& cert) {
-  TlsOptions options;
-  options.credentials = TlsCredentials::FromPem(cert.chain_pem(), cert.key_pem);
-  return options;
 }
 
 // What the server saw of one connection.
@@ -94,7 +89,7 @@ Handler HttpHandler(std::string body) {
   };
 }
 
-class ExternalTest : public ::testing::Test {
+class ExternalTest : public TlsListenerTest {
  protected:
   void SetUp() override {
     openssl_ = FindProgram("openssl");
@@ -103,20 +98,6 @@ class ExternalTest : public ::testing::Test {
 
   void TearDown() override {
     if (server_.joinable()) server_.join();
-  }
-
-  absl::Status Listen(TlsOptions options) {
-    absl::StatusOr<std::shared_ptr<TlsTransport>> transport = TlsTransport::Create(std::move(options));
-    if (!transport.ok()) return transport.status();
-    transport_ = *transport;
-    absl::StatusOr<std::unique_ptr<Listener>> listener =
-        transport_->Listen(0, {.address = "127.0.0.1"});
-    if (!listener.ok()) return listener.status();
-    listener_ = *std::move(listener);
-    absl::StatusOr<SocketInfo> info = listener_->LocalInfo();
-    if (!info.ok()) return info.status();
-    port_ = info->port;
-    return absl::OkStatus();
   }
 
   // Serves `count` connections, one after the other, on a thread.
@@ -180,9 +161,6 @@ class ExternalTest : public ::testing::Test {
 
   std::string openssl_;
   std::string curl_;
-  std::shared_ptr<TlsTransport> transport_;
-  std::unique_ptr<Listener> listener_;
-  uint16_t port_ = 0;
   std::thread server_;
   std::vector<Served> served_;
 };

@@ -9,7 +9,6 @@
 #include <any>
 #include <future>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -18,14 +17,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
+#include "testing/status_matchers.h"
 #include "testing/test_certs.h"
-#include "tls/tls_test_util.h"
+#include "testing/tls_test_util.h"
 #include "tls/tls_transport.h"
 
 namespace islet {
 namespace {
-
-using ::testing::HasSubstr;
 
 struct Pki {
   TestCertificateAuthority ca = TestCertificateAuthority::Create();
@@ -53,13 +51,6 @@ TlsClientOptions ClientOptions() {
   options.verify_host = "localhost";
   options.alpn = {"echo/1"};
   return options;
-}
-
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string out(n, '\0');
-  for (char& c : out) c = static_cast<char>(rng());
-  return out;
 }
 
 // Echoes; its first reply line describes the connection when the client asks "info".

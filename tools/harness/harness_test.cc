@@ -42,7 +42,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "tools/harness/subprocess.h"
+#include "testing/subprocess.h"
 #include "transport/errors.h"
 #include "transport/tcp_transport.h"
 #include "transport/unique_fd.h"

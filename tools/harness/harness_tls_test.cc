@@ -1,7 +1,7 @@
 // End-to-end tests of the harness binary over TLS (--transport=tls), driven as a
 // subprocess as scripts drive it, against clients that share no code with the server:
 // `openssl s_client` and `curl`, plus the in-process BoringSSL client of
-// tls/tls_test_util.h where a test needs precise control (timing, big echoes, the close).
+// testing/tls_test_util.h where a test needs precise control (timing, big echoes, the close).
 //
 // Covered: echo and http_hello over TLS, ALPN in server preference order (and none
 // without --alpn), session resumption in TLS 1.2 and 1.3, client certificates
@@ -54,9 +54,9 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/subprocess.h"
 #include "testing/test_certs.h"
-#include "tls/tls_test_util.h"
-#include "tools/harness/subprocess.h"
+#include "testing/tls_test_util.h"
 #include "transport/errors.h"
 #include "transport/tcp_transport.h"
 

@@ -1,7 +1,6 @@
-#include "tls/tls_test_util.h"
+#include "testing/tls_test_util.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/bio.h>
@@ -9,21 +8,18 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
+#include <random>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
-#include "absl/time/clock.h"
 
 namespace islet {
 namespace {
@@ -360,103 +356,35 @@ absl::StatusOr<std::unique_ptr<Socket>> AcceptWithin(Listener& listener, absl::D
   return socket;
 }
 
-// ---- External programs ----
+// ---- The server side ----
 
-std::string FindProgram(const std::string& name) {
-  std::vector<std::string> dirs;
-  if (const char* path = std::getenv("PATH")) dirs = absl::StrSplit(path, ':', absl::SkipEmpty());
-  for (const char* d : {"/usr/bin", "/bin", "/usr/local/bin"}) dirs.push_back(d);
-  for (const std::string& dir : dirs) {
-    const std::string candidate = absl::StrCat(dir, "/", name);
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
+TlsOptions OptionsFor(const TestCertificate& cert) {
+  TlsOptions options;
+  options.credentials = TlsCredentials::FromPem(cert.chain_pem(), cert.key_pem);
+  return options;
 }
 
-CommandResult RunCommand(const std::vector<std::string>& argv, const CommandOptions& options) {
-  CommandResult result;
-  // Writing to a program that closed its input must fail with EPIPE, not kill us.
-  ::signal(SIGPIPE, SIG_IGN);
-  int in_pipe[2];
-  int out_pipe[2];
-  if (::pipe2(in_pipe, O_CLOEXEC) != 0 || ::pipe2(out_pipe, O_CLOEXEC) != 0) {
-    result.output = absl::StrCat("pipe: ", std::strerror(errno));
-    return result;
-  }
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    // Only async-signal-safe calls until exec.
-    ::signal(SIGPIPE, SIG_DFL);
-    ::dup2(in_pipe[0], 0);
-    ::dup2(out_pipe[1], 1);
-    ::dup2(out_pipe[1], 2);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(in_pipe[0]);
-  ::close(out_pipe[1]);
-  UniqueFd to_child(in_pipe[1]);
-  UniqueFd from_child(out_pipe[0]);
-  if (pid < 0) {
-    result.output = absl::StrCat("fork: ", std::strerror(errno));
-    return result;
-  }
-  ::fcntl(to_child.get(), F_SETFL, O_NONBLOCK);
-  const absl::Time deadline = absl::Now() + options.timeout;
-  size_t input_written = 0;
-  bool output_open = true;
-  while (output_open) {
-    if (to_child && input_written == options.input.size() &&
-        (!options.close_input_when || options.close_input_when(result.output))) {
-      to_child.reset();
-    }
-    pollfd fds[2] = {};
-    int count = 0;
-    fds[count++] = {from_child.get(), POLLIN, 0};
-    const bool want_write = to_child && input_written < options.input.size();
-    if (want_write) fds[count++] = {to_child.get(), POLLOUT, 0};
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) {
-      result.timed_out = true;
-      break;
-    }
-    const int ready = ::poll(fds, count, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (ready < 0 && errno != EINTR) break;
-    if (ready <= 0) continue;
-    if (fds[0].revents != 0) {
-      char buf[4096];
-      const ssize_t n = ::read(from_child.get(), buf, sizeof(buf));
-      if (n > 0) {
-        result.output.append(buf, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        output_open = false;
-      }
-    }
-    if (want_write && fds[1].revents != 0) {
-      const ssize_t n = ::write(to_child.get(), options.input.data() + input_written,
-                                options.input.size() - input_written);
-      if (n > 0) {
-        input_written += static_cast<size_t>(n);
-      } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        to_child.reset();  // the program closed its input
-      }
-    }
-  }
-  to_child.reset();
-  int status = 0;
-  for (;;) {
-    if (result.timed_out) ::kill(pid, SIGKILL);
-    const pid_t done = ::waitpid(pid, &status, result.timed_out ? 0 : WNOHANG);
-    if (done == pid) break;
-    if (done < 0 && errno != EINTR) break;
-    if (absl::Now() >= deadline) result.timed_out = true;
-    if (done == 0) absl::SleepFor(absl::Milliseconds(5));
-  }
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
+absl::Status TlsListenerTest::Listen(TlsOptions options) {
+  absl::StatusOr<std::shared_ptr<TlsTransport>> transport =
+      TlsTransport::Create(std::move(options));
+  if (!transport.ok()) return transport.status();
+  transport_ = *transport;
+  ListenOptions listen;
+  listen.address = "127.0.0.1";
+  absl::StatusOr<std::unique_ptr<Listener>> listener = transport_->Listen(0, listen);
+  if (!listener.ok()) return listener.status();
+  listener_ = *std::move(listener);
+  absl::StatusOr<SocketInfo> info = listener_->LocalInfo();
+  if (!info.ok()) return info.status();
+  port_ = info->port;
+  return absl::OkStatus();
+}
+
+std::string RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string out(n, '\0');
+  for (char& c : out) c = static_cast<char>(rng());
+  return out;
 }
 
 }  // namespace islet

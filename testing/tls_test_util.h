@@ -1,16 +1,16 @@
-// Helpers for the TLS tests: a small blocking BoringSSL client, a bounded Accept, and a
-// runner for external programs (openssl s_client, curl). Test-only.
+// Helpers for the TLS tests: a small blocking BoringSSL client, a bounded Accept, a
+// fixture listening with TLS on loopback, and test data. (External programs such as
+// openssl s_client and curl run under RunCommand, in testing/subprocess.h.)
 //
-// Every wait here is bounded: the client's socket carries SO_RCVTIMEO/SO_SNDTIMEO,
-// AcceptWithin closes the listener when its time is up, and RunCommand kills the
-// program at its deadline. A broken transport fails a test; it never hangs one.
-#ifndef ISLET_TLS_TLS_TEST_UTIL_H_
-#define ISLET_TLS_TLS_TEST_UTIL_H_
+// Every wait here is bounded: the client's socket carries SO_RCVTIMEO/SO_SNDTIMEO, and
+// AcceptWithin closes the listener when its time is up. A broken transport fails a
+// test; it never hangs one.
+#ifndef ISLET_TESTING_TLS_TEST_UTIL_H_
+#define ISLET_TESTING_TLS_TEST_UTIL_H_
 
 #include <openssl/ssl.h>
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,9 +18,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/test_certs.h"
+#include "tls/tls_options.h"
+#include "tls/tls_transport.h"
 #include "transport/transport.h"
 #include "transport/unique_fd.h"
 
@@ -130,75 +132,26 @@ class TestTlsClient {
 absl::StatusOr<std::unique_ptr<Socket>> AcceptWithin(Listener& listener,
                                                      absl::Duration timeout = kTestWait);
 
-// ---- External programs ----
+// ---- The server side ----
 
-// The absolute path of `name` on PATH (or in /usr/bin, /bin, /usr/local/bin), or "".
-std::string FindProgram(const std::string& name);
+// Options that serve `cert` (its chain and key); everything else is the default.
+TlsOptions OptionsFor(const TestCertificate& cert);
 
-struct CommandResult {
-  int exit_code = -1;      // -1 when killed by a signal (or at the deadline)
-  bool timed_out = false;
-  std::string output;      // stdout and stderr, interleaved
+// A fixture that listens with TLS on 127.0.0.1, on a port the kernel picks.
+class TlsListenerTest : public ::testing::Test {
+ protected:
+  // Creates the transport from `options` and listens; the error of either step.
+  absl::Status Listen(TlsOptions options);
+
+  std::shared_ptr<TlsTransport> transport_;
+  std::unique_ptr<Listener> listener_;
+  uint16_t port_ = 0;
 };
 
-struct CommandOptions {
-  // Written to the program's standard input.
-  std::string input;
-  // Standard input is closed once `input` is written and this returns true for the
-  // output so far (default: at once). Lets a test hold a session open until the
-  // server's answer arrived, without sleeping.
-  std::function<bool(const std::string& output)> close_input_when;
-  absl::Duration timeout = kTestWait;
-};
-
-// Runs argv[0] (an absolute path) with argv, bounded by options.timeout.
-CommandResult RunCommand(const std::vector<std::string>& argv, const CommandOptions& options = {});
-
-// ---- Status matchers ----
-
-inline const absl::Status& StatusOf(const absl::Status& status) { return status; }
-template <typename T>
-const absl::Status& StatusOf(const absl::StatusOr<T>& status_or) {
-  return status_or.status();
-}
-
-MATCHER(IsOk, "is OK") {
-  const absl::Status& status = StatusOf(arg);
-  *result_listener << "status is " << status;
-  return status.ok();
-}
-
-MATCHER_P(StatusIs, code, absl::StrCat("has code ", absl::StatusCodeToString(code))) {
-  const absl::Status& status = StatusOf(arg);
-  *result_listener << "status is " << status;
-  return status.code() == code;
-}
-
-MATCHER_P2(StatusIs, code, substring,
-           absl::StrCat("has code ", absl::StatusCodeToString(code), " and a message with \"",
-                        substring, "\"")) {
-  const absl::Status& status = StatusOf(arg);
-  *result_listener << "status is " << status;
-  return status.code() == code && status.message().find(substring) != absl::string_view::npos;
-}
-
-MATCHER_P(IsOkAndHolds, matcher, "is OK and holds a value that matches") {
-  if (!arg.ok()) {
-    *result_listener << "status is " << arg.status();
-    return false;
-  }
-  return ::testing::ExplainMatchResult(matcher, *arg, result_listener);
-}
-
-#define ISLET_TLS_CONCAT_INNER(a, b) a##b
-#define ISLET_TLS_CONCAT(a, b) ISLET_TLS_CONCAT_INNER(a, b)
-#define ASSERT_OK_AND_ASSIGN(lhs, rexpr) \
-  ASSERT_OK_AND_ASSIGN_IMPL(ISLET_TLS_CONCAT(status_or_, __LINE__), lhs, rexpr)
-#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, rexpr) \
-  auto tmp = (rexpr);                              \
-  ASSERT_TRUE(tmp.ok()) << tmp.status();           \
-  lhs = std::move(*tmp)
+// `n` pseudo-random bytes, the same for the same seed: a lost, repeated or reordered
+// byte shows.
+std::string RandomBytes(size_t n, uint32_t seed);
 
 }  // namespace islet
 
-#endif  // ISLET_TLS_TLS_TEST_UTIL_H_
+#endif  // ISLET_TESTING_TLS_TEST_UTIL_H_
