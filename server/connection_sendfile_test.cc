@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -22,6 +21,7 @@
 #include "server/server.h"
 #include "server/telemetry.h"
 #include "server/test_util.h"
+#include "testing/temp_file.h"
 
 namespace islet {
 namespace {
@@ -34,22 +34,8 @@ using testutil::kDeadline;
 using testutil::Pattern;
 using testutil::RecordedEvent;
 
-std::string TempPath(absl::string_view name) {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return absl::StrCat(dir != nullptr ? dir : "/tmp", "/", name, "-", ::getpid());
-}
-
-std::string WriteTempFile(absl::string_view name, absl::string_view contents) {
-  const std::string path = TempPath(name);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-  out.close();
-  EXPECT_TRUE(out.good()) << path;
-  return path;
-}
-
 TEST_F(ConnectionTest, SendfileWholeFileThenASlice) {
-  const std::string path = WriteTempFile("sendfile-small", "ABCDEF");
+  const std::string path = WriteTestFile("sendfile-small", "ABCDEF");
   script_.connection = [path](const Ctx&, Connection& conn) {
     auto whole = conn.Sendfile(path);
     EXPECT_TRUE(whole.ok()) << whole.status();
@@ -78,7 +64,7 @@ TEST_F(ConnectionTest, SendfileOfALargeFileInterleavedWithSendsKeepsOrderAndResu
   // waits in the connection's queue, between two ordinary sends; reading from the
   // client is paused meanwhile and must resume once the file has gone out.
   const std::string contents = Pattern(8 << 20);
-  const std::string path = WriteTempFile("sendfile-large", contents);
+  const std::string path = WriteTestFile("sendfile-large", contents);
   script_.connection = [path](const Ctx& ctx, Connection& conn) {
     EXPECT_TRUE(conn.Send("<").ok());
     auto sent = conn.Sendfile(path);
@@ -110,8 +96,8 @@ TEST_F(ConnectionTest, SendfileOfALargeFileInterleavedWithSendsKeepsOrderAndResu
 }
 
 TEST_F(ConnectionTest, SendfileErrorsAreReturnedAndTheConnectionCarriesOn) {
-  const std::string path = WriteTempFile("sendfile-errors", "ABCDEF");
-  const std::string missing = TempPath("no-such-file");
+  const std::string path = WriteTestFile("sendfile-errors", "ABCDEF");
+  const std::string missing = TestTempPath("no-such-file");
   script_.connection = [path, missing](const Ctx& ctx, Connection& conn) {
     auto none = conn.Sendfile(missing);
     EXPECT_TRUE(absl::IsNotFound(none.status())) << none.status();

@@ -254,23 +254,4 @@ std::string CommonNameOfCertificate(const std::string& pem_or_der) {
   return cn;
 }
 
-std::string TestTempPath(const std::string& name) {
-  static std::atomic<int> counter{0};
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return absl::StrCat(dir != nullptr && *dir != '\0' ? dir : "/tmp", "/", counter.fetch_add(1),
-                      "-", name);
-}
-
-std::string WriteTestFile(const std::string& name, const std::string& contents) {
-  const std::string path = TestTempPath(name);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-  out.close();
-  if (!out) {
-    std::fprintf(stderr, "test_certs: cannot write %s\n", path.c_str());
-    std::abort();
-  }
-  return path;
-}
-
 }  // namespace islet

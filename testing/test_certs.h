@@ -80,11 +80,6 @@ std::string EncryptTestKeyPem(const std::string& key_pem, const std::string& pas
 // The subject common name of a PEM or DER certificate ("" if it has none).
 std::string CommonNameOfCertificate(const std::string& pem_or_der);
 
-// A path under the test's scratch directory (TEST_TMPDIR, else /tmp) that is unique in
-// the process, and a writer for it. WriteTestFile aborts on failure.
-std::string TestTempPath(const std::string& name);
-std::string WriteTestFile(const std::string& name, const std::string& contents);
-
 }  // namespace islet
 
 #endif  // ISLET_TESTING_TEST_CERTS_H_

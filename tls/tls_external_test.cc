@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
 #include "testing/subprocess.h"
+#include "testing/temp_file.h"
 #include "testing/test_certs.h"
 #include "testing/tls_test_util.h"
 #include "tls/tls_transport.h"

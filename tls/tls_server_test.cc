@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "testing/status_matchers.h"
+#include "testing/temp_file.h"
 #include "testing/test_certs.h"
 #include "testing/tls_test_util.h"
 #include "tls/tls_transport.h"

@@ -6,26 +6,19 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <fstream>
 #include <limits>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "testing/temp_file.h"
 
 namespace islet {
 namespace {
 
-// A file of `content` in the test's private directory.
-std::string WriteFile(const std::string& name, const std::string& content) {
-  const std::string path = absl::StrCat(::testing::TempDir(), "/", name);
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-  return path;
-}
-
 TEST(OpenRegularFileTest, OpensForReadingWithTheSize) {
-  const std::string path = WriteFile("ten.bin", "0123456789");
+  const std::string path = WriteTestFile("ten.bin", "0123456789");
   absl::StatusOr<RegularFile> file = OpenRegularFile(path, "sendfile: open");
   ASSERT_TRUE(file.ok()) << file.status();
   EXPECT_EQ(file->size, 10u);
@@ -37,7 +30,7 @@ TEST(OpenRegularFileTest, OpensForReadingWithTheSize) {
 }
 
 TEST(OpenRegularFileTest, EmptyFileHasSizeZero) {
-  absl::StatusOr<RegularFile> file = OpenRegularFile(WriteFile("empty.bin", ""), "read");
+  absl::StatusOr<RegularFile> file = OpenRegularFile(WriteTestFile("empty.bin", ""), "read");
   ASSERT_TRUE(file.ok()) << file.status();
   EXPECT_EQ(file->size, 0u);
 }

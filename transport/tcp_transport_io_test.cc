@@ -25,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
+#include "testing/temp_file.h"
 #include "transport/errors.h"
 #include "transport/socket_options.h"
 #include "transport/socket_types.h"
@@ -347,7 +348,7 @@ class SendfileTest : public ConnectedTest {
     ASSERT_NO_FATAL_FAILURE(ConnectedTest::SetUp());
     path_ = dir_.File("data.bin");
     content_ = Pattern(300000, 9);
-    ASSERT_TRUE(WriteFile(path_, content_));
+    ASSERT_TRUE(WriteFileAt(path_, content_));
   }
   std::string path_;
   std::string content_;
@@ -420,7 +421,7 @@ TEST_P(SendfileTest, ClosedSocketIsFailedPrecondition) {
 
 TEST_P(SendfileTest, SendTimeoutWhenThePeerNeverReads) {
   const std::string big_path = dir_.File("big.bin");
-  ASSERT_TRUE(WriteFile(big_path, Pattern(32 << 20, 2)));
+  ASSERT_TRUE(WriteFileAt(big_path, Pattern(32 << 20, 2)));
   ASSERT_THAT(client_->SetOptions({SocketOption::RecvBuffer(65536)}), IsOk());
   ASSERT_THAT(
       server_->SetOptions({SocketOption::SendBuffer(65536), SocketOption::SendTimeout(kShort)}),

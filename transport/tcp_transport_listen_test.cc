@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
+#include "testing/temp_file.h"
 #include "transport/posix_socket.h"
 #include "transport/socket_options.h"
 #include "transport/socket_types.h"
@@ -362,7 +363,7 @@ TEST(TcpListenTest, NonSocketFileAtTheUnixPathIsLeftAlone) {
   TempDir dir;
   ASSERT_TRUE(dir.ok());
   const std::string path = dir.File("plain");
-  ASSERT_TRUE(WriteFile(path, "precious"));
+  ASSERT_TRUE(WriteFileAt(path, "precious"));
   TcpTransport tcp;
   EXPECT_THAT(tcp.Listen(0, {.unix_path = path}), Not(IsOk()));
   std::ifstream in(path);

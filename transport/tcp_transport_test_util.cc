@@ -11,7 +11,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <thread>
 #include <utility>
 
@@ -61,12 +60,6 @@ std::string Pattern(size_t size, uint32_t seed) {
     out[i] = static_cast<char>(x >> 24);
   }
   return out;
-}
-
-bool WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(content.data(), static_cast<std::streamsize>(content.size()));
-  return static_cast<bool>(out);
 }
 
 // ---- Networks ----

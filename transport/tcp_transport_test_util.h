@@ -53,7 +53,6 @@ class TempDir {
 
 bool IsSocketFile(const std::string& path);
 bool Exists(const std::string& path);
-bool WriteFile(const std::string& path, const std::string& content);
 
 // Bytes that differ from position to position, so reordering or loss shows.
 std::string Pattern(size_t size, uint32_t seed = 1);

@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/fake_socket.h"
+#include "testing/temp_file.h"
 #include "transport/errors.h"
 #include "transport/socket_options.h"
 #include "transport/socket_types.h"
@@ -197,27 +198,6 @@ TEST(SocketSendTest, ErrorsEndTheSend) {
   EXPECT_EQ(s.write_calls, 0);
 }
 
-class TempFile {
- public:
-  explicit TempFile(const std::string& content) {
-    const char* env = std::getenv("TEST_TMPDIR");
-    std::string pattern = absl::StrCat(env != nullptr && *env ? env : "/tmp", "/f.XXXXXX");
-    const int fd = ::mkstemp(pattern.data());
-    if (fd < 0) return;
-    ::close(fd);
-    path_ = pattern;
-    std::ofstream out(path_, std::ios::binary);
-    out << content;
-  }
-  ~TempFile() {
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 std::string Content(size_t n) {
   std::string out(n, '\0');
   uint32_t x = 12345;
@@ -230,42 +210,50 @@ std::string Content(size_t n) {
 
 TEST(SocketSendfileTest, DefaultSendfileSomeReadsTheFileThroughWriteSome) {
   const std::string content = Content(200000);
-  TempFile file(content);
-  ASSERT_FALSE(file.path().empty());
+  const std::string path = WriteTestFile("content.bin", content);
   FakeSocket s;
   s.max_write = 10000;
-  absl::StatusOr<uint64_t> sent = s.Sendfile(file.path(), 100, 150000);
+  absl::StatusOr<uint64_t> sent = s.Sendfile(path, 100, 150000);
   ASSERT_TRUE(sent.ok()) << sent.status();
   EXPECT_EQ(*sent, 150000u);
   EXPECT_TRUE(s.written == content.substr(100, 150000));
 
   s.written.clear();
-  sent = s.Sendfile(file.path(), 0, 0);
+  sent = s.Sendfile(path, 0, 0);
   ASSERT_TRUE(sent.ok()) << sent.status();
   EXPECT_EQ(*sent, content.size());
   EXPECT_TRUE(s.written == content);
 
   s.written.clear();
-  sent = s.Sendfile(file.path(), content.size() - 5, 50);
+  sent = s.Sendfile(path, content.size() - 5, 50);
   ASSERT_TRUE(sent.ok()) << sent.status();
   EXPECT_EQ(*sent, 5u);
   EXPECT_EQ(s.written, content.substr(content.size() - 5));
 }
 
 TEST(SocketSendfileTest, BadArguments) {
-  TempFile file("0123456789");
-  ASSERT_FALSE(file.path().empty());
+  const std::string path = WriteTestFile("ten.bin", "0123456789");
   FakeSocket s;
-  EXPECT_EQ(s.Sendfile(file.path() + ".missing", 0, 0).status().code(),
-            absl::StatusCode::kNotFound);
-  EXPECT_EQ(s.Sendfile(file.path(), 11, 0).status().code(), absl::StatusCode::kInvalidArgument);
-  absl::StatusOr<uint64_t> nothing = s.Sendfile(file.path(), 10, 0);
+  EXPECT_EQ(s.Sendfile(path + ".missing", 0, 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(s.Sendfile(path, 11, 0).status().code(), absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<uint64_t> nothing = s.Sendfile(path, 10, 0);
   ASSERT_TRUE(nothing.ok());
   EXPECT_EQ(*nothing, 0u);
   EXPECT_EQ(s.Sendfile("/", 0, 0).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.write_calls, 0);
   s.Close();
-  EXPECT_EQ(s.Sendfile(file.path(), 0, 0).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.Sendfile(path, 0, 0).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// A length that would wrap offset + length around 2^64 means "to the end", not "none":
+// this sent nothing and returned 0 before the clamp was shared with the server.
+TEST(SocketSendfileTest, AHugeLengthSendsToTheEnd) {
+  const std::string path = WriteTestFile("ten.bin", "0123456789");
+  FakeSocket s;
+  absl::StatusOr<uint64_t> sent = s.Sendfile(path, 2, UINT64_MAX);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, 8u);
+  EXPECT_EQ(s.written, "23456789");
 }
 
 // ---- Options: all or nothing -----------------------------------------------------------
