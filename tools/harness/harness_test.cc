@@ -43,79 +43,13 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "testing/subprocess.h"
+#include "tools/harness/harness_test_util.h"
 #include "transport/errors.h"
 #include "transport/tcp_transport.h"
 #include "transport/unique_fd.h"
 
 namespace islet::harness {
 namespace {
-
-// Generous bounds: these only fail when something hangs.
-constexpr absl::Duration kStartTimeout = absl::Seconds(30);
-constexpr absl::Duration kIoTimeout = absl::Seconds(10);
-constexpr absl::Duration kExitTimeout = absl::Seconds(10);
-
-std::string HarnessPath() {
-  // Bazel runs tests from the runfiles root of the workspace ("islet").
-  const std::string relative = "tools/harness/harness";
-  if (::access(relative.c_str(), X_OK) == 0) return relative;
-  if (const char* srcdir = std::getenv("TEST_SRCDIR")) {
-    std::string full = absl::StrCat(srcdir, "/islet/", relative);
-    if (::access(full.c_str(), X_OK) == 0) return full;
-  }
-  return relative;
-}
-
-std::string Describe(Subprocess& child) {
-  std::optional<Subprocess::Exit> exit = child.Wait(absl::ZeroDuration());
-  return absl::StrCat("\n  state: ", exit ? exit->ToString() : "running",
-                      "\n  stdout: \"", absl::CEscape(child.Stdout()), "\"",
-                      "\n  stderr: \"", absl::CEscape(child.Stderr()), "\"");
-}
-
-// A running harness and where it listens.
-struct Harness {
-  std::unique_ptr<Subprocess> process;
-  std::string line;  // the listening line, without its newline
-  uint16_t port = 0;
-};
-
-// Starts the harness with `flags` and waits for its listening line. With
-// `tcp_on_loopback` the line must name 127.0.0.1:PORT, and the port is parsed from it.
-void StartHarness(const std::vector<std::string>& flags, Harness* out,
-                  bool tcp_on_loopback = true) {
-  std::vector<std::string> argv = {HarnessPath()};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  absl::StatusOr<std::unique_ptr<Subprocess>> child = Subprocess::Start(argv);
-  ASSERT_TRUE(child.ok()) << child.status();
-  out->process = *std::move(child);
-  const bool got_line = out->process->WaitForStdout(
-      [](absl::string_view s) { return absl::StrContains(s, "\n"); }, kStartTimeout);
-  ASSERT_TRUE(got_line) << "no listening line from: " << absl::StrJoin(argv, " ")
-                        << Describe(*out->process);
-  const std::string stdout_text = out->process->Stdout();
-  out->line = stdout_text.substr(0, stdout_text.find('\n'));
-  if (!tcp_on_loopback) return;
-  const size_t at = out->line.find("127.0.0.1:");
-  ASSERT_NE(at, std::string::npos) << "listening line without 127.0.0.1:PORT: " << out->line;
-  size_t digits = at + strlen("127.0.0.1:");
-  size_t end = digits;
-  while (end < out->line.size() && absl::ascii_isdigit(out->line[end])) ++end;
-  uint32_t port = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(out->line.substr(digits, end - digits), &port) && port > 0 &&
-              port <= 65535)
-      << "no port in the listening line: " << out->line;
-  out->port = static_cast<uint16_t>(port);
-}
-
-// Sends `sig` and expects exit 0 within the bound.
-void StopAndExpectExit0(Subprocess& child, int sig = SIGTERM) {
-  ASSERT_TRUE(child.Signal(sig)) << Describe(child);
-  std::optional<Subprocess::Exit> exit = child.Wait(kExitTimeout);
-  ASSERT_TRUE(exit.has_value()) << "still running " << kExitTimeout << " after "
-                                << strsignal(sig) << Describe(child);
-  EXPECT_TRUE(exit->ExitedWith(0)) << exit->ToString() << Describe(child);
-}
 
 SocketInfo Loopback(uint16_t port) {
   return SocketInfo{.family = AddressFamily::kIpv4, .address = "127.0.0.1", .port = port};
@@ -283,30 +217,6 @@ void ExpectEchoes(Socket& client, absl::string_view text) {
   absl::StatusOr<std::string> back = client.Recv(text.size(), kIoTimeout);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, text);
-}
-
-// Exactly one line, non-empty, and nothing else.
-void ExpectOneLine(absl::string_view text) {
-  EXPECT_TRUE(absl::EndsWith(text, "\n")) << "\"" << absl::CEscape(text) << "\"";
-  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1)
-      << "\"" << absl::CEscape(text) << "\"";
-  EXPECT_GT(absl::StripAsciiWhitespace(text).size(), 0u) << "\"" << absl::CEscape(text) << "\"";
-  EXPECT_FALSE(absl::StartsWith(text, "\n")) << "\"" << absl::CEscape(text) << "\"";
-}
-
-// Runs the harness with `flags` and expects: exit 2, nothing on stdout, one line on
-// stderr.
-void ExpectUsageError(const std::vector<std::string>& flags) {
-  std::vector<std::string> argv = {HarnessPath()};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  SCOPED_TRACE(absl::StrJoin(argv, " "));
-  absl::StatusOr<std::unique_ptr<Subprocess>> child = Subprocess::Start(argv);
-  ASSERT_TRUE(child.ok()) << child.status();
-  std::optional<Subprocess::Exit> exit = (*child)->Wait(kExitTimeout);
-  ASSERT_TRUE(exit.has_value()) << "still running" << Describe(**child);
-  EXPECT_TRUE(exit->ExitedWith(2)) << exit->ToString() << Describe(**child);
-  EXPECT_EQ((*child)->Stdout(), "");
-  ExpectOneLine((*child)->Stderr());
 }
 
 // ---- Exit 2 with one line ----

@@ -55,8 +55,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/subprocess.h"
+#include "testing/temp_file.h"
 #include "testing/test_certs.h"
 #include "testing/tls_test_util.h"
+#include "tools/harness/harness_test_util.h"
 #include "transport/errors.h"
 #include "transport/tcp_transport.h"
 
@@ -68,11 +70,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// Generous bounds: these only fail when something hangs.
-constexpr absl::Duration kStartTimeout = absl::Seconds(30);
-constexpr absl::Duration kIoTimeout = absl::Seconds(10);
-constexpr absl::Duration kExitTimeout = absl::Seconds(10);
-
 constexpr char kOpenssl[] = "/usr/bin/openssl";
 constexpr char kCurl[] = "/usr/bin/curl";
 
@@ -83,25 +80,6 @@ constexpr char kCurl[] = "/usr/bin/curl";
   }
 #define REQUIRE_OPENSSL() REQUIRE_PROGRAM(kOpenssl, "openssl")
 #define REQUIRE_CURL() REQUIRE_PROGRAM(kCurl, "curl")
-
-std::string RunfilePath(const std::string& relative) {
-  // Bazel runs tests from the runfiles root of the workspace ("islet").
-  if (::access(relative.c_str(), R_OK) == 0) return relative;
-  if (const char* srcdir = std::getenv("TEST_SRCDIR")) {
-    std::string full = absl::StrCat(srcdir, "/islet/", relative);
-    if (::access(full.c_str(), R_OK) == 0) return full;
-  }
-  return relative;
-}
-
-std::string HarnessPath() { return RunfilePath("tools/harness/harness"); }
-
-std::string Describe(Subprocess& child) {
-  std::optional<Subprocess::Exit> exit = child.Wait(absl::ZeroDuration());
-  return absl::StrCat("\n  state: ", exit ? exit->ToString() : "running",
-                      "\n  stdout: \"", absl::CEscape(child.Stdout()), "\"",
-                      "\n  stderr: \"", absl::CEscape(child.Stderr()), "\"");
-}
 
 // ---- Files ----
 
@@ -121,18 +99,6 @@ const std::string& ScratchDir() {
   return *dir;
 }
 
-std::string WriteScratchFile(const std::string& name, const std::string& contents) {
-  const std::string path = absl::StrCat(ScratchDir(), "/", name);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-  out.close();
-  if (!out) {
-    std::fprintf(stderr, "cannot write %s\n", path.c_str());
-    std::abort();
-  }
-  return path;
-}
-
 std::string ReadFileOrEmpty(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;
@@ -150,22 +116,22 @@ struct Pki {
   TestCertificate client = ca.IssueClient("alice");
   TestCertificate stranger = stranger_ca.IssueClient("mallory");
 
-  std::string ca_file = WriteScratchFile("ca.pem", ca.cert_pem());
-  std::string server_cert_file = WriteScratchFile("server.pem", server.chain_pem());
-  std::string server_key_file = WriteScratchFile("server.key", server.key_pem);
+  std::string ca_file = WriteTestFile("ca.pem", ca.cert_pem());
+  std::string server_cert_file = WriteTestFile("server.pem", server.chain_pem());
+  std::string server_key_file = WriteTestFile("server.key", server.key_pem);
   // The chain and its key in one file: what --keyfile defaults to.
   std::string server_combined_file =
-      WriteScratchFile("server_combined.pem", server.chain_pem() + server.key_pem);
-  std::string client_cert_file = WriteScratchFile("client.pem", client.cert_pem);
-  std::string client_key_file = WriteScratchFile("client.key", client.key_pem);
-  std::string stranger_ca_file = WriteScratchFile("stranger_ca.pem", stranger_ca.cert_pem());
-  std::string stranger_cert_file = WriteScratchFile("stranger.pem", stranger.cert_pem);
-  std::string stranger_key_file = WriteScratchFile("stranger.key", stranger.key_pem);
+      WriteTestFile("server_combined.pem", server.chain_pem() + server.key_pem);
+  std::string client_cert_file = WriteTestFile("client.pem", client.cert_pem);
+  std::string client_key_file = WriteTestFile("client.key", client.key_pem);
+  std::string stranger_ca_file = WriteTestFile("stranger_ca.pem", stranger_ca.cert_pem());
+  std::string stranger_cert_file = WriteTestFile("stranger.pem", stranger.cert_pem);
+  std::string stranger_key_file = WriteTestFile("stranger.key", stranger.key_pem);
   // A valid key that belongs to no certificate here.
   std::string other_key_file =
-      WriteScratchFile("other.key", GenerateTestKeyPem(TestKeyType::kEcdsaP256));
-  std::string garbage_file = WriteScratchFile("garbage.pem", "not a PEM file\n");
-  std::string missing_file = absl::StrCat(ScratchDir(), "/no-such-file.pem");
+      WriteTestFile("other.key", GenerateTestKeyPem(TestKeyType::kEcdsaP256));
+  std::string garbage_file = WriteTestFile("garbage.pem", "not a PEM file\n");
+  std::string missing_file = TestTempPath("no-such-file.pem");
 };
 
 const Pki& pki() {
@@ -174,39 +140,6 @@ const Pki& pki() {
 }
 
 // ---- The harness ----
-
-// A running harness and where it listens.
-struct Harness {
-  std::unique_ptr<Subprocess> process;
-  std::string line;  // the listening line, without its newline
-  uint16_t port = 0;
-};
-
-// Starts the harness with `flags` and waits for its listening line, which must name
-// 127.0.0.1:PORT; the port is parsed from it.
-void StartHarness(const std::vector<std::string>& flags, Harness* out) {
-  std::vector<std::string> argv = {HarnessPath()};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  absl::StatusOr<std::unique_ptr<Subprocess>> child = Subprocess::Start(argv);
-  ASSERT_TRUE(child.ok()) << child.status();
-  out->process = *std::move(child);
-  const bool got_line = out->process->WaitForStdout(
-      [](absl::string_view s) { return absl::StrContains(s, "\n"); }, kStartTimeout);
-  ASSERT_TRUE(got_line) << "no listening line from: " << absl::StrJoin(argv, " ")
-                        << Describe(*out->process);
-  const std::string stdout_text = out->process->Stdout();
-  out->line = stdout_text.substr(0, stdout_text.find('\n'));
-  const size_t at = out->line.find("127.0.0.1:");
-  ASSERT_NE(at, std::string::npos) << "listening line without 127.0.0.1:PORT: " << out->line;
-  const size_t digits = at + strlen("127.0.0.1:");
-  size_t end = digits;
-  while (end < out->line.size() && absl::ascii_isdigit(out->line[end])) ++end;
-  uint32_t port = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(out->line.substr(digits, end - digits), &port) && port > 0 &&
-              port <= 65535)
-      << "no port in the listening line: " << out->line;
-  out->port = static_cast<uint16_t>(port);
-}
 
 // --port=0 --transport=tls with the test server certificate, then `extra`.
 std::vector<std::string> TlsFlags(const std::vector<std::string>& extra = {}) {
@@ -220,45 +153,6 @@ std::vector<std::string> TlsFlags(const std::vector<std::string>& extra = {}) {
 void StartTlsHarness(const std::vector<std::string>& extra, Harness* out) {
   ASSERT_NO_FATAL_FAILURE(StartHarness(TlsFlags(extra), out));
   EXPECT_THAT(out->line, HasSubstr(" over tls "));
-}
-
-// Sends `sig` and expects exit 0 within `bound`.
-void StopAndExpectExit0(Subprocess& child, int sig = SIGTERM,
-                        absl::Duration bound = kExitTimeout) {
-  ASSERT_TRUE(child.Signal(sig)) << Describe(child);
-  std::optional<Subprocess::Exit> exit = child.Wait(bound);
-  ASSERT_TRUE(exit.has_value()) << "still running " << bound << " after " << strsignal(sig)
-                                << Describe(child);
-  EXPECT_TRUE(exit->ExitedWith(0)) << exit->ToString() << Describe(child);
-}
-
-// Exactly one line, non-empty, and nothing else.
-void ExpectOneLine(absl::string_view text) {
-  EXPECT_TRUE(absl::EndsWith(text, "\n")) << "\"" << absl::CEscape(text) << "\"";
-  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1)
-      << "\"" << absl::CEscape(text) << "\"";
-  EXPECT_GT(absl::StripAsciiWhitespace(text).size(), 0u) << "\"" << absl::CEscape(text) << "\"";
-  EXPECT_FALSE(absl::StartsWith(text, "\n")) << "\"" << absl::CEscape(text) << "\"";
-}
-
-// Runs the harness with `flags`; expects exit 2, nothing on stdout, one line on stderr
-// (starting "harness: ", so no log line came before it). Returns that line.
-std::string ExpectUsageError(const std::vector<std::string>& flags) {
-  std::vector<std::string> argv = {HarnessPath()};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  SCOPED_TRACE(absl::StrJoin(argv, " "));
-  absl::StatusOr<std::unique_ptr<Subprocess>> child = Subprocess::Start(argv);
-  EXPECT_TRUE(child.ok()) << child.status();
-  if (!child.ok()) return "";
-  std::optional<Subprocess::Exit> exit = (*child)->Wait(kExitTimeout);
-  EXPECT_TRUE(exit.has_value()) << "still running" << Describe(**child);
-  if (!exit.has_value()) return "";
-  EXPECT_TRUE(exit->ExitedWith(2)) << exit->ToString() << Describe(**child);
-  EXPECT_EQ((*child)->Stdout(), "");
-  const std::string err = (*child)->Stderr();
-  ExpectOneLine(err);
-  EXPECT_TRUE(absl::StartsWith(err, "harness: ")) << "\"" << absl::CEscape(err) << "\"";
-  return err;
 }
 
 // ---- Clients ----
