@@ -139,7 +139,7 @@ absl::StatusOr<bssl::UniquePtr<SSL_CTX>> BuildSslCtx(
   }
   // Renegotiation: a BoringSSL server never renegotiates, and answers a client's
   // renegotiation attempt with a fatal no_renegotiation alert; there is no switch to
-  // turn that on (tls_transport_test checks it with openssl s_client).
+  // turn that on (tls_external_test checks it with openssl s_client).
   ERR_clear_error();
   return ctx;
 }
