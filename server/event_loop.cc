@@ -64,13 +64,13 @@ void EventLoop::Run() {
 }
 
 #ifndef NDEBUG
-void EventLoop::AssertInLoopThread(std::source_location caller) const {
+void EventLoop::AssertInLoopThread(const char* function, const char* file, int line) const {
   const std::thread::id owner = owner_.load();
   if (owner == std::thread::id() || owner == std::this_thread::get_id()) return;
   std::fprintf(stderr,
-               "islet: %s (%s:%u) called off its event loop's thread while the loop runs; "
+               "islet: %s (%s:%d) called off its event loop's thread while the loop runs; "
                "post it to the loop instead\n",
-               caller.function_name(), caller.file_name(), caller.line());
+               function, file, line);
   std::abort();
 }
 #endif

@@ -23,7 +23,6 @@
 #include <cstdint>
 #include <memory>
 #include <queue>
-#include <source_location>
 #include <thread>
 #include <vector>
 
@@ -109,11 +108,14 @@ class EventLoop {
 
   // Dies with a message naming the caller when called off the loop thread while the loop
   // runs. Debug builds only (compiled out under NDEBUG, as -c opt defines it).
+  // (std::source_location would name the caller too, but clang 14 cannot build it
+  // against libstdc++ 12; these builtins do the same in gcc and clang.)
 #ifdef NDEBUG
-  void AssertInLoopThread(std::source_location = std::source_location::current()) const {}
+  void AssertInLoopThread(const char* = nullptr, const char* = nullptr, int = 0) const {}
 #else
-  void AssertInLoopThread(
-      std::source_location caller = std::source_location::current()) const;
+  void AssertInLoopThread(const char* function = __builtin_FUNCTION(),
+                          const char* file = __builtin_FILE(),
+                          int line = __builtin_LINE()) const;
 #endif
 
  private:
