@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
@@ -415,32 +416,52 @@ TEST_F(TlsTest, IoBeforeTheHandshakeIsRefused) {
 
 // ---- STARTTLS ----
 
-TEST_F(TlsTest, StartTlsUpgradesAPlainConnection) {
-  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls,
-                       TlsTransport::Create(OptionsFor(pki().ec_server)));
-  TcpTransport tcp;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Listener> listener, tcp.Listen(0, {.address = "127.0.0.1"}));
-  ASSERT_OK_AND_ASSIGN(SocketInfo where, listener->LocalInfo());
-  std::future<absl::Status> client = std::async(std::launch::async, [&]() -> absl::Status {
-    absl::StatusOr<std::unique_ptr<TestTlsClient>> c = TestTlsClient::Connect(where.port);
-    if (!c.ok()) return c.status();
-    if (absl::Status s = (*c)->WritePlain("STARTTLS\r\n"); !s.ok()) return s;
-    absl::StatusOr<std::string> line = (*c)->ReadPlainLine();
+// A plain TCP listener and a TLS transport to upgrade its connections with; the client
+// connects in the clear and sends "STARTTLS\r\n" first.
+class StartTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(tls_, TlsTransport::Create(OptionsFor(pki().ec_server)));
+    ASSERT_OK_AND_ASSIGN(plain_listener_, tcp_.Listen(0, {.address = "127.0.0.1"}));
+    ASSERT_OK_AND_ASSIGN(SocketInfo where, plain_listener_->LocalInfo());
+    plain_port_ = where.port;
+  }
+
+  // Runs `then` on a client that has connected and sent the command in the clear.
+  std::future<absl::Status> ClientSendingStartTls(
+      std::function<absl::Status(TestTlsClient&)> then) {
+    return std::async(std::launch::async, [port = plain_port_, then]() -> absl::Status {
+      absl::StatusOr<std::unique_ptr<TestTlsClient>> c = TestTlsClient::Connect(port);
+      if (!c.ok()) return c.status();
+      if (absl::Status s = (*c)->WritePlain("STARTTLS\r\n"); !s.ok()) return s;
+      return then(**c);
+    });
+  }
+
+  std::shared_ptr<TlsTransport> tls_;
+  TcpTransport tcp_;
+  std::unique_ptr<Listener> plain_listener_;
+  uint16_t plain_port_ = 0;
+};
+
+TEST_F(StartTlsTest, StartTlsUpgradesAPlainConnection) {
+  std::future<absl::Status> client = ClientSendingStartTls([](TestTlsClient& c) -> absl::Status {
+    absl::StatusOr<std::string> line = c.ReadPlainLine();
     if (!line.ok()) return line.status();
     if (*line != "OK go ahead\r\n") return absl::InternalError(absl::StrCat("got ", *line));
-    if (absl::Status s = (*c)->StartTls(Verifying()); !s.ok()) return s;
-    if (absl::Status s = (*c)->Write("secret"); !s.ok()) return s;
-    absl::StatusOr<std::string> reply = (*c)->Read(7);
+    if (absl::Status s = c.StartTls(Verifying()); !s.ok()) return s;
+    if (absl::Status s = c.Write("secret"); !s.ok()) return s;
+    absl::StatusOr<std::string> reply = c.Read(7);
     if (!reply.ok()) return reply.status();
     if (*reply != "private") return absl::InternalError(absl::StrCat("got ", *reply));
     return absl::OkStatus();
   });
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> plain, AcceptWithin(*listener));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> plain, AcceptWithin(*plain_listener_));
   EXPECT_FALSE(plain->Secure());
   EXPECT_THAT(plain->Recv(10, kTestWait), IsOkAndHolds(std::string("STARTTLS\r\n")));
   ASSERT_THAT(plain->Send("OK go ahead\r\n"), IsOk());
   const int fd = plain->fd();
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> secure, tls->Upgrade(std::move(plain)));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> secure, tls_->Upgrade(std::move(plain)));
   EXPECT_EQ(secure->fd(), fd);
   EXPECT_TRUE(secure->Secure());
   ASSERT_THAT(secure->Handshake(kTestWait), IsOk());
@@ -453,21 +474,12 @@ TEST_F(TlsTest, StartTlsUpgradesAPlainConnection) {
 // The client sends its ClientHello right behind the command, and the server's plain
 // socket has already read it (a Recv that timed out keeps what it read): the upgrade
 // must hand those bytes to TLS, not lose them.
-TEST_F(TlsTest, StartTlsKeepsBytesThePlainSocketAlreadyRead) {
-  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls,
-                       TlsTransport::Create(OptionsFor(pki().ec_server)));
-  TcpTransport tcp;
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Listener> listener, tcp.Listen(0, {.address = "127.0.0.1"}));
-  ASSERT_OK_AND_ASSIGN(SocketInfo where, listener->LocalInfo());
-  std::future<absl::Status> client = std::async(std::launch::async, [&]() -> absl::Status {
-    absl::StatusOr<std::unique_ptr<TestTlsClient>> c = TestTlsClient::Connect(where.port);
-    if (!c.ok()) return c.status();
-    if (absl::Status s = (*c)->WritePlain("STARTTLS\r\n"); !s.ok()) return s;
-    if (absl::Status s = (*c)->StartTls(Verifying()); !s.ok()) return s;
-    if (absl::Status s = (*c)->Write("secret"); !s.ok()) return s;
-    return absl::OkStatus();
+TEST_F(StartTlsTest, StartTlsKeepsBytesThePlainSocketAlreadyRead) {
+  std::future<absl::Status> client = ClientSendingStartTls([](TestTlsClient& c) -> absl::Status {
+    if (absl::Status s = c.StartTls(Verifying()); !s.ok()) return s;
+    return c.Write("secret");
   });
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> plain, AcceptWithin(*listener));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> plain, AcceptWithin(*plain_listener_));
   // Peek until the command and the whole ClientHello record are in the kernel.
   const absl::Time give_up = absl::Now() + kTestWait;
   for (;;) {
@@ -486,7 +498,7 @@ TEST_F(TlsTest, StartTlsKeepsBytesThePlainSocketAlreadyRead) {
   // ...so the command comes from the kept bytes, and the ClientHello stays kept.
   EXPECT_THAT(plain->Recv(10, kTestWait), IsOkAndHolds(std::string("STARTTLS\r\n")));
   EXPECT_TRUE(plain->HasBufferedInput());
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> secure, tls->Upgrade(std::move(plain)));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> secure, tls_->Upgrade(std::move(plain)));
   EXPECT_TRUE(secure->HasBufferedInput()) << "the kept ClientHello is invisible to TLS";
   ASSERT_THAT(secure->Handshake(kTestWait), IsOk());
   EXPECT_THAT(secure->Recv(6, kTestWait), IsOkAndHolds(std::string("secret")));

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "examples/http_hello/hello_response.h"
 
 // This handler is the subject of the HTTP benchmarks, so its steady path is kept lean:
 // requests are parsed in place in one pass over each head, and the responses are views
@@ -24,13 +25,7 @@ constexpr absl::string_view kHeadTooLarge = "431 Request Header Fields Too Large
 constexpr absl::string_view kBodyTooLarge = "413 Content Too Large";
 constexpr absl::string_view kNotImplemented = "501 Not Implemented";
 
-constexpr char kHello[] =
-    "HTTP/1.1 200 OK\r\n"
-    "Server: islet\r\n"
-    "Content-Type: text/plain\r\n"
-    "Content-Length: 12\r\n"
-    "\r\n"
-    "Hello world!";
+constexpr const auto& kHello = examples::kHelloResponse;
 constexpr char kHelloKeepAlive10[] =
     "HTTP/1.1 200 OK\r\n"
     "Server: islet\r\n"

@@ -6,18 +6,13 @@
 //   epoll_http --port=0 [--threads=N] [--ip=127.0.0.1]
 #include <cstring>
 
+#include "examples/http_hello/hello_response.h"
 #include "tools/bench/epoll_base.h"
 
 namespace {
 
-// Byte for byte what examples/http_hello/http_hello.cc answers (kHello).
-constexpr char kResponse[] =
-    "HTTP/1.1 200 OK\r\n"
-    "Server: islet\r\n"
-    "Content-Type: text/plain\r\n"
-    "Content-Length: 12\r\n"
-    "\r\n"
-    "Hello world!";
+// Byte for byte what examples/http_hello answers.
+constexpr const auto& kResponse = islet::examples::kHelloResponse;
 constexpr size_t kResponseSize = sizeof(kResponse) - 1;
 constexpr size_t kBatch = 64;  // responses in the prebuilt buffer
 
