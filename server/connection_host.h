@@ -8,13 +8,13 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/types/span.h"
-#include "server/connection_handle.h"
 #include "server/event_loop.h"
 #include "server/server_options.h"
 
 namespace islet {
 
 class ConnectionImpl;
+class WorkerMailbox;
 
 class ConnectionHost {
  public:
@@ -27,8 +27,8 @@ class ConnectionHost {
   virtual int index() const = 0;
   // Shared by every connection of the worker: valid until the callback returns.
   virtual absl::Span<char> read_buffer() = 0;
-  // Where the connection's handles post.
-  virtual const std::shared_ptr<ConnectionMailbox>& mailbox() const = 0;
+  // The way onto this worker's loop from other threads (for the connection's handles).
+  virtual const std::shared_ptr<WorkerMailbox>& mailbox() const = 0;
   // Runs `action` on a later loop turn if connection `id` is still there then: a
   // connection never posts a pointer to itself, which may be gone by that turn.
   virtual void RunLater(uint64_t id, absl::AnyInvocable<void(ConnectionImpl&) &&> action) = 0;

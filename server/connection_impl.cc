@@ -41,7 +41,13 @@ ConnectionImpl::~ConnectionImpl() {
 
 uint64_t ConnectionImpl::parent_span_id() const { return acceptor_ ? acceptor_->span_id : 0; }
 
-ConnectionHandle ConnectionImpl::handle() const { return ConnectionHandle(host_.mailbox(), id_); }
+ConnectionHandle ConnectionImpl::handle() const {
+  AssertInLoopThread();
+  if (inbox_ == nullptr) {
+    inbox_ = std::make_shared<ConnectionInbox>(host_.mailbox(), options_.max_pending_messages);
+  }
+  return ConnectionHandle(inbox_, id_);
+}
 
 ConnectionSummary ConnectionImpl::Summary() const {
   AssertInLoopThread();
@@ -80,16 +86,18 @@ void ConnectionImpl::Start() {
   ContinueHandshake();
 }
 
-void ConnectionImpl::Deliver(std::any& message) {
+void ConnectionImpl::Deliver(PostedMessage message) {
   AssertInLoopThread();
   if (ended_ || phase_ == Phase::kClosed || phase_ == Phase::kDraining) return;
   if (phase_ == Phase::kHandshaking) {
     // As a process's mailbox would: kept until the connection is ready, then delivered
-    // in order after HandleConnection.
+    // in order after HandleConnection. Kept messages still count against
+    // max_pending_messages, so a handshake that never ends cannot hoard them.
     early_messages_.push_back(std::move(message));
     return;
   }
-  RunCallback([&] { return handler_->HandleMessage(message, *this); }, Source::kMessage);
+  RunCallback([&] { return handler_->HandleMessage(message.message(), *this); },
+              Source::kMessage);
 }
 
 void ConnectionImpl::BeginShutdown(absl::Duration deadline) {
@@ -220,9 +228,9 @@ void ConnectionImpl::ContinueHandshake() {
     RunCallback([this] { return handler_->HandleConnection(*this); });
   }
   if (!early_messages_.empty()) {
-    std::vector<std::any> messages = std::move(early_messages_);
+    std::vector<PostedMessage> messages = std::move(early_messages_);
     early_messages_.clear();
-    for (std::any& m : messages) Deliver(m);
+    for (PostedMessage& m : messages) Deliver(std::move(m));
   }
 }
 

@@ -29,6 +29,7 @@
 #include "server/connection_host.h"
 #include "server/event_loop.h"
 #include "server/handler.h"
+#include "server/mailbox.h"
 #include "server/output_queue.h"
 #include "server/server_context.h"
 #include "server/telemetry.h"
@@ -65,7 +66,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   // Starts the handshake; HandleConnection follows when it is done.
   void Start();
   // A message from a handle: HandleMessage now, or after the handshake.
-  void Deliver(std::any& message);
+  void Deliver(PostedMessage message);
   // Reads what the transport holds that epoll cannot see (see PostReadIfBuffered).
   void ReadBuffered() { ReadAndDispatch(); }
   // The server stops: HandleShutdown, then output drains until `deadline` at the latest.
@@ -170,7 +171,9 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   bool reading_paused_ = false;   // backpressure
   absl::Duration wait_timeout_;   // the current wait for data (one-shot or persistent)
 
-  std::vector<std::any> early_messages_;  // posted while the handshake ran
+  std::vector<PostedMessage> early_messages_;  // posted while the handshake ran
+  // Made when a handle is first asked for: a connection nobody posts to has none.
+  mutable std::shared_ptr<ConnectionInbox> inbox_;
   OutputQueue out_;
 
   EventLoop::TimerId timer_id_ = 0;

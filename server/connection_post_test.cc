@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -30,7 +31,9 @@ using ::testing::Not;
 using ::testing::StartsWith;
 using testutil::ConnectionTest;
 using testutil::Ctx;
+using ::islet::IsOk;
 using testutil::IsOkAndHolds;
+using testutil::StatusIs;
 using testutil::kDeadline;
 
 struct Payload {
@@ -152,6 +155,48 @@ TEST_F(ConnectionTest, PostToAClosedConnectionIsDroppedAndAfterStopFails) {
   EXPECT_FALSE(empty.valid());
   EXPECT_TRUE(absl::IsFailedPrecondition(empty.Post(1)));
   EXPECT_TRUE(absl::IsFailedPrecondition(empty.Close()));
+}
+
+// A connection that does not keep up with its posters: beyond max_pending_messages,
+// Post fails with ResourceExhausted (the poster decides what to do), nothing is lost
+// of what was accepted, and posting works again once the connection has caught up.
+// Before the bound, every post was queued on the worker without limit.
+TEST_F(ConnectionTest, PostBeyondMaxPendingMessagesIsRefused) {
+  absl::Notification entered;
+  absl::Notification release;
+  script_.message = [&](const Ctx& ctx, std::any& message, Connection&) {
+    const int n = std::any_cast<int>(message);
+    if (n == 0) {
+      entered.Notify();
+      // Holds the worker: every later post waits in the connection's inbox.
+      release.WaitForNotificationWithTimeout(kDeadline);
+    }
+    ctx.Note(absl::StrCat("m", n));
+    return HandlerResult::Continue();
+  };
+  ServerOptions options = Options();
+  options.max_pending_messages = 8;
+  ASSERT_TRUE(Start(std::move(options)));
+  auto client = ConnectAs(1);
+  ASSERT_NE(client, nullptr);
+  ConnectionHandle handle = HandleOf(1);
+  ASSERT_THAT(handle.Post(0), IsOk());
+  ASSERT_TRUE(entered.WaitForNotificationWithTimeout(kDeadline));
+  // Message 0 is still being handled: it holds one of the 8 places.
+  for (int i = 1; i < 8; ++i) ASSERT_THAT(handle.Post(i), IsOk()) << i;
+  EXPECT_THAT(handle.Post(8), StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_THAT(handle.Post(9), StatusIs(absl::StatusCode::kResourceExhausted));
+  release.Notify();
+  ASSERT_TRUE(WaitFor(1, "m7"));
+  // Caught up: its places are free again.
+  absl::Status again;
+  ASSERT_TRUE(testutil::WaitFor([&] { return (again = handle.Post(10)).ok(); })) << again;
+  ASSERT_TRUE(WaitFor(1, "m10"));
+  std::vector<std::string> handled;
+  for (const std::string& e : EventsOf(1)) {
+    if (e.size() > 1 && e[0] == 'm' && e != "message") handled.push_back(e);
+  }
+  EXPECT_THAT(handled, ElementsAre("m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m10"));
 }
 
 }  // namespace

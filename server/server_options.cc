@@ -50,6 +50,7 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   }
   if (!PositiveFinite(o.send_timeout)) return Bad("send_timeout", "must be positive and finite");
   if (o.send_queue_high_water == 0) return Bad("send_queue_high_water", "must be positive");
+  if (o.max_pending_messages == 0) return Bad("max_pending_messages", "must be positive");
   if (o.send_queue_limit < o.send_queue_high_water) {
     return Bad("send_queue_limit", "must be at least send_queue_high_water");
   }

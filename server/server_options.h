@@ -73,6 +73,14 @@ struct ServerOptions {
   // connection: the hard bound on memory per connection.
   size_t send_queue_limit = 16 << 20;
 
+  // Messages posted to one connection (ConnectionHandle::Post) and not yet handled,
+  // including those kept while its handshake runs. A post beyond it fails with
+  // ResourceExhausted, so the poster learns that this connection is not keeping up and
+  // decides (drop the message, or close the connection); without a bound, a fast
+  // poster and a slow connection grow the worker's queue without end. What the
+  // handler then Sends counts against send_queue_limit as usual.
+  size_t max_pending_messages = 1024;
+
   // When true, a handler's Error result still runs HandleError but is not reported as
   // an error in telemetry (connection.stop carries no error).
   bool silent_terminate_on_error = false;

@@ -2,7 +2,6 @@
 
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 
@@ -17,54 +16,10 @@ std::atomic<uint64_t> next_connection_id{1};
 
 }  // namespace
 
-// Where handles post. It outlives the worker: Stop detaches it, after which posting
-// fails instead of touching a worker that is gone.
-class Worker::Mailbox final : public ConnectionMailbox {
- public:
-  absl::Status Post(uint64_t connection_id, std::any message) override {
-    return Run("post", connection_id, [message = std::move(message)](ConnectionImpl& c) mutable {
-      c.Deliver(message);
-    });
-  }
-  absl::Status Close(uint64_t connection_id) override {
-    return Run("close", connection_id, [](ConnectionImpl& c) {
-      c.Close(Ending::kLocalClose, CloseType::kFlushWrite);
-    });
-  }
-
-  void Attach(Worker* worker) {
-    absl::MutexLock lock(&mu_);
-    worker_ = worker;
-  }
-  // Runs `task` on the worker's loop, which is sure to run it: Stop detaches the mailbox
-  // before it quits the loop, and the loop runs what was posted before Quit.
-  bool PostToLoop(EventLoop::Task task) {
-    absl::MutexLock lock(&mu_);
-    if (worker_ == nullptr) return false;
-    worker_->loop().Post(std::move(task));
-    return true;
-  }
-
- private:
-  absl::Status Run(absl::string_view what, uint64_t connection_id,
-                   absl::AnyInvocable<void(ConnectionImpl&) &&> action) {
-    absl::MutexLock lock(&mu_);
-    if (worker_ == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(what, ": the server has stopped"));
-    }
-    worker_->RunLater(connection_id, std::move(action));
-    return absl::OkStatus();
-  }
-
-  absl::Mutex mu_;
-  Worker* worker_ ABSL_GUARDED_BY(mu_) = nullptr;
-};
-
 Worker::Worker(ServerContext& context, int index)
     : context_(context),
       index_(index),
-      worker_mailbox_(std::make_shared<Mailbox>()),
-      mailbox_(worker_mailbox_),
+      mailbox_(std::make_shared<WorkerMailbox>()),
       read_buffer_(kReadBufferSize) {}
 
 Worker::~Worker() { Stop(); }
@@ -73,7 +28,7 @@ absl::Status Worker::Start() {
   absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
   if (!loop.ok()) return loop.status();
   loop_ = *std::move(loop);
-  worker_mailbox_->Attach(this);
+  mailbox_->Attach(this);
   running_ = true;
   thread_ = std::thread([this] { loop_->Run(); });
   return absl::OkStatus();
@@ -124,7 +79,7 @@ void Worker::CloseAll() {
 
 void Worker::Stop() {
   if (!running_) return;
-  worker_mailbox_->Attach(nullptr);
+  mailbox_->Attach(nullptr);
   loop_->Quit();
   thread_.join();
   running_ = false;
@@ -148,7 +103,7 @@ std::vector<ConnectionSummary> Worker::Connections() {
   // Through the mailbox, as a handle posts: a loop that has stopped (or never started)
   // would never run the task, and this would wait forever.
   absl::Notification done;
-  if (!worker_mailbox_->PostToLoop([&] {
+  if (!mailbox_->PostToLoop([&] {
         collect();
         done.Notify();
       })) {

@@ -18,6 +18,7 @@
 #include "server/connection_host.h"
 #include "server/connection_impl.h"
 #include "server/event_loop.h"
+#include "server/mailbox.h"
 #include "server/server_context.h"
 #include "server/server_options.h"
 #include "transport/transport.h"
@@ -48,19 +49,17 @@ class Worker final : public ConnectionHost {
   const ServerOptions& options() const override { return context_.options; }
   int index() const override { return index_; }
   absl::Span<char> read_buffer() override { return absl::MakeSpan(read_buffer_); }
-  const std::shared_ptr<ConnectionMailbox>& mailbox() const override { return mailbox_; }
+  const std::shared_ptr<WorkerMailbox>& mailbox() const override { return mailbox_; }
   void RunLater(uint64_t id, absl::AnyInvocable<void(ConnectionImpl&) &&> action) override;
   void Retire(ConnectionImpl& connection) override;
 
  private:
-  class Mailbox;
-
   ServerContext& context_;
   const int index_;
   std::unique_ptr<EventLoop> loop_;
   std::thread thread_;
-  std::shared_ptr<Mailbox> worker_mailbox_;
-  std::shared_ptr<ConnectionMailbox> mailbox_;  // the same object, as handles see it
+  // Outlives the worker (handles hold it); detached when the worker stops.
+  std::shared_ptr<WorkerMailbox> mailbox_;
   std::vector<char> read_buffer_;
 
   absl::flat_hash_map<uint64_t, std::unique_ptr<ConnectionImpl>> connections_;

@@ -116,8 +116,10 @@ class TlsServerTest : public ::testing::Test {
  protected:
   absl::Status Start(std::shared_ptr<Transport> transport, HandlerFactory factory,
                      std::any handler_options = {},
-                     absl::Duration handshake_timeout = absl::Seconds(5)) {
+                     absl::Duration handshake_timeout = absl::Seconds(5),
+                     size_t max_pending_messages = ServerOptions().max_pending_messages) {
     ServerOptions options;
+    options.max_pending_messages = max_pending_messages;
     options.port = 0;
     options.transport_options.address = "127.0.0.1";
     options.transport = std::move(transport);
@@ -338,6 +340,31 @@ TEST_F(TlsServerTest, MessagePostedDuringTheHandshakeArrivesAfterHandleConnectio
   ASSERT_THAT(live[0].handle.Post(std::string("early\n")), IsOk());
   ASSERT_THAT(client->StartTls(ClientOptions()), IsOk());
   EXPECT_THAT(client->Read(12), IsOkAndHolds(std::string("hello\nearly\n")));
+}
+
+// What is kept during a handshake counts against max_pending_messages: a client that
+// never finishes its handshake cannot make the server hoard messages for it. Before
+// the bound, every one was kept.
+TEST_F(TlsServerTest, MessagesKeptDuringTheHandshakeAreBounded) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ASSERT_THAT(Start(tls, HandlerFactoryOf<GreeterHandler>(), {}, absl::Seconds(20),
+                    /*max_pending_messages=*/3),
+              IsOk());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> client, TestTlsClient::Connect(port_));
+  std::vector<ConnectionSummary> live;
+  const absl::Time deadline = absl::Now() + kTestWait;
+  while ((live = server_->Connections()).empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  ASSERT_EQ(live.size(), 1u);
+  for (const char* m : {"a\n", "b\n", "c\n"}) {
+    ASSERT_THAT(live[0].handle.Post(std::string(m)), IsOk()) << m;
+  }
+  // The posts are queued to the worker at once, and kept there by the handshake.
+  EXPECT_THAT(live[0].handle.Post(std::string("d\n")),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  ASSERT_THAT(client->StartTls(ClientOptions()), IsOk());
+  EXPECT_THAT(client->Read(12), IsOkAndHolds(std::string("hello\na\nb\nc\n")));
 }
 
 }  // namespace

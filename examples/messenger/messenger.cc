@@ -29,13 +29,30 @@ void MessengerRoom::Broadcast(uint64_t from, const std::string& line) {
     for (const auto& [id, handle] : members_) {
       if (id != from) others.push_back(handle);
     }
-    if (log_ != nullptr) {
-      std::fwrite(line.data(), 1, line.size(), log_);
-      std::fflush(log_);
-    }
   }
-  // Posting outside the lock: a slow worker never holds up the room.
-  for (const ConnectionHandle& h : others) h.Post(line).IgnoreError();
+  lines_.fetch_add(1, std::memory_order_relaxed);
+  // Outside the lock, both: a slow log or a slow worker never holds up the room.
+  if (log_ != nullptr) {
+    absl::MutexLock lock(&log_mu_);
+    std::fwrite(line.data(), 1, line.size(), log_);
+    std::fflush(log_);
+  }
+  std::vector<ConnectionHandle> behind;
+  for (const ConnectionHandle& h : others) {
+    if (absl::IsResourceExhausted(h.Post(line))) behind.push_back(h);
+  }
+  if (behind.empty()) return;
+  // A member max_pending_messages behind is not keeping up: it leaves the room now (so
+  // no later line is posted to it, nor a second close) and is disconnected, rather
+  // than left to fall further behind.
+  {
+    absl::MutexLock lock(&mu_);
+    for (const ConnectionHandle& h : behind) members_.erase(h.id());
+  }
+  for (const ConnectionHandle& h : behind) {
+    h.Close().IgnoreError();
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 MessengerHandler::MessengerHandler(const std::any& options) {

@@ -9,6 +9,7 @@
 #ifndef ISLET_EXAMPLES_MESSENGER_MESSENGER_H_
 #define ISLET_EXAMPLES_MESSENGER_MESSENGER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -30,12 +31,19 @@ class MessengerRoom {
 
   void Join(const ConnectionHandle& member);
   void Leave(uint64_t id);
-  // Posts `line` (ending in '\n') to every member but `from`.
+  // Posts `line` (ending in '\n') to every member but `from`. A member that cannot
+  // keep up (its connection refuses the post) is disconnected.
   void Broadcast(uint64_t from, const std::string& line);
   size_t size() const;
+  // Lines broadcast so far, and members disconnected for not keeping up.
+  uint64_t lines() const { return lines_.load(std::memory_order_relaxed); }
+  uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
  private:
   FILE* log_;
+  absl::Mutex log_mu_;  // lines are written whole, never interleaved
+  std::atomic<uint64_t> lines_{0};
+  std::atomic<uint64_t> dropped_{0};
   mutable absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, ConnectionHandle> members_ ABSL_GUARDED_BY(mu_);
 };
