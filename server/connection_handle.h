@@ -40,7 +40,9 @@ class ConnectionHandle {
 
   // Runs the handler's HandleMessage with `message` on the connection's worker. OK once
   // queued (a message for a connection that closes first is dropped, as a message to a
-  // dead process is); FailedPrecondition once the server has stopped.
+  // dead process is); ResourceExhausted when ServerOptions::max_pending_messages are
+  // already waiting for this connection (it is not keeping up: drop the message or
+  // close the connection); FailedPrecondition once the server has stopped.
   absl::Status Post(std::any message) const;
   // Closes the connection as if its handler had returned Close().
   absl::Status Close() const;
