@@ -102,23 +102,25 @@ void OutputQueue::PopFront() {
 }
 
 absl::Status OutputQueue::Flush(Socket& socket, absl::Duration now) {
-  while (!empty()) {
-    absl::StatusOr<size_t> wrote = WriteFront(socket);
+  size_t budget = limits_.flush_budget;
+  while (!empty() && budget > 0) {
+    absl::StatusOr<size_t> wrote = WriteFront(socket, budget);
     if (!wrote.ok()) {
       if (IsWouldBlock(wrote.status())) break;
       return wrote.status();
     }
+    budget -= std::min(budget, *wrote);
     send_deadline_ = now + limits_.send_timeout;  // progress
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<size_t> OutputQueue::WriteFront(Socket& socket) {
+absl::StatusOr<size_t> OutputQueue::WriteFront(Socket& socket, size_t most) {
   Chunk& front = chunks_->front();
   if (front.is_file()) {
     absl::StatusOr<size_t> wrote = socket.SendfileSome(
         front.file.get(), front.file_offset,
-        static_cast<size_t>(std::min(front.file_left, kMaxSendfileChunk)));
+        static_cast<size_t>(std::min({front.file_left, kMaxSendfileChunk, uint64_t{most}})));
     if (wrote.ok()) {
       front.file_offset += *wrote;
       front.file_left -= *wrote;
@@ -128,8 +130,9 @@ absl::StatusOr<size_t> OutputQueue::WriteFront(Socket& socket) {
   }
   absl::InlinedVector<absl::string_view, kMaxGather> views;
   for (const Chunk& c : *chunks_) {
-    if (c.is_file() || views.size() == kMaxGather) break;
-    views.push_back(absl::string_view(c.data).substr(c.sent));
+    if (c.is_file() || views.size() == kMaxGather || most == 0) break;
+    views.push_back(absl::string_view(c.data).substr(c.sent, most));
+    most -= views.back().size();
   }
   absl::StatusOr<size_t> wrote = socket.WriteSome(views);
   if (!wrote.ok()) return wrote;

@@ -35,6 +35,10 @@ class OutputQueue {
     size_t high_water = 1 << 20;   // above it, the connection should stop reading
     size_t limit = 16 << 20;       // a write that would queue more is refused whole
     absl::Duration send_timeout = absl::Seconds(30);  // longest wait for progress
+    // The most one Flush writes: a peer that drains as fast as we write must not hold
+    // the worker's loop (every other connection waits meanwhile). What is left goes out
+    // on the loop's next turn.
+    size_t flush_budget = 256 << 10;
   };
 
   explicit OutputQueue(Limits limits) : limits_(limits) {}
@@ -64,8 +68,9 @@ class OutputQueue {
                                absl::Duration now);
   // Queues `length` bytes of `file` from `offset`, after what is queued.
   void QueueFile(UniqueFd file, uint64_t offset, uint64_t length, absl::Duration now);
-  // Writes queued output until the queue is empty or the socket would block; each bit
-  // of progress moves the send deadline. Errors are the socket's.
+  // Writes queued output until the queue is empty, the socket would block, or
+  // flush_budget bytes have gone; each bit of progress moves the send deadline. Errors
+  // are the socket's.
   absl::Status Flush(Socket& socket, absl::Duration now);
   // Drops everything queued.
   void Clear();
@@ -85,8 +90,9 @@ class OutputQueue {
   absl::StatusOr<size_t> Queue(absl::Span<const absl::string_view> rest, absl::Duration now);
   void Push(Chunk chunk, absl::Duration now);
   void PopFront();
-  // Writes from the front chunk (a file slice) or from the run of byte chunks there.
-  absl::StatusOr<size_t> WriteFront(Socket& socket);
+  // Writes at most `most` bytes from the front chunk (a file slice) or from the run of
+  // byte chunks there.
+  absl::StatusOr<size_t> WriteFront(Socket& socket, size_t most);
 
   const Limits limits_;
   // std::deque allocates its map and a first node on construction (576 bytes here),

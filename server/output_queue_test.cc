@@ -192,5 +192,34 @@ TEST(OutputQueueTest, ClearDropsEverything) {
   EXPECT_EQ(out.send_deadline(), absl::InfiniteDuration());
 }
 
+// Fairness: one Flush moves at most flush_budget bytes even to a peer that takes all
+// it is given, so a fast reader of a large response cannot hold its worker's loop; the
+// rest goes out on later calls (the loop's next turns). Before the budget, one Flush
+// wrote until the kernel refused.
+TEST(OutputQueueTest, OneFlushWritesAtMostItsBudget) {
+  FakeSocket socket;
+  socket.writes_always_blocked = true;
+  OutputQueue out({.high_water = 1 << 20, .limit = 8 << 20, .send_timeout = kSendTimeout,
+                   .flush_budget = 100 << 10});
+  const std::string big(300 << 10, 'b');
+  ASSERT_THAT(Write(out, socket, big), IsOkAndHolds(big.size()));
+  const std::string path = WriteTestFile("output_queue_budget", std::string(250 << 10, 'f'));
+  absl::StatusOr<RegularFile> file = OpenRegularFile(path, "test: open");
+  ASSERT_THAT(file, IsOk());
+  out.QueueFile(std::move(file->fd), 0, 250 << 10, kStart);
+
+  socket.writes_always_blocked = false;  // from here the peer takes everything
+  std::vector<size_t> per_flush;
+  while (!out.empty() && per_flush.size() < 20) {
+    const size_t before = socket.written.size();
+    ASSERT_THAT(out.Flush(socket, kStart), IsOk());
+    per_flush.push_back(socket.written.size() - before);
+  }
+  EXPECT_TRUE(out.empty());
+  for (size_t n : per_flush) EXPECT_LE(n, size_t{100} << 10);
+  EXPECT_EQ(per_flush.size(), 6u);  // 550 KiB in flushes of at most 100 KiB
+  EXPECT_EQ(socket.written, big + std::string(250 << 10, 'f'));
+}
+
 }  // namespace
 }  // namespace islet
