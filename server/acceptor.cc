@@ -117,7 +117,7 @@ void Acceptor::Rearm() {
 void Acceptor::BeginStop() {
   if (loop_ == nullptr || stop_requested_) return;
   stop_requested_ = true;
-  loop_->Post([this] {
+  loop_->PostUrgent([this] {
     stopped_ = true;
     DropListener();
     if (timer_ != 0) loop_->Cancel(timer_);

@@ -52,6 +52,7 @@ void EventLoop::Run() {
         continue;
       }
       watcher->OnReady(events[i].events);
+      if (urgent_pending_.load(std::memory_order_relaxed)) RunUrgentTasks();
     }
     RunTimers();
     RunPostedTasks();
@@ -114,7 +115,11 @@ void EventLoop::Quit() {
   Post([] {});
 }
 
-void EventLoop::Post(Task task) {
+void EventLoop::Post(Task task) { Enqueue(std::move(task), /*urgent=*/false); }
+
+void EventLoop::PostUrgent(Task task) { Enqueue(std::move(task), /*urgent=*/true); }
+
+void EventLoop::Enqueue(Task task, bool urgent) {
   // From the loop's own thread the loop is awake (it is running us): no need to write
   // the wakeup descriptor, only to make sure the next epoll_wait does not block
   // (NextTimeoutMs).
@@ -123,7 +128,12 @@ void EventLoop::Post(Task task) {
   bool wake = false;
   {
     absl::MutexLock lock(&mu_);
-    posted_.push_back(std::move(task));
+    if (urgent) {
+      urgent_.push_back(std::move(task));
+      urgent_pending_.store(true, std::memory_order_relaxed);
+    } else {
+      posted_.push_back(std::move(task));
+    }
     if (!local) wake = !std::exchange(wake_pending_, true);
   }
   if (wake) {
@@ -133,14 +143,29 @@ void EventLoop::Post(Task task) {
 }
 
 void EventLoop::RunPostedTasks() {
+  RunUrgentTasks();
   {
     absl::MutexLock lock(&mu_);
     running_.swap(posted_);
     wake_pending_ = false;
   }
   local_posted_ = false;
-  for (Task& task : running_) std::move(task)();
+  for (Task& task : running_) {
+    std::move(task)();
+    // A stop or a shutdown posted meanwhile goes ahead of the rest of the batch.
+    if (urgent_pending_.load(std::memory_order_relaxed)) RunUrgentTasks();
+  }
   running_.clear();
+}
+
+void EventLoop::RunUrgentTasks() {
+  std::vector<Task> urgent;
+  {
+    absl::MutexLock lock(&mu_);
+    urgent.swap(urgent_);
+    urgent_pending_.store(false, std::memory_order_relaxed);
+  }
+  for (Task& task : urgent) std::move(task)();
 }
 
 absl::StatusOr<EventLoop::Registration> EventLoop::Watch(int fd, uint32_t events,

@@ -89,6 +89,10 @@ class EventLoop {
 
   // Runs `task` on the loop thread soon. Thread-safe; tasks run in the order posted.
   void Post(Task task);
+  // Runs `task` before every task posted with Post that has not started yet, even in
+  // the middle of a batch: for control (shutdown, stop), which must not wait behind a
+  // backlog of messages. Thread-safe; urgent tasks run in the order posted.
+  void PostUrgent(Task task);
 
   // Starts delivering readiness of `fd` to `watcher` until the returned Registration
   // goes. `events` is an epoll mask (level-triggered). Loop thread only. Fails (as
@@ -123,7 +127,9 @@ class EventLoop {
   absl::Status Modify(int fd, uint32_t events, Watcher* watcher);
   void Unwatch(int fd);
   void RunTimers();
+  void Enqueue(Task task, bool urgent);
   void RunPostedTasks();
+  void RunUrgentTasks();
   int NextTimeoutMs() const;
 
   struct PendingTimer {
@@ -143,6 +149,9 @@ class EventLoop {
 
   absl::Mutex mu_;
   std::vector<Task> posted_ ABSL_GUARDED_BY(mu_);
+  std::vector<Task> urgent_ ABSL_GUARDED_BY(mu_);
+  // Set with urgent_ non-empty: checked between tasks and events, without the lock.
+  std::atomic<bool> urgent_pending_{false};
   bool wake_pending_ ABSL_GUARDED_BY(mu_) = false;
   // Loop thread only: it posted a task to itself since the last batch.
   bool local_posted_ = false;

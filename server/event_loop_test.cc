@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -396,6 +397,28 @@ TEST(EventLoopTest, InLoopThreadIsTrueOnlyOnTheLoop) {
   t.RunOnLoop([&] { inside = t.loop().InLoopThread(); });
   EXPECT_TRUE(inside.load());
   EXPECT_FALSE(t.loop().InLoopThread());
+}
+
+// An urgent task runs before every ordinary task that has not started, even in the
+// middle of a batch; ordinary tasks keep their order.
+TEST(EventLoopTest, UrgentTasksGoAheadOfTheBacklog) {
+  LoopThread t;
+  testutil::EventRecorder log;
+  absl::Notification first_running;
+  absl::Notification go_on;
+  t.loop().Post([&] {
+    first_running.Notify();
+    go_on.WaitForNotificationWithTimeout(kWait);
+    log.Record("1");
+  });
+  for (int i = 2; i <= 4; ++i) t.loop().Post([&log, i] { log.Record(absl::StrCat(i)); });
+  ASSERT_TRUE(first_running.WaitForNotificationWithTimeout(kWait));
+  // Posted while task 1 runs, behind tasks 2 to 4 of the same batch.
+  t.loop().PostUrgent([&] { log.Record("urgent"); });
+  t.loop().PostUrgent([&] { log.Record("urgent too"); });
+  go_on.Notify();
+  t.RunOnLoop([] {});
+  EXPECT_EQ(log.Events(), (std::vector<std::string>{"1", "urgent", "urgent too", "2", "3", "4"}));
 }
 
 }  // namespace

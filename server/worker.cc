@@ -58,7 +58,9 @@ void Worker::Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot>
 }
 
 void Worker::BeginShutdown(absl::Duration deadline) {
-  loop_->Post([this, deadline] {
+  // Urgent: the shutdown must not wait behind a backlog of messages (Stop's deadline
+  // counts from now).
+  loop_->PostUrgent([this, deadline] {
     shutting_down_ = true;
     shutdown_deadline_ = deadline;
     std::vector<ConnectionImpl*> all;
@@ -69,7 +71,7 @@ void Worker::BeginShutdown(absl::Duration deadline) {
 }
 
 void Worker::CloseAll() {
-  loop_->Post([this] {
+  loop_->PostUrgent([this] {
     std::vector<ConnectionImpl*> all;
     all.reserve(connections_.size());
     for (auto& [id, c] : connections_) all.push_back(c.get());
