@@ -89,7 +89,7 @@ void ConnectionImpl::Start() {
 void ConnectionImpl::Deliver(PostedMessage message) {
   AssertInLoopThread();
   if (ended_ || phase_ == Phase::kClosed || phase_ == Phase::kDraining) return;
-  if (phase_ == Phase::kHandshaking) {
+  if (phase_ == Phase::kHandshaking || phase_ == Phase::kSwitching) {
     // As a process's mailbox would: kept until the connection is ready, then delivered
     // in order after HandleConnection. Kept messages still count against
     // max_pending_messages, so a handshake that never ends cannot hoard them.
@@ -240,7 +240,10 @@ void ConnectionImpl::OnReady(uint32_t events) {
     ContinueHandshake();
     return;
   }
-  if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0 && !out_.empty()) {
+  const bool writable = (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0;
+  if (writable && write_shutdown_ == WriteShutdown::kSending) StepShutdown().IgnoreError();
+  if (phase_ == Phase::kClosed) return;
+  if (writable && !out_.empty()) {
     absl::Status flushed = Flush();
     if (!flushed.ok()) {
       Emit(TelemetryEventType::kConnectionSendError, 0, &flushed);
@@ -251,6 +254,10 @@ void ConnectionImpl::OnReady(uint32_t events) {
   }
   if (phase_ == Phase::kDraining) {
     if (out_.empty()) CloseSocket();
+    return;
+  }
+  if (phase_ == Phase::kSwitching) {
+    if (out_.empty()) Upgrade();
     return;
   }
   if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0 && !reading_paused_) ReadAndDispatch();
@@ -334,12 +341,26 @@ void ConnectionImpl::SwitchTransport(Transport* transport) {
     return;
   }
   // What the handler queued before the switch ("ready to start TLS") goes out in the
-  // clear, first.
-  absl::Status flushed = FlushBlocking(loop_.now() + options_.send_timeout);
+  // clear, first: as output always does, on writability, bounded by send_timeout, and
+  // reading nothing meanwhile (the next bytes belong to the new transport).
+  switch_to_ = transport;
+  phase_ = Phase::kSwitching;
+  read_deadline_ = absl::InfiniteDuration();
+  absl::Status flushed = out_.empty() ? absl::OkStatus() : Flush();
   if (!flushed.ok()) {
     Close(Ending::kError, CloseType::kNoFlush, flushed);
     return;
   }
+  if (!out_.empty()) {
+    UpdateInterest();
+    ArmTimer();
+    return;
+  }
+  Upgrade();
+}
+
+void ConnectionImpl::Upgrade() {
+  Transport* transport = std::exchange(switch_to_, nullptr);
   absl::StatusOr<std::unique_ptr<Socket>> upgraded = transport->Upgrade(std::move(socket_));
   if (!upgraded.ok()) {
     // The old socket went down with the failed upgrade.
@@ -407,6 +428,28 @@ absl::Status ConnectionImpl::Flush() {
   return absl::OkStatus();
 }
 
+absl::Status ConnectionImpl::StepShutdown() {
+  absl::StatusOr<IoInterest> step = socket_->ShutdownStep(write_shutdown_way_);
+  if (step.ok() && *step != IoInterest::kNone) {
+    // No room for what the transport sends last: wait for writability, as queued output
+    // does, bounded by send_timeout.
+    if (write_shutdown_ != WriteShutdown::kSending) {
+      write_shutdown_ = WriteShutdown::kSending;
+      shutdown_deadline_ = loop_.now() + options_.send_timeout;
+    }
+    UpdateInterest();
+    ArmTimer();
+    return absl::OkStatus();
+  }
+  write_shutdown_ = WriteShutdown::kNone;
+  shutdown_deadline_ = absl::InfiniteDuration();
+  const absl::Status& s = step.status();
+  Emit(TelemetryEventType::kConnectionSocketShutdown, 0, s.ok() ? nullptr : &s,
+       write_shutdown_way_ == ShutdownWay::kWrite ? "write" : "read_write");
+  UpdateInterest();
+  return s;
+}
+
 absl::Status ConnectionImpl::FlushBlocking(absl::Duration deadline) {
   for (;;) {
     absl::Status flushed = Flush();
@@ -418,14 +461,15 @@ absl::Status ConnectionImpl::FlushBlocking(absl::Duration deadline) {
 }
 
 void ConnectionImpl::OnOutputDrained() {
-  if (shutdown_write_pending_ && socket_ != nullptr) {
-    shutdown_write_pending_ = false;
-    absl::Status s = socket_->Shutdown(pending_shutdown_way_);
-    Emit(TelemetryEventType::kConnectionSocketShutdown, 0, s.ok() ? nullptr : &s,
-         pending_shutdown_way_ == ShutdownWay::kWrite ? "write" : "read_write");
+  if (write_shutdown_ == WriteShutdown::kAfterOutput && socket_ != nullptr) {
+    StepShutdown().IgnoreError();  // reported in telemetry
   }
   if (phase_ == Phase::kDraining) {
     CloseSocket();
+    return;
+  }
+  if (phase_ == Phase::kSwitching) {
+    Upgrade();
     return;
   }
   ResumeReadingIfDrained();
@@ -459,8 +503,9 @@ void ConnectionImpl::UpdateInterest() {
       break;
     case Phase::kOpen:
       if (!reading_paused_ && !ended_) want |= EPOLLIN;
-      if (!out_.empty()) want |= EPOLLOUT;
+      if (!out_.empty() || write_shutdown_ == WriteShutdown::kSending) want |= EPOLLOUT;
       break;
+    case Phase::kSwitching:
     case Phase::kDraining:
       if (!out_.empty()) want |= EPOLLOUT;
       break;
@@ -481,7 +526,8 @@ void ConnectionImpl::UpdateInterest() {
 
 void ConnectionImpl::ArmTimer() {
   if (phase_ == Phase::kClosed) return;
-  const absl::Duration want = std::min({read_deadline_, out_.send_deadline(), phase_deadline_});
+  const absl::Duration want =
+      std::min({read_deadline_, out_.send_deadline(), phase_deadline_, shutdown_deadline_});
   if (want == absl::InfiniteDuration()) return;  // a timer still armed re-checks then
   if (timer_id_ != 0 && timer_at_ <= want) return;  // fires sooner and re-arms
   if (timer_id_ != 0) loop_.Cancel(timer_id_);
@@ -505,6 +551,14 @@ void ConnectionImpl::OnTimer() {
       }
       break;
     case Phase::kOpen:
+    case Phase::kSwitching:
+      if (now >= shutdown_deadline_) {
+        absl::Status stalled = absl::DeadlineExceededError(absl::StrCat(
+            "shutdown: no room to send for ", absl::FormatDuration(options_.send_timeout)));
+        Emit(TelemetryEventType::kConnectionSocketShutdown, 0, &stalled, "write");
+        Close(Ending::kError, CloseType::kNoFlush, stalled);
+        return;
+      }
       if (now >= out_.send_deadline()) {
         absl::Status stalled = absl::DeadlineExceededError(absl::StrCat(
             "send: the peer took nothing for ", absl::FormatDuration(options_.send_timeout)));

@@ -4,8 +4,9 @@
 // connection_socket_api.cc, and queued output in output_queue.h.
 //
 //   kHandshaking --done--> kOpen --final callback, output queued--> kDraining --> kClosed
-//        |                   |                                                     ^
-//        +-------------------+---- failure, timeout, nothing to flush -------------+
+//        ^                   |  |                                                  ^
+//        |    SwitchTransport|  +---- failure, timeout, nothing to flush ----------+
+//        +---- kSwitching <--+  (the clear-text output drains first)
 //
 // Every call is on the worker's loop thread (asserted in debug builds). One timer covers
 // every deadline (handshake, read, send progress, drain): it is armed for the earliest,
@@ -104,7 +105,11 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   Socket& socket() override { return *socket_; }
 
  private:
-  enum class Phase : uint8_t { kHandshaking, kOpen, kDraining, kClosed };
+  // kSwitching: a SwitchTransport waits for the output queued before it to drain.
+  enum class Phase : uint8_t { kHandshaking, kOpen, kSwitching, kDraining, kClosed };
+  // A write shutdown the handler asked for: it waits for queued output, then perhaps
+  // for room to send what the transport sends last (a TLS close_notify).
+  enum class WriteShutdown : uint8_t { kNone, kAfterOutput, kSending };
   // Whether a callback's result came from HandleMessage (see Apply).
   enum class Source : uint8_t { kClient, kMessage };
 
@@ -115,6 +120,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   void RunCallback(Callback&& callback, Source source = Source::kClient);
   void Apply(HandlerResult result, Source source);
   void SwitchTransport(Transport* transport);
+  // The switch itself, once nothing is queued: Upgrade, then the new handshake.
+  void Upgrade();
   void WaitForData(absl::Duration timeout);
   void RunFinalCallback(Ending ending, const absl::Status& error);
   // The last step of every ending: unregisters, closes the socket, reports
@@ -127,6 +134,9 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   void OnQueued();
   absl::Status Flush();
   absl::Status FlushBlocking(absl::Duration deadline);
+  // Starts or continues the write shutdown; never blocks. The transport's error, if it
+  // failed (also reported in telemetry).
+  absl::Status StepShutdown();
   void OnOutputDrained();
   void ResumeReadingIfDrained();
   void SetPendingError(absl::Status error);
@@ -158,8 +168,9 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   bool ended_ = false;          // the final callback has run (or is running)
   bool in_callback_ = false;
   bool close_requested_ = false;
-  bool shutdown_write_pending_ = false;
-  ShutdownWay pending_shutdown_way_ = ShutdownWay::kWrite;
+  WriteShutdown write_shutdown_ = WriteShutdown::kNone;
+  ShutdownWay write_shutdown_way_ = ShutdownWay::kWrite;
+  Transport* switch_to_ = nullptr;  // while kSwitching
   bool upgrading_ = false;      // handshaking after a SwitchTransport
   absl::Status stop_error_;     // reported in connection.stop
   absl::Status pending_error_;  // a send failure noticed inside a callback
@@ -168,6 +179,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   absl::Duration read_timeout_;   // read_timeout, or the handler's persistent one
   absl::Duration read_deadline_ = absl::InfiniteDuration();  // while waiting for data
   absl::Duration phase_deadline_ = absl::InfiniteDuration(); // handshake or drain
+  absl::Duration shutdown_deadline_ = absl::InfiniteDuration();  // while kSending
   bool reading_paused_ = false;   // backpressure
   absl::Duration wait_timeout_;   // the current wait for data (one-shot or persistent)
 

@@ -79,21 +79,22 @@ absl::StatusOr<uint64_t> ConnectionImpl::Sendfile(const std::string& path, uint6
 absl::Status ConnectionImpl::Shutdown(ShutdownWay way) {
   AssertInLoopThread();
   if (socket_ == nullptr || phase_ == Phase::kClosed) return ClosedError("shutdown");
-  if (way == ShutdownWay::kRead || out_.empty()) {
-    absl::Status s = socket_->Shutdown(way);
-    Emit(TelemetryEventType::kConnectionSocketShutdown, 0, s.ok() ? nullptr : &s,
-         way == ShutdownWay::kRead    ? "read"
-         : way == ShutdownWay::kWrite ? "write"
-                                      : "read_write");
+  if (way == ShutdownWay::kRead) {
+    absl::Status s = socket_->Shutdown(way);  // never waits
+    Emit(TelemetryEventType::kConnectionSocketShutdown, 0, s.ok() ? nullptr : &s, "read");
     return s;
   }
-  if (way == ShutdownWay::kReadWrite) {
+  if (write_shutdown_ != WriteShutdown::kNone) return absl::OkStatus();  // under way
+  if (way == ShutdownWay::kReadWrite && !out_.empty()) {
     absl::Status s = socket_->Shutdown(ShutdownWay::kRead);
     if (!s.ok()) return s;
   }
-  shutdown_write_pending_ = true;
-  pending_shutdown_way_ = way;
-  return absl::OkStatus();
+  write_shutdown_way_ = way;
+  write_shutdown_ = WriteShutdown::kAfterOutput;
+  if (!out_.empty()) return absl::OkStatus();  // once queued output has gone out
+  // Nothing queued: now, but without waiting. A transport that must first send
+  // something (a TLS close_notify) finishes when there is room.
+  return StepShutdown();
 }
 
 void ConnectionImpl::Close() {

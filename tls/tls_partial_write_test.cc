@@ -42,6 +42,7 @@ namespace {
 using ::testing::AllOf;
 using ::testing::Gt;
 using ::testing::Lt;
+using ::testing::Not;
 
 // Bounds the loops below, which a broken socket could otherwise spin in forever.
 constexpr size_t kMaxCalls = 1000;
@@ -108,6 +109,8 @@ class MemoryTlsClient {
 
   // Sends close_notify.
   void Shutdown() { SSL_shutdown(ssl_.get()); }
+  // Whether the server's close_notify has been read (after a ReadAvailable).
+  bool GotCloseNotify() const { return (SSL_get_shutdown(ssl_.get()) & SSL_RECEIVED_SHUTDOWN) != 0; }
 
  private:
   absl::Status Error(const char* op, int result) {
@@ -294,6 +297,28 @@ TEST_P(TlsOverScriptedSocketTest, EofAtARecordBoundaryIsPeerClosed) {
   ASSERT_THAT(server_->ReadSome(absl::MakeSpan(buf)), IsOkAndHolds(5u));
   EXPECT_EQ(absl::string_view(buf, 5), "whole");
   EXPECT_THAT(server_->ReadSome(absl::MakeSpan(buf)), StatusIs(absl::StatusCode::kOutOfRange));
+}
+
+// A shutdown never waits for room: with none for close_notify, ShutdownStep asks to be
+// called again on writability (kWrite) and returns at once, as often as it is called;
+// once there is room it sends close_notify and is done. The server drives it from its
+// loop; before, Socket::Shutdown held the worker for up to 5 s waiting for room.
+TEST_P(TlsOverScriptedSocketTest, ShutdownStepNeverWaitsForRoom) {
+  wire_->writes_always_blocked = true;
+  const int calls = wire_->write_calls;
+  EXPECT_THAT(server_->ShutdownStep(ShutdownWay::kWrite), IsOkAndHolds(IoInterest::kWrite));
+  EXPECT_THAT(server_->ShutdownStep(ShutdownWay::kWrite), IsOkAndHolds(IoInterest::kWrite));
+  EXPECT_EQ(wire_->write_calls - calls, 2) << "one attempt per step, no waiting loop";
+
+  wire_->writes_always_blocked = false;
+  EXPECT_THAT(server_->ShutdownStep(ShutdownWay::kWrite), IsOkAndHolds(IoInterest::kNone));
+  ToClient();
+  EXPECT_THAT(client_.ReadAvailable(), Not(IsOk()));  // the stream ends...
+  EXPECT_TRUE(client_.GotCloseNotify());             // ...with close_notify
+  // Done: a later step sends nothing more.
+  const int after = wire_->write_calls;
+  EXPECT_THAT(server_->ShutdownStep(ShutdownWay::kWrite), IsOkAndHolds(IoInterest::kNone));
+  EXPECT_EQ(wire_->write_calls, after);
 }
 
 }  // namespace

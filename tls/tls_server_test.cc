@@ -117,7 +117,8 @@ class TlsServerTest : public ::testing::Test {
   absl::Status Start(std::shared_ptr<Transport> transport, HandlerFactory factory,
                      std::any handler_options = {},
                      absl::Duration handshake_timeout = absl::Seconds(5),
-                     size_t max_pending_messages = ServerOptions().max_pending_messages) {
+                     size_t max_pending_messages = ServerOptions().max_pending_messages,
+                     int num_workers = 2, std::vector<SocketOption> socket_options = {}) {
     ServerOptions options;
     options.max_pending_messages = max_pending_messages;
     options.port = 0;
@@ -125,7 +126,10 @@ class TlsServerTest : public ::testing::Test {
     options.transport = std::move(transport);
     options.handler_factory = std::move(factory);
     options.handler_options = std::move(handler_options);
-    options.num_workers = 2;
+    options.num_workers = num_workers;
+    for (const SocketOption& o : socket_options) {
+      options.transport_options.socket_options.push_back(o);
+    }
     options.handshake_timeout = handshake_timeout;
     absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
     if (!server.ok()) return server.status();
@@ -293,6 +297,70 @@ TEST_F(TlsServerTest, StartTlsThroughSwitchTransport) {
   EXPECT_THAT(c->Read(12), IsOkAndHolds(std::string("secure:hello")));
   ASSERT_THAT(c->Write("again"), IsOk());
   EXPECT_THAT(c->Read(12), IsOkAndHolds(std::string("secure:again")));
+}
+
+// Plain text: "STARTTLS\r\n" is answered with a big banner, then TLS; "ping" gets "pong".
+class BigBannerStartTlsHandler : public Handler {
+ public:
+  static constexpr size_t kBanner = 2 << 20;
+  explicit BigBannerStartTlsHandler(const std::any& options)
+      : tls_(std::any_cast<Transport*>(options)) {}
+
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
+    if (conn.Secure()) {
+      conn.Send(absl::StrCat("secure:", data)).IgnoreError();
+      return HandlerResult::Continue();
+    }
+    if (data == "ping") {
+      conn.Send("pong").IgnoreError();
+      return HandlerResult::Continue();
+    }
+    if (data != "STARTTLS\r\n") return HandlerResult::Continue();
+    conn.Send(std::string(kBanner, 'b')).IgnoreError();
+    conn.Send("OK\r\n").IgnoreError();
+    return HandlerResult::SwitchTransport(tls_);
+  }
+
+ private:
+  Transport* tls_;
+};
+
+// The clear-text output queued before a SwitchTransport drains as all output does, on
+// writability, never by waiting on the worker: while a client that asked for STARTTLS
+// reads nothing of a big banner, another connection of the same worker is served; the
+// first then reads the banner and the switch goes on. Before, the switch flushed with
+// a blocking wait of up to send_timeout (30 s) on the worker, stalling the other.
+TEST_F(TlsServerTest, SwitchTransportDoesNotBlockTheWorker) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ASSERT_THAT(Start(nullptr, HandlerFactoryOf<BigBannerStartTlsHandler>(),
+                    std::any(static_cast<Transport*>(tls.get())), absl::Seconds(20),
+                    ServerOptions().max_pending_messages, /*num_workers=*/1,
+                    // A small kernel buffer: most of the banner stays in our queue.
+                    {SocketOption::SendBuffer(16 << 10)}),
+              IsOk());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> slow, TestTlsClient::Connect(port_));
+  ASSERT_THAT(slow->WritePlain("STARTTLS\r\n"), IsOk());
+
+  // Served while the banner waits for the slow client (same worker, one loop).
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> other, TestTlsClient::Connect(port_));
+  ASSERT_THAT(other->WritePlain("ping"), IsOk());
+  std::string pong(4, '\0');
+  ASSERT_EQ(::recv(other->fd(), pong.data(), pong.size(), MSG_WAITALL), 4) << errno;
+  EXPECT_EQ(pong, "pong");
+
+  // Now the slow client reads the banner, and the switch completes.
+  std::string banner(BigBannerStartTlsHandler::kBanner + 4, '\0');
+  size_t got = 0;
+  while (got < banner.size()) {
+    const ssize_t n = ::recv(slow->fd(), banner.data() + got, banner.size() - got, 0);
+    ASSERT_GT(n, 0) << "errno " << errno << " after " << got << " bytes";
+    got += static_cast<size_t>(n);
+  }
+  EXPECT_EQ(banner.substr(banner.size() - 4), "OK\r\n");
+  EXPECT_EQ(banner.find_first_not_of('b'), BigBannerStartTlsHandler::kBanner);
+  ASSERT_THAT(slow->StartTls(ClientOptions()), IsOk());
+  ASSERT_THAT(slow->Write("hello"), IsOk());
+  EXPECT_THAT(slow->Read(12), IsOkAndHolds(std::string("secure:hello")));
 }
 
 TEST_F(TlsServerTest, SendfileThroughTheServerQueue) {

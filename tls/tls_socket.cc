@@ -400,11 +400,22 @@ absl::StatusOr<size_t> TlsSocket::SendfileSome(int file_fd, uint64_t offset, siz
 // ---- Shutdown ----
 
 absl::Status TlsSocket::Shutdown(ShutdownWay way) {
+  const absl::Duration deadline =
+      MonotonicNow() + std::min(send_timeout(), kMaxShutdownWait);
+  for (;;) {
+    absl::StatusOr<IoInterest> step = ShutdownStep(way);
+    if (!step.ok()) return step.status();
+    if (*step == IoInterest::kNone) return absl::OkStatus();
+    absl::Status ready = WaitForIo(fd(), *step, deadline, "shutdown");
+    if (!ready.ok()) return ready;
+  }
+}
+
+absl::StatusOr<IoInterest> TlsSocket::ShutdownStep(ShutdownWay way) {
   if (closed_) return ClosedError("shutdown");
-  if (way == ShutdownWay::kRead) return inner_->Shutdown(ShutdownWay::kRead);
-  if (!close_notify_sent_ && !SSL_in_init(ssl_.get()) && handshake_failure_.ok()) {
-    const absl::Duration wait = std::min(send_timeout(), kMaxShutdownWait);
-    const absl::Duration deadline = MonotonicNow() + wait;
+  if (way != ShutdownWay::kRead && !close_notify_sent_ && !SSL_in_init(ssl_.get()) &&
+      handshake_failure_.ok()) {
+    // Records still pending from an earlier write go first, then close_notify.
     for (;;) {
       absl::Status step = absl::OkStatus();
       if (!pending_write_.empty()) {
@@ -421,12 +432,13 @@ absl::Status TlsSocket::Shutdown(ShutdownWay way) {
         step = Failure(result, "shutdown");
       }
       if (step.ok()) continue;
-      if (!IsWouldBlock(step)) return step;
-      absl::Status ready = WaitForIo(fd(), IoInterest::kWrite, deadline, "shutdown");
-      if (!ready.ok()) return ready;
+      if (IsWouldBlock(step)) return IoInterest::kWrite;
+      return step;
     }
   }
-  return inner_->Shutdown(way);
+  absl::Status done = inner_->Shutdown(way);
+  if (!done.ok()) return done;
+  return IoInterest::kNone;
 }
 
 // ---- Information ----

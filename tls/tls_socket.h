@@ -71,7 +71,10 @@ class TlsSocket : public Socket {
   // close_notify (after a record still pending from a blocked write; waiting for the
   // peer to take them at most the send_timeout option, capped at 5 seconds), then shut
   // the inner socket down that way. Writes fail afterwards.
+  // Sends close_notify first (kWrite, kReadWrite), waiting at most min(send timeout,
+  // 5 s) for room; ShutdownStep never waits.
   absl::Status Shutdown(ShutdownWay way) override;
+  absl::StatusOr<IoInterest> ShutdownStep(ShutdownWay way) override;
   // Sends close_notify if that can be done without waiting, then closes the inner
   // socket and frees the TLS state. Idempotent. A peer's close_notify is answered with
   // ours, as TLS 1.2 and 1.3 require.

@@ -128,6 +128,12 @@ absl::StatusOr<uint64_t> Socket::Sendfile(const std::string& path, uint64_t offs
   return at - offset;
 }
 
+absl::StatusOr<IoInterest> Socket::ShutdownStep(ShutdownWay way) {
+  absl::Status s = Shutdown(way);
+  if (!s.ok()) return s;
+  return IoInterest::kNone;
+}
+
 absl::StatusOr<size_t> Socket::SendfileSome(int file_fd, uint64_t offset, size_t length) {
   std::string chunk(std::min(length, kReadChunk), '\0');
   ssize_t got;

@@ -125,6 +125,12 @@ class Socket {
   // readiness to wait for before calling again. An error ends the handshake.
   virtual absl::StatusOr<IoInterest> HandshakeStep() { return IoInterest::kNone; }
 
+  // Shutdown without blocking: kNone when it is done, kWrite when the transport must
+  // first send something it has no room for now (a TLS close_notify); call again once
+  // fd() is writable. The default, for transports whose shutdown never waits, is
+  // Shutdown(way).
+  virtual absl::StatusOr<IoInterest> ShutdownStep(ShutdownWay way);
+
   // Reads up to buf.size() bytes: a count > 0, Unavailable when nothing is ready,
   // OutOfRange at the peer's orderly close. Bytes kept by an earlier Recv come first.
   absl::StatusOr<size_t> ReadSome(absl::Span<char> buf);
