@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "examples/http_hello/hello_response.h"
+#include "transport/io_wait.h"
 
 // This handler is the subject of the HTTP benchmarks, so its steady path is kept lean:
 // requests are parsed in place in one pass over each head, and the responses are views
@@ -256,7 +257,7 @@ HttpHelloHandler::HttpHelloHandler(const std::any& options) {
 }
 
 HandlerResult HttpHelloHandler::HandleData(absl::string_view data, Connection& conn) {
-  if (lingering_) return HandlerResult::Continue();  // draining: input is ignored
+  if (lingering_) return KeepLingering();  // draining: input is ignored
   Replies replies(conn);
   Verdict verdict;
   if (partial_.empty()) {
@@ -337,8 +338,17 @@ HandlerResult HttpHelloHandler::Linger(Connection& conn) {
   // connection and could destroy the last response on its way.
   conn.Shutdown(ShutdownWay::kWrite).IgnoreError();
   lingering_ = true;
+  linger_end_ = MonotonicNow() + options_.linger;
   partial_.clear();
-  return HandlerResult::ContinueWithTimeout(options_.linger);
+  return KeepLingering();
+}
+
+HandlerResult HttpHelloHandler::KeepLingering() const {
+  // The wait is for what is left of the linger, not a fresh one: each byte the client
+  // sends would otherwise restart it, and a trickle could hold the connection forever.
+  const absl::Duration left = linger_end_ - MonotonicNow();
+  if (left <= absl::ZeroDuration()) return HandlerResult::Close();
+  return HandlerResult::ContinueWithTimeout(left);  // HandleTimeout then closes
 }
 
 }  // namespace islet::examples

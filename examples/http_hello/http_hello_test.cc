@@ -5,8 +5,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "examples/example_test_util.h"
 #include "gtest/gtest.h"
+#include "transport/errors.h"
 
 namespace islet::examples {
 namespace {
@@ -222,6 +225,34 @@ TEST_F(HttpHelloTest, MalformedHeadIsAnsweredOnceComplete) {
   ASSERT_TRUE(client->Send("\r\n").ok());
   ReadToEnd got = ReadUntilClosed(*client);
   EXPECT_TRUE(absl::StartsWith(got.data, "HTTP/1.1 400 Bad Request\r\n")) << got.data;
+}
+
+// After an error response the server drains input for at most HttpHelloOptions::linger
+// in all, however the client trickles: then it closes. The client read the half-close
+// (EOF) with the response already; the full close shows as a reset once its bytes reach
+// a socket that is gone. Were each byte to restart the wait (the read timeout is 60 s),
+// all ten would go through.
+TEST(HttpHelloLingerTest, TricklingClientCannotProlongTheLinger) {
+  HttpHelloOptions options;
+  options.linger = absl::Milliseconds(500);
+  ExampleServer server(HandlerFactoryOf<HttpHelloHandler>(), options);
+  auto client = server.Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send("GARBAGE\r\n\r\n").ok());
+  ReadToEnd got = ReadUntilClosed(*client);
+  ASSERT_TRUE(got.orderly_close) << got.last;
+  ASSERT_TRUE(absl::StartsWith(got.data, "HTTP/1.1 400 Bad Request\r\n")) << got.data;
+  // A byte every 300 ms, ten at most (3 s, six times the linger). The first byte to
+  // reach the closed socket draws a reset, and the Send after it fails.
+  int sent = 0;
+  absl::Status lost;
+  for (; sent < 10; ++sent) {
+    absl::SleepFor(absl::Milliseconds(300));
+    lost = client->Send("x");
+    if (!lost.ok()) break;
+  }
+  EXPECT_TRUE(IsConnectionLost(lost)) << "the server still takes bytes after " << sent
+                                      << " sent over " << sent * 300 << " ms: " << lost;
 }
 
 TEST_F(HttpHelloTest, HeaderNamesMatchWithoutRegardToCase) {
