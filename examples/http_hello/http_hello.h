@@ -1,7 +1,8 @@
 // HTTP hello world: answers "Hello world!" to every HTTP/1.x request, with keep-alive,
 // pipelining and correct framing. Request bodies framed by Content-Length are read and
-// ignored. A malformed request, a chunked body, or a head over the size limit gets an
-// error response and a graceful close: the write side is shut down and input drained
+// ignored. A malformed request (answered as soon as its first bad line is complete), an
+// HTTP version other than 1.x (505), a chunked body, or a head over the size limit gets
+// an error response and a graceful close: the write side is shut down and input drained
 // for at most HttpHelloOptions::linger in all, so a reset cannot destroy the response
 // before the client reads it.
 #ifndef ISLET_EXAMPLES_HTTP_HELLO_HTTP_HELLO_H_
