@@ -21,7 +21,8 @@
 namespace islet::examples {
 
 struct HttpHelloOptions {
-  // The request line plus headers may not exceed this (431/400 beyond).
+  // The request line plus headers may not exceed this (431 beyond, unless a bad line
+  // within the limit comes first: that one is answered).
   size_t max_head_bytes = 8 * 1024;
   // Bodies above this are refused (413) instead of being read.
   uint64_t max_body_bytes = 64 << 20;
