@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "examples/http_hello/hello_response.h"
+#include "transport/io_wait.h"
 
 // This handler is the subject of the HTTP benchmarks, so its steady path is kept lean:
 // requests are parsed in place in one pass over each head, and the responses are views
@@ -24,6 +25,7 @@ constexpr absl::string_view kBadRequest = "400 Bad Request";
 constexpr absl::string_view kHeadTooLarge = "431 Request Header Fields Too Large";
 constexpr absl::string_view kBodyTooLarge = "413 Content Too Large";
 constexpr absl::string_view kNotImplemented = "501 Not Implemented";
+constexpr absl::string_view kVersionNotSupported = "505 HTTP Version Not Supported";
 
 constexpr const auto& kHello = examples::kHelloResponse;
 constexpr char kHelloKeepAlive10[] =
@@ -110,19 +112,6 @@ bool IsName(absl::string_view name, absl::string_view wanted) {
   return name.size() == wanted.size() && absl::EqualsIgnoreCase(name, wanted);
 }
 
-// The position of the first "\r\n" in `s` at or after `from`, or npos. memchr finds the
-// candidates; a generic substring search costs several times more on these short lines.
-inline size_t FindCrlf(absl::string_view s, size_t from) {
-  while (from < s.size()) {
-    const void* cr = std::memchr(s.data() + from, '\r', s.size() - from);
-    if (cr == nullptr) break;
-    const size_t at = static_cast<size_t>(static_cast<const char*>(cr) - s.data());
-    if (at + 1 < s.size() && s[at + 1] == '\n') return at;
-    from = at + 1;
-  }
-  return absl::string_view::npos;
-}
-
 // What a request head says.
 struct RequestHead {
   size_t size = 0;          // its bytes, through the empty line that ends it
@@ -132,6 +121,29 @@ struct RequestHead {
   bool has_length = false;
   uint64_t content_length = 0;
 };
+
+// Where the line that starts at `from` ends: the position of its CRLF, or npos while its
+// LF has not arrived. A line ended by a bare LF is bad: head.fault is set and npos
+// returned. (RFC 9112, section 2.2, lets a server take a bare LF as a line end; refusing
+// it keeps one framing for everyone.) memchr finds the LF; a generic substring search
+// costs several times more on these short lines.
+inline size_t FindLineEnd(absl::string_view s, size_t from, RequestHead& head) {
+  if (from >= s.size()) return absl::string_view::npos;
+  const void* lf = std::memchr(s.data() + from, '\n', s.size() - from);
+  if (lf == nullptr) return absl::string_view::npos;
+  const size_t at = static_cast<size_t>(static_cast<const char*>(lf) - s.data());
+  if (at == from || s[at - 1] != '\r') {
+    head.fault = kBadRequest;
+    return absl::string_view::npos;
+  }
+  return at - 1;
+}
+
+// HTTP-version is "HTTP/" DIGIT "." DIGIT (RFC 9112, section 2.3).
+bool IsHttpVersion(absl::string_view v) {
+  return v.size() == 8 && absl::StartsWith(v, "HTTP/") && absl::ascii_isdigit(v[5]) &&
+         v[6] == '.' && absl::ascii_isdigit(v[7]);
+}
 
 // METHOD SP target SP HTTP/1.x
 void ParseRequestLine(absl::string_view line, RequestHead& head) {
@@ -150,8 +162,17 @@ void ParseRequestLine(absl::string_view line, RequestHead& head) {
   if (version == "HTTP/1.1") {
     head.http11 = true;
   } else if (version != "HTTP/1.0") {
-    head.fault = kBadRequest;
-    return;
+    if (!IsHttpVersion(version)) {
+      head.fault = kBadRequest;
+      return;
+    }
+    // A later HTTP/1 minor version is served as 1.1 (RFC 9110, section 2.5); another
+    // major version is well-formed but not ours to speak.
+    if (version[5] != '1') {
+      head.fault = kVersionNotSupported;
+      return;
+    }
+    head.http11 = true;
   }
   head.keep_alive = head.http11;
 }
@@ -188,24 +209,25 @@ void ParseHeaderLine(absl::string_view line, RequestHead& head) {
 }
 
 // Parses the request head at the start of `input` in one pass, line by line; it ends
-// at the first empty line. Returns false while the head is incomplete. A fault is
-// recorded rather than answered at once, because an incomplete head may yet prove too
-// large, which takes precedence; after the first fault the lines are only scanned.
+// at the first empty line. Each line is checked as soon as it is complete, so a bad one
+// is answered at once, without waiting for the rest of the head. Returns true with a
+// verdict: the head is complete (head.size is set) or a line is bad (head.fault is set);
+// false while the head is incomplete and its complete lines are good.
 bool ParseHead(absl::string_view input, RequestHead& head) {
-  size_t line_end = FindCrlf(input, 0);
-  if (line_end == absl::string_view::npos) return false;
+  size_t line_end = FindLineEnd(input, 0, head);
+  if (line_end == absl::string_view::npos) return !head.fault.empty();
   ParseRequestLine(input.substr(0, line_end), head);
-  for (;;) {
+  while (head.fault.empty()) {
     const size_t line_start = line_end + 2;
-    line_end = FindCrlf(input, line_start);
-    if (line_end == absl::string_view::npos) return false;
-    if (line_end == line_start) break;
-    if (head.fault.empty()) {
-      ParseHeaderLine(input.substr(line_start, line_end - line_start), head);
+    line_end = FindLineEnd(input, line_start, head);
+    if (line_end == absl::string_view::npos) break;
+    if (line_end == line_start) {
+      head.size = line_end + 2;
+      return true;
     }
+    ParseHeaderLine(input.substr(line_start, line_end - line_start), head);
   }
-  head.size = line_end + 2;
-  return true;
+  return !head.fault.empty();
 }
 
 }  // namespace
@@ -256,7 +278,7 @@ HttpHelloHandler::HttpHelloHandler(const std::any& options) {
 }
 
 HandlerResult HttpHelloHandler::HandleData(absl::string_view data, Connection& conn) {
-  if (lingering_) return HandlerResult::Continue();  // draining: input is ignored
+  if (lingering_) return KeepLingering();  // draining: input is ignored
   Replies replies(conn);
   Verdict verdict;
   if (partial_.empty()) {
@@ -295,7 +317,9 @@ HttpHelloHandler::Verdict HttpHelloHandler::Serve(absl::string_view& input, Repl
     }
     if (input.empty()) return Verdict::kNeedMore;
     // A head within the limit lies within its first max_head_bytes: looking further
-    // would only find one too large.
+    // would only find one too large. Whichever comes first decides, a bad line complete
+    // within the limit or the limit, so the answer does not depend on how the bytes
+    // were cut into reads.
     RequestHead head;
     if (!ParseHead(input.substr(0, options_.max_head_bytes), head)) {
       if (input.size() > options_.max_head_bytes) {
@@ -337,8 +361,17 @@ HandlerResult HttpHelloHandler::Linger(Connection& conn) {
   // connection and could destroy the last response on its way.
   conn.Shutdown(ShutdownWay::kWrite).IgnoreError();
   lingering_ = true;
+  linger_end_ = MonotonicNow() + options_.linger;
   partial_.clear();
-  return HandlerResult::ContinueWithTimeout(options_.linger);
+  return KeepLingering();
+}
+
+HandlerResult HttpHelloHandler::KeepLingering() const {
+  // The wait is for what is left of the linger, not a fresh one: each byte the client
+  // sends would otherwise restart it, and a trickle could hold the connection forever.
+  const absl::Duration left = linger_end_ - MonotonicNow();
+  if (left <= absl::ZeroDuration()) return HandlerResult::Close();
+  return HandlerResult::ContinueWithTimeout(left);  // HandleTimeout then closes
 }
 
 }  // namespace islet::examples

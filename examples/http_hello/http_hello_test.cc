@@ -1,12 +1,20 @@
 #include "examples/http_hello/http_hello.h"
 
+#include <algorithm>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "examples/example_test_util.h"
 #include "gtest/gtest.h"
+#include "transport/errors.h"
+#include "transport/tcp_transport.h"
 
 namespace islet::examples {
 namespace {
@@ -101,12 +109,29 @@ TEST_F(HttpHelloTest, CloseInsideABatchEndsIt) {
 
 TEST_F(HttpHelloTest, ErrorInsideABatchFollowsTheResponsesBeforeIt) {
   auto client = server_.Connect();
-  ASSERT_TRUE(client->Send(absl::StrCat(kGet, kGet, "GET / HTTP/9.9\r\n\r\n", kGet)).ok());
+  ASSERT_TRUE(client->Send(absl::StrCat(kGet, kGet, "G(T / HTTP/1.1\r\n\r\n", kGet)).ok());
   ReadToEnd got = ReadUntilClosed(*client);
   EXPECT_TRUE(got.orderly_close) << got.last;
   EXPECT_TRUE(absl::StartsWith(got.data, Hello() + Hello() + "HTTP/1.1 400 Bad Request\r\n"))
       << got.data;
   EXPECT_TRUE(absl::EndsWith(got.data, "\r\n\r\nBad Request\n")) << got.data;
+}
+
+// A bad line ends the batch as soon as it is complete: the good requests before it in
+// the same read are answered first, in order, and nothing waits for a blank line.
+TEST_F(HttpHelloTest, BadLineAfterPipelinedRequestsIsAnsweredAfterThemAtOnce) {
+  for (absl::string_view bad : {absl::string_view("GET / HTTP/9.9\r\n"),
+                                absl::string_view("GET / HTTP/1.1\r\nNo colon here\r\n")}) {
+    SCOPED_TRACE(absl::CEscape(bad));
+    auto client = server_.Connect();
+    ASSERT_TRUE(client->Send(absl::StrCat(kGet, kGet10KeepAlive, kGet, bad)).ok());
+    ReadToEnd got = ReadUntilClosed(*client);
+    EXPECT_TRUE(got.orderly_close) << got.last;
+    const std::string before = Hello() + HelloKeepAlive10() + Hello();
+    EXPECT_TRUE(absl::StartsWith(got.data, before + "HTTP/1.1 ")) << absl::CEscape(got.data);
+    EXPECT_EQ(got.data.find("HTTP/1.1 ", before.size() + 1), std::string::npos)
+        << "one error response only: " << absl::CEscape(got.data);
+  }
 }
 
 // Each split point gets its own read: the pause lets the server take the first part
@@ -189,7 +214,10 @@ void ExpectRejected(ExampleServer& server, absl::string_view request, absl::stri
 
 TEST_F(HttpHelloTest, MalformedRequestLinesGet400) {
   ExpectRejected(server_, "GARBAGE\r\n\r\n", "400 Bad Request");
-  ExpectRejected(server_, "GET / HTTP/9.9\r\n\r\n", "400 Bad Request");
+  ExpectRejected(server_, "GET / HTTP/1.1x\r\n\r\n", "400 Bad Request");
+  ExpectRejected(server_, "GET / HTTP/1.10\r\n\r\n", "400 Bad Request");
+  ExpectRejected(server_, "GET / http/1.1\r\n\r\n", "400 Bad Request");
+  ExpectRejected(server_, "GET /\r\n\r\n", "400 Bad Request");
   ExpectRejected(server_, "GET  / HTTP/1.1\r\n\r\n", "400 Bad Request");
   ExpectRejected(server_, "G(T / HTTP/1.1\r\n\r\n", "400 Bad Request");
   ExpectRejected(server_, "GET / HTTP/1.1\r\nNo colon here\r\n\r\n", "400 Bad Request");
@@ -200,28 +228,133 @@ TEST_F(HttpHelloTest, MalformedRequestLinesGet400) {
                  "400 Bad Request");
 }
 
+// A well-formed version other than HTTP/1.x is refused as unsupported, not malformed.
+TEST_F(HttpHelloTest, UnsupportedVersionsGet505) {
+  ExpectRejected(server_, "GET / HTTP/9.9\r\n\r\n", "505 HTTP Version Not Supported");
+  ExpectRejected(server_, "GET / HTTP/2.0\r\n\r\n", "505 HTTP Version Not Supported");
+  ExpectRejected(server_, "GET / HTTP/0.9\r\n\r\n", "505 HTTP Version Not Supported");
+}
+
+// A later minor version of HTTP/1 is served as HTTP/1.1 (RFC 9110, section 2.5).
+TEST_F(HttpHelloTest, LaterHttp1MinorVersionIsServedAsHttp11) {
+  auto client = server_.Connect();
+  ASSERT_TRUE(client->Send("GET / HTTP/1.2\r\nHost: x\r\n\r\n").ok());
+  EXPECT_EQ(*client->Recv(kHelloSize, absl::Seconds(10)), Hello());
+}
+
 TEST_F(HttpHelloTest, OversizedHeadIsRefusedWithoutBufferingIt) {
   ExpectRejected(server_, absl::StrCat("GET / HTTP/1.1\r\nX-Big: ", std::string(9000, 'a')),
                  "431 Request Header Fields Too Large");
 }
 
-// A head that is both malformed and too large is refused as too large.
-TEST_F(HttpHelloTest, OversizeTakesPrecedenceOverMalformed) {
+// Whichever comes first in the head decides: a bad line complete within the size
+// limit, or the limit.
+TEST_F(HttpHelloTest, FirstFaultInTheHeadDecides) {
   ExpectRejected(server_, absl::StrCat("G(T / HTTP/1.1\r\nX-Big: ", std::string(9000, 'a')),
-                 "431 Request Header Fields Too Large");
+                 "400 Bad Request");
   ExpectRejected(server_,
-                 absl::StrCat("G(T / HTTP/1.1\r\nX-Big: ", std::string(9000, 'a'), "\r\n\r\n"),
+                 absl::StrCat("GET / HTTP/1.1\r\nX-Big: ", std::string(9000, 'a'),
+                              "\r\nNo colon\r\n\r\n"),
                  "431 Request Header Fields Too Large");
 }
 
-// A malformed head is answered only once it is complete.
-TEST_F(HttpHelloTest, MalformedHeadIsAnsweredOnceComplete) {
+// A bad line is answered as soon as its line end arrives: the client gets the status
+// line and the close without sending anything more (no blank line). The clients run
+// side by side, so that a server that waits costs the test one timeout, not one each.
+TEST_F(HttpHelloTest, BadLineIsAnsweredAsSoonAsItIsComplete) {
+  struct Case {
+    absl::string_view sent;
+    absl::string_view status;
+  };
+  const Case cases[] = {
+      {absl::string_view("\x01\x02 garbage\r\n"), "400 Bad Request"},
+      {"GET / HTTP/9.9\r\n", "505 HTTP Version Not Supported"},
+      {"GET / HTTP/2.0\r\n", "505 HTTP Version Not Supported"},
+      {"GET / HTTP/1.1\r\nNo colon here\r\n", "400 Bad Request"},
+      {"GET / HTTP/1.1\r\nHost: x\r\nHost : x\r\n", "400 Bad Request"},  // space before ':'
+      {"GET / HTTP/1.1\r\n folded: x\r\n", "400 Bad Request"},            // obs-fold
+      {" / HTTP/1.1\r\n", "400 Bad Request"},                               // no method
+      {"GET  HTTP/1.1\r\n", "400 Bad Request"},                             // no target
+      {"GET / HTTP/1.1\r\nHo\x01st: x\r\n", "400 Bad Request"},             // a control
+      {"GET / HTTP/1.1\nHost: x\n", "400 Bad Request"},                      // bare LF
+      {"GET / HTTP/1.1\r\nHost: x\n", "400 Bad Request"},                    // bare LF
+      {"\n", "400 Bad Request"},                                             // bare LF
+      {"POST / HTTP/1.1\r\nContent-Length: 5x\r\n", "400 Bad Request"},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n", "501 Not Implemented"},
+  };
+  std::vector<std::unique_ptr<TcpSocket>> clients;
+  for (const Case& c : cases) {
+    clients.push_back(server_.Connect());
+    ASSERT_NE(clients.back(), nullptr);
+    ASSERT_TRUE(clients.back()->Send(c.sent).ok());
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (size_t i = 0; i < clients.size(); ++i) {
+    SCOPED_TRACE(absl::CEscape(cases[i].sent));
+    ReadToEnd got = ReadUntilClosed(
+        *clients[i], std::max(deadline - absl::Now(), absl::Milliseconds(100)));
+    EXPECT_TRUE(got.orderly_close) << got.last;
+    EXPECT_TRUE(absl::StartsWith(got.data, absl::StrCat("HTTP/1.1 ", cases[i].status, "\r\n")))
+        << absl::CEscape(got.data);
+  }
+}
+
+// The byte that completes a bad line, and not one before it, brings the answer.
+TEST_F(HttpHelloTest, BadLineIsAnsweredWhenItsLineEndArrives) {
   auto client = server_.Connect();
-  ASSERT_TRUE(client->Send("GARBAGE\r\nNo colon\r\n").ok());
+  ASSERT_TRUE(client->Send("GET / HTTP/1.1\r\nHost: x\r\nNo colon\r").ok());
   EXPECT_TRUE(absl::IsDeadlineExceeded(client->Recv(1, absl::Milliseconds(200)).status()));
-  ASSERT_TRUE(client->Send("\r\n").ok());
+  ASSERT_TRUE(client->Send("\n").ok());
   ReadToEnd got = ReadUntilClosed(*client);
+  EXPECT_TRUE(got.orderly_close) << got.last;
   EXPECT_TRUE(absl::StartsWith(got.data, "HTTP/1.1 400 Bad Request\r\n")) << got.data;
+}
+
+// Where the reads are cut does not change the answer to a bad line behind good
+// requests: the good ones are served, then the bad line is refused once complete.
+TEST_F(HttpHelloTest, BadLineSplitAtEveryByteBoundary) {
+  const std::string requests = absl::StrCat(
+      kGet, "POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", "GET / HTTP/1.1\r\nBad\r\n");
+  const std::string served = Hello() + Hello();
+  for (size_t cut = 1; cut < requests.size(); ++cut) {
+    auto client = server_.Connect();
+    ASSERT_NE(client, nullptr);
+    ASSERT_TRUE(client->Send(absl::string_view(requests).substr(0, cut)).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_TRUE(client->Send(absl::string_view(requests).substr(cut)).ok());
+    ReadToEnd got = ReadUntilClosed(*client);
+    ASSERT_TRUE(got.orderly_close) << "cut at " << cut << ": " << got.last;
+    ASSERT_TRUE(absl::StartsWith(got.data, served + "HTTP/1.1 400 Bad Request\r\n"))
+        << "cut at " << cut << ": " << absl::CEscape(got.data);
+  }
+}
+
+// After an error response the server drains input for at most HttpHelloOptions::linger
+// in all, however the client trickles: then it closes. The client read the half-close
+// (EOF) with the response already; the full close shows as a reset once its bytes reach
+// a socket that is gone. Were each byte to restart the wait (the read timeout is 60 s),
+// all ten would go through.
+TEST(HttpHelloLingerTest, TricklingClientCannotProlongTheLinger) {
+  HttpHelloOptions options;
+  options.linger = absl::Milliseconds(500);
+  ExampleServer server(HandlerFactoryOf<HttpHelloHandler>(), options);
+  auto client = server.Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send("GARBAGE\r\n\r\n").ok());
+  ReadToEnd got = ReadUntilClosed(*client);
+  ASSERT_TRUE(got.orderly_close) << got.last;
+  ASSERT_TRUE(absl::StartsWith(got.data, "HTTP/1.1 400 Bad Request\r\n")) << got.data;
+  // A byte every 300 ms, ten at most (3 s, six times the linger). The first byte to
+  // reach the closed socket draws a reset, and the Send after it fails.
+  int sent = 0;
+  absl::Status lost;
+  for (; sent < 10; ++sent) {
+    absl::SleepFor(absl::Milliseconds(300));
+    lost = client->Send("x");
+    if (!lost.ok()) break;
+  }
+  EXPECT_TRUE(IsConnectionLost(lost)) << "the server still takes bytes after " << sent
+                                      << " sent over " << sent * 300 << " ms: " << lost;
 }
 
 TEST_F(HttpHelloTest, HeaderNamesMatchWithoutRegardToCase) {
