@@ -136,14 +136,16 @@ class Handler {
 // Makes the handler for a new connection from ServerOptions::handler_options.
 using HandlerFactory = std::function<std::unique_ptr<Handler>(const std::any& options)>;
 
-// A factory for handlers constructible from nothing, or from the options' type.
+// A factory for handlers constructible from handler_options (a const std::any&), or
+// from nothing. A handler with both constructors gets the options: a default one
+// beside it must not silently drop what the server was given.
 template <typename H>
 HandlerFactory HandlerFactoryOf() {
   return [](const std::any& options) -> std::unique_ptr<Handler> {
-    if constexpr (std::is_default_constructible_v<H>) {
-      return std::make_unique<H>();
-    } else {
+    if constexpr (std::is_constructible_v<H, const std::any&>) {
       return std::make_unique<H>(options);
+    } else {
+      return std::make_unique<H>();
     }
   };
 }

@@ -76,6 +76,31 @@ TEST_F(HandlerTest, HandlerOptionsBecomeTheInitialStateAndStatePersistsAcrossCal
   EXPECT_TRUE(rec_.WaitFor("closing with hello after pingpong", kDeadline));
 }
 
+// Has both constructors: the factory must use the one given the options.
+class BothConstructorsHandler : public Handler {
+ public:
+  BothConstructorsHandler() = default;
+  explicit BothConstructorsHandler(const std::any& options)
+      : greeting_(std::any_cast<Greeting>(options)) {}
+  HandlerResult HandleConnection(Connection& conn) override {
+    if (greeting_.rec != nullptr) greeting_.rec->Record(absl::StrCat("made with ", greeting_.text));
+    return HandlerResult::Close();
+  }
+
+ private:
+  Greeting greeting_{"", nullptr};
+};
+
+// Before, a default constructor beside the options one won, and the options were
+// dropped without a word (http_hello's were).
+TEST_F(HandlerTest, HandlerOptionsAreUsedWhenAHandlerAlsoHasADefaultConstructor) {
+  ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<BothConstructorsHandler>());
+  options.handler_options = Greeting{"options", &rec_};
+  auto client = StartAndConnect(std::move(options));
+  ASSERT_NE(client, nullptr);
+  EXPECT_TRUE(rec_.WaitFor("made with options", kDeadline));
+}
+
 // ---- HandleConnection results ----
 
 TEST_F(HandlerTest, HandleConnectionCanSendAndContinueKeepsTheConnectionOpen) {
