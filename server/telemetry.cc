@@ -10,8 +10,22 @@
 namespace islet {
 namespace {
 
+// Calls inside a sink, counted per thread group on a cache line of its own: threads
+// emitting into one sink at once do not pass a counter between their caches.
+constexpr int kShards = 8;
+struct alignas(64) Running {
+  std::atomic<uint32_t> calls{0};
+};
+
+// This thread's counter in every sink.
+int ShardOfThisThread() {
+  static std::atomic<int> next{0};
+  thread_local const int shard = next.fetch_add(1, std::memory_order_relaxed) % kShards;
+  return shard;
+}
+
 // One attached sink. Emit counts the calls inside it (`running`); Detach marks it
-// `detached` and then waits for `running` to reach zero. Each side writes its own
+// `detached` and then waits for every count to reach zero. Each side writes its own
 // counter or flag before it reads the other's (all sequentially consistent), so an
 // emission either sees the mark and skips the sink, or Detach sees the call and waits.
 struct Attached {
@@ -22,8 +36,8 @@ struct Attached {
   std::atomic<TelemetryMask> interest;
   // Destroyed by a Detach that waited: no call can be running or start then.
   TelemetrySink sink;
-  std::atomic<uint32_t> running{0};
   std::atomic<bool> detached{false};
+  Running running[kShards];
 };
 using SinkList = std::vector<std::shared_ptr<Attached>>;
 
@@ -105,8 +119,8 @@ void Telemetry::Detach(uint64_t id) {
   // Inside a sink, waiting could wait for a call that is waiting for this one (a sink
   // detaching itself on two threads at once): only new calls are stopped.
   if (sink_depth > 0) return;
-  for (uint32_t n = gone->running.load(); n != 0; n = gone->running.load()) {
-    gone->running.wait(n);
+  for (Running& r : gone->running) {
+    for (uint32_t n = r.calls.load(); n != 0; n = r.calls.load()) r.calls.wait(n);
   }
   gone->sink = nullptr;
 }
@@ -139,12 +153,14 @@ void Telemetry::Emit(const TelemetryEvent& event) {
     sinks = held.get();
   }
   const TelemetryMask bit = TelemetryBit(event.type);
+  const int shard = ShardOfThisThread();
   ++sink_depth;
   for (const std::shared_ptr<Attached>& a : *sinks) {
     if ((a->interest.load(std::memory_order_relaxed) & bit) == 0) continue;
-    a->running.fetch_add(1);
+    std::atomic<uint32_t>& calls = a->running[shard].calls;
+    calls.fetch_add(1);
     if (!a->detached.load()) a->sink(event);
-    if (a->running.fetch_sub(1) == 1 && a->detached.load()) a->running.notify_all();
+    if (calls.fetch_sub(1) == 1 && a->detached.load()) calls.notify_all();
   }
   --sink_depth;
 }
