@@ -12,12 +12,13 @@
 // addresses.
 //
 // Sinks attach and detach at any time, from any thread, and run synchronously on the
-// thread that emits (often a worker loop): keep them short and thread-safe. A sink says
-// which event types it wants (all by default); an emission point whose type no sink
-// wants costs one relaxed atomic load, and builds nothing.
+// thread that emits (often a worker loop), on several threads at once: keep them short
+// and thread-safe. A sink says which event types it wants (all by default); an emission
+// point whose type no sink wants costs one relaxed atomic load, and builds nothing.
+// Emissions on different threads share no lock.
 //
 //   uint64_t id = Telemetry::Attach([](const TelemetryEvent& e) { ... });
-//   Telemetry::Detach(id);
+//   Telemetry::Detach(id);   // the sink is not running and never runs again
 #ifndef ISLET_SERVER_TELEMETRY_H_
 #define ISLET_SERVER_TELEMETRY_H_
 
@@ -92,6 +93,13 @@ class Telemetry {
  public:
   // Returns an id for Detach and SetInterest. The sink receives the types in `interest`.
   static uint64_t Attach(TelemetrySink sink, TelemetryMask interest = kAllTelemetryEvents);
+  // Stops new calls to the sink, waits for the calls already inside it on other threads
+  // to return, and destroys it: what it refers to may be destroyed next.
+  // Called from inside a sink (this one or another, on this thread), Detach cannot wait
+  // (two threads inside one sink, each detaching it, would wait for each other): it
+  // returns at once, new calls are stopped, calls on other threads may still be running,
+  // and the sink is destroyed later, on whichever thread lets go of it last. A sink that
+  // detaches itself must therefore hold its state by shared ownership, not free it.
   static void Detach(uint64_t id);
   // Changes which types an attached sink receives (a logger whose level changed).
   static void SetInterest(uint64_t id, TelemetryMask interest);

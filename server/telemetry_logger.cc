@@ -1,5 +1,9 @@
 #include "server/telemetry_logger.h"
 
+#include <algorithm>
+#include <string>
+#include <utility>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -29,9 +33,43 @@ absl::string_view LogLevelName(LogLevel level) {
   return "unknown";
 }
 
-TelemetryLogger::TelemetryLogger(LogLevel level, FILE* out) : level_(level), out_(out) {
-  attachment_ =
-      Telemetry::Attach([this](const TelemetryEvent& e) { Write(e); }, InterestAt(level));
+namespace {
+
+// The errors a peer causes; see the header.
+bool IsPeersDoing(const absl::Status* error) {
+  if (error == nullptr) return true;
+  switch (error->code()) {
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kUnauthenticated:
+      return true;
+    default:
+      return false;
+  }
+}
+
+constexpr absl::Duration kSecond = absl::Seconds(1);
+
+}  // namespace
+
+TelemetryLogger::TelemetryLogger(Options options)
+    : level_(options.level),
+      out_(options.out),
+      lines_per_second_(options.lines_per_second),
+      clock_(options.clock ? std::move(options.clock) : [] { return absl::Now(); }) {
+  attachment_ = Telemetry::Attach([this](const TelemetryEvent& e) { Write(e); },
+                                  InterestAt(options.level));
+}
+
+TelemetryLogger::TelemetryLogger(LogLevel level, FILE* out)
+    : TelemetryLogger(Options{.level = level, .out = out}) {}
+
+TelemetryLogger::~TelemetryLogger() {
+  Telemetry::Detach(attachment_);
+  const absl::Time now = clock_();
+  absl::MutexLock lock(&mu_);
+  WriteSummaries(now, /*all=*/true);
 }
 
 void TelemetryLogger::set_level(LogLevel level) {
@@ -40,19 +78,16 @@ void TelemetryLogger::set_level(LogLevel level) {
 }
 
 TelemetryMask TelemetryLogger::InterestAt(LogLevel level) {
-  // connection.stop can be an error, so it stays wanted at every level but off.
+  // Probed with an error of the server's, the most severe any event can be.
+  const absl::Status error = absl::InternalError("probe");
   TelemetryMask mask = 0;
-  for (int t = 0; t <= static_cast<int>(TelemetryEventType::kConnectionSocketShutdown); ++t) {
-    const auto type = static_cast<TelemetryEventType>(t);
-    TelemetryEvent probe{type};
-    const absl::Status error = absl::UnknownError("probe");
-    if (type == TelemetryEventType::kConnectionStop) probe.error = &error;
-    if (level != LogLevel::kOff && LevelOf(probe) >= level) mask |= TelemetryBit(type);
+  for (int t = 0; t < kTypes; ++t) {
+    TelemetryEvent probe{static_cast<TelemetryEventType>(t)};
+    probe.error = &error;
+    if (level != LogLevel::kOff && LevelOf(probe) >= level) mask |= TelemetryBit(probe.type);
   }
   return mask;
 }
-
-TelemetryLogger::~TelemetryLogger() { Telemetry::Detach(attachment_); }
 
 LogLevel TelemetryLogger::LevelOf(const TelemetryEvent& e) {
   switch (e.type) {
@@ -60,18 +95,20 @@ LogLevel TelemetryLogger::LevelOf(const TelemetryEvent& e) {
     case TelemetryEventType::kListenerStop:
     case TelemetryEventType::kAcceptorStart:
     case TelemetryEventType::kAcceptorStop:
-      return LogLevel::kInfo;
-    case TelemetryEventType::kAcceptorEmfile:
-    case TelemetryEventType::kAcceptorSpawnError:
     case TelemetryEventType::kAcceptorEconnaborted:
+      return LogLevel::kInfo;
+    case TelemetryEventType::kAcceptorSpawnError:
       return LogLevel::kWarning;
+    case TelemetryEventType::kAcceptorEmfile:
     case TelemetryEventType::kAcceptorAcceptError:
+      return LogLevel::kError;
     case TelemetryEventType::kConnectionRecvError:
     case TelemetryEventType::kConnectionSendError:
     case TelemetryEventType::kConnectionSendfileError:
-      return LogLevel::kError;
+      return IsPeersDoing(e.error) ? LogLevel::kDebug : LogLevel::kError;
     case TelemetryEventType::kConnectionStop:
-      return e.error != nullptr ? LogLevel::kError : LogLevel::kDebug;
+      if (e.error == nullptr) return LogLevel::kDebug;
+      return IsPeersDoing(e.error) ? LogLevel::kInfo : LogLevel::kError;
     default:
       return LogLevel::kDebug;
   }
@@ -103,12 +140,52 @@ std::string TelemetryLogger::Format(const TelemetryEvent& e) {
 void TelemetryLogger::Write(const TelemetryEvent& e) {
   const LogLevel at = LevelOf(e);
   if (at < level()) return;
-  const std::string line =
-      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
-                   " ", LogLevelName(at), " ", Format(e), "\n");
+  const absl::Time now = clock_();
   absl::MutexLock lock(&mu_);
+  if (now >= summaries_due_) WriteSummaries(now, /*all=*/false);
+  if (lines_per_second_ > 0) {
+    Window& w = windows_[static_cast<int>(e.type)][static_cast<int>(at)];
+    if (now >= w.start + kSecond || now < w.start) {
+      // A clock that stepped back ends the window too; what it left out is said first.
+      if (w.left_out > 0) WriteSummaries(now, /*all=*/true);
+      w = Window{.start = now};
+    }
+    if (w.written >= lines_per_second_) {
+      if (w.left_out++ == 0) summaries_due_ = std::min(summaries_due_, w.start + kSecond);
+      return;
+    }
+    ++w.written;
+  }
+  WriteLine(now, at, Format(e));
+}
+
+void TelemetryLogger::WriteLine(absl::Time when, LogLevel level, absl::string_view text) {
+  const std::string line =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", when, absl::UTCTimeZone()), " ",
+                   LogLevelName(level), " ", text, "\n");
   std::fwrite(line.data(), 1, line.size(), out_);
   std::fflush(out_);
+}
+
+void TelemetryLogger::WriteSummaries(absl::Time now, bool all) {
+  summaries_due_ = absl::InfiniteFuture();
+  for (int t = 0; t < kTypes; ++t) {
+    for (int l = 0; l < kLevels; ++l) {
+      Window& w = windows_[t][l];
+      if (w.left_out == 0) continue;
+      const absl::Time end = w.start + kSecond;
+      if (all || now >= end) {
+        // Stamped with the end of its second (or now, if sooner), so that "the last
+        // second" is the one it counts.
+        WriteLine(std::min(end, now), static_cast<LogLevel>(l),
+                  absl::StrCat(TelemetryEventName(static_cast<TelemetryEventType>(t)),
+                               " ... and ", w.left_out, " more like it in the last second"));
+        w.left_out = 0;
+      } else {
+        summaries_due_ = std::min(summaries_due_, end);
+      }
+    }
+  }
 }
 
 }  // namespace islet

@@ -5,20 +5,42 @@
 //   islet::TelemetryLogger logger(islet::LogLevel::kInfo);   // attaches to stderr
 //   logger.set_level(islet::LogLevel::kDebug);               // every event from now on
 //
-// Levels: error (a connection ended in error; recv/send/sendfile and accept errors),
-// warning (emfile, spawn_error, econnaborted), info (listener and acceptor start/stop),
-// debug (everything, including each connection's start, stop and traffic).
+// Levels say whose doing an event is: error is kept for the server's own faults, so
+// that a hostile or broken client cannot fill the error log. A peer's doing is an error
+// whose code is Aborted (reset, broken pipe, TLS garbage), OutOfRange (closed early, as
+// in mid-handshake), DeadlineExceeded (idle, handshake or send timeout) or
+// Unauthenticated (a client certificate refused); any other code is the server's.
+//
+//   error    acceptor.accept_error (a failing listener included), acceptor.emfile;
+//            connection.stop, recv_error, send_error, sendfile_error with an error of
+//            the server's (a handler's Error, an internal failure, a missing file)
+//   warning  acceptor.spawn_error (num_connections turned a client away)
+//   info     listener and acceptor start and stop; acceptor.econnaborted;
+//            connection.stop with an error of the peer's (one line per reset, timeout
+//            or failed handshake)
+//   debug    everything else: connection.start, ready, stop without an error, traffic,
+//            socket_shutdown, and recv/send/sendfile errors of the peer's (the stop
+//            that follows says it once, at info)
+// A handler's Error is judged by its code like any other: return Aborted (say) for a
+// client that broke the protocol, Internal for a bug of your own.
+//
+// Rate limit: at most `lines_per_second` lines of one kind (event type and level) in
+// any second; the rest are counted, and when the second is over one line says
+// "<level> <event> ... and K more like it in the last second". It is written before the
+// next line of any kind, or when the logger is destroyed.
 #ifndef ISLET_SERVER_TELEMETRY_LOGGER_H_
 #define ISLET_SERVER_TELEMETRY_LOGGER_H_
 
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/telemetry.h"
 
 namespace islet {
@@ -31,8 +53,21 @@ absl::string_view LogLevelName(LogLevel level);
 
 class TelemetryLogger {
  public:
-  // Attaches to Telemetry and writes one line per event at `level` or above to `out`.
+  struct Options {
+    LogLevel level = LogLevel::kInfo;
+    FILE* out = stderr;
+    // Per kind and second; 0 writes every line.
+    int lines_per_second = 10;
+    // The time of the lines and of the rate limit (absl::Now when empty); tests pass a
+    // fake. Called on the emitting threads.
+    std::function<absl::Time()> clock;
+  };
+
+  // Attaches to Telemetry and writes one line per event at the level or above.
+  explicit TelemetryLogger(Options options);
   explicit TelemetryLogger(LogLevel level, FILE* out = stderr);
+  // Detaches (waiting for lines being written on other threads), then writes the
+  // count of lines the rate limit left out.
   ~TelemetryLogger();
   TelemetryLogger(const TelemetryLogger&) = delete;
   TelemetryLogger& operator=(const TelemetryLogger&) = delete;
@@ -48,11 +83,30 @@ class TelemetryLogger {
   static TelemetryMask InterestAt(LogLevel level);
 
  private:
+  static constexpr int kTypes = static_cast<int>(TelemetryEventType::kConnectionSocketShutdown) + 1;
+  static constexpr int kLevels = static_cast<int>(LogLevel::kOff);
+
+  // One kind's current second: the lines written in it and those left out.
+  struct Window {
+    absl::Time start = absl::InfinitePast();
+    int written = 0;
+    int64_t left_out = 0;
+  };
+
   void Write(const TelemetryEvent& event);
+  void WriteLine(absl::Time when, LogLevel level, absl::string_view text)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the summary of every window with lines left out that has ended by `now`
+  // (every one, when `all`), and works out when the next is due.
+  void WriteSummaries(absl::Time now, bool all) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::atomic<LogLevel> level_;
-  FILE* out_;
+  FILE* const out_;
+  const int lines_per_second_;
+  const std::function<absl::Time()> clock_;
   absl::Mutex mu_;
+  Window windows_[kTypes][kLevels] ABSL_GUARDED_BY(mu_);
+  absl::Time summaries_due_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   uint64_t attachment_;
 };
 

@@ -1,10 +1,19 @@
 #include "server/telemetry_logger.h"
 
+#include <sys/socket.h>
+
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "server/test_util.h"
@@ -22,6 +31,29 @@ std::string Contents(FILE* f) {
   size_t n;
   while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
   return out;
+}
+
+// The lines written so far.
+std::vector<std::string> Lines(FILE* f) {
+  return absl::StrSplit(Contents(f), '\n', absl::SkipEmpty());
+}
+
+int CountContaining(const std::vector<std::string>& lines, absl::string_view text) {
+  int n = 0;
+  for (const std::string& line : lines) n += absl::StrContains(line, text) ? 1 : 0;
+  return n;
+}
+
+// Takes every connection and waits: the peer decides how it ends.
+class Waiting : public Handler {};
+
+// Connects to 127.0.0.1:`port`, sends a byte and resets the connection (SO_LINGER 0).
+bool ConnectAndReset(uint16_t port) {
+  UniqueFd fd = testutil::RawConnect(port);
+  if (!fd) return false;
+  if (::send(fd.get(), "x", 1, MSG_NOSIGNAL) != 1) return false;
+  const linger reset = {1, 0};
+  return ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) == 0;
 }
 
 TEST(LogLevelTest, ParsesNamesAndRefusesOthers) {
@@ -82,21 +114,236 @@ TEST(TelemetryLoggerTest, LevelDecidesWhatIsWrittenAndCanChangeWhileRunning) {
   std::fclose(out);
 }
 
-TEST(TelemetryLoggerTest, FormatsErrorsAndLevels) {
+TEST(TelemetryLoggerTest, FormatsErrors) {
   const absl::Status error = absl::AbortedError("recv: Connection reset by peer (ECONNRESET)");
   TelemetryEvent e{TelemetryEventType::kConnectionRecvError};
   e.server = "s";
   e.connection_id = 7;
   e.error = &error;
-  EXPECT_EQ(TelemetryLogger::LevelOf(e), LogLevel::kError);
   EXPECT_NE(TelemetryLogger::Format(e).find("connection=7"), std::string::npos);
   EXPECT_NE(TelemetryLogger::Format(e).find("ECONNRESET"), std::string::npos);
-  TelemetryEvent emfile{TelemetryEventType::kAcceptorEmfile};
-  EXPECT_EQ(TelemetryLogger::LevelOf(emfile), LogLevel::kWarning);
-  TelemetryEvent stop{TelemetryEventType::kConnectionStop};
-  EXPECT_EQ(TelemetryLogger::LevelOf(stop), LogLevel::kDebug);
-  stop.error = &error;
-  EXPECT_EQ(TelemetryLogger::LevelOf(stop), LogLevel::kError);
+}
+
+LogLevel LevelOf(TelemetryEventType type, const absl::Status* error = nullptr) {
+  TelemetryEvent e{type};
+  e.error = error;
+  return TelemetryLogger::LevelOf(e);
+}
+
+// The table in telemetry_logger.h: a peer's doing is never an error.
+TEST(TelemetryLoggerTest, LevelsSayWhoseDoingAnEventIs) {
+  using T = TelemetryEventType;
+  const absl::Status reset = absl::AbortedError("recv: Connection reset by peer (ECONNRESET)");
+  const absl::Status idle = absl::DeadlineExceededError("recv: no data within the read timeout");
+  const absl::Status early = absl::OutOfRangeError("handshake: peer closed the connection");
+  const absl::Status refused = absl::UnauthenticatedError("handshake: certificate verify failed");
+  const absl::Status bug = absl::InternalError("the handler broke");
+  const absl::Status missing = absl::NotFoundError("sendfile: No such file (ENOENT)");
+  const absl::Status emfile = absl::ResourceExhaustedError("accept: Too many open files");
+
+  for (const absl::Status* peer : {&reset, &idle, &early, &refused}) {
+    EXPECT_EQ(LevelOf(T::kConnectionStop, peer), LogLevel::kInfo) << *peer;
+    EXPECT_EQ(LevelOf(T::kConnectionRecvError, peer), LogLevel::kDebug) << *peer;
+    EXPECT_EQ(LevelOf(T::kConnectionSendError, peer), LogLevel::kDebug) << *peer;
+    EXPECT_EQ(LevelOf(T::kConnectionSendfileError, peer), LogLevel::kDebug) << *peer;
+  }
+  EXPECT_EQ(LevelOf(T::kConnectionStop), LogLevel::kDebug);
+  EXPECT_EQ(LevelOf(T::kConnectionStop, &bug), LogLevel::kError);
+  EXPECT_EQ(LevelOf(T::kConnectionRecvError, &bug), LogLevel::kError);
+  EXPECT_EQ(LevelOf(T::kConnectionSendfileError, &missing), LogLevel::kError);
+  EXPECT_EQ(LevelOf(T::kAcceptorEmfile, &emfile), LogLevel::kError);
+  EXPECT_EQ(LevelOf(T::kAcceptorAcceptError, &bug), LogLevel::kError);
+  EXPECT_EQ(LevelOf(T::kAcceptorSpawnError, &emfile), LogLevel::kWarning);
+  EXPECT_EQ(LevelOf(T::kAcceptorEconnaborted, &reset), LogLevel::kInfo);
+  EXPECT_EQ(LevelOf(T::kListenerStart), LogLevel::kInfo);
+  EXPECT_EQ(LevelOf(T::kAcceptorStop), LogLevel::kInfo);
+  EXPECT_EQ(LevelOf(T::kConnectionAsyncRecv), LogLevel::kDebug);
+  EXPECT_EQ(LevelOf(T::kConnectionSocketShutdown, &bug), LogLevel::kDebug);
+
+  // What a level asks telemetry for: every type that can reach it.
+  const TelemetryMask at_info = TelemetryLogger::InterestAt(LogLevel::kInfo);
+  EXPECT_NE(at_info & TelemetryBit(T::kConnectionStop), 0u);
+  EXPECT_NE(at_info & TelemetryBit(T::kConnectionRecvError), 0u);
+  EXPECT_EQ(at_info & TelemetryBit(T::kConnectionAsyncRecv), 0u);
+  const TelemetryMask at_error = TelemetryLogger::InterestAt(LogLevel::kError);
+  EXPECT_EQ(at_error & TelemetryBit(T::kAcceptorEconnaborted), 0u);
+  EXPECT_NE(at_error & TelemetryBit(T::kAcceptorEmfile), 0u);
+  EXPECT_EQ(TelemetryLogger::InterestAt(LogLevel::kOff), 0u);
+}
+
+// A clock the test moves by hand.
+class FakeClock {
+ public:
+  absl::Time Now() const {
+    absl::MutexLock lock(&mu_);
+    return now_;
+  }
+  void Advance(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    now_ += d;
+  }
+  std::function<absl::Time()> AsFunction() {
+    return [this] { return Now(); };
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::FromUnixSeconds(1700000000);  // 22:13:20Z
+};
+
+// The K of a "... and K more like it in the last second" line; -1 if there is none.
+int64_t LeftOut(const std::vector<std::string>& lines, absl::string_view prefix) {
+  for (const std::string& line : lines) {
+    if (!absl::StrContains(line, prefix)) continue;
+    const size_t at = line.find(" ... and ");
+    if (at == std::string::npos) continue;
+    int64_t k = -1;
+    if (absl::SimpleAtoi(absl::string_view(line).substr(at + 9, line.find(' ', at + 9) - at - 9),
+                         &k)) {
+      return k;
+    }
+  }
+  return -1;
+}
+
+void EmitAcceptError(const absl::Status& error) {
+  TelemetryEvent e{TelemetryEventType::kAcceptorAcceptError};
+  e.server = "limited";
+  e.error = &error;
+  Telemetry::Emit(e);
+}
+
+TEST(TelemetryLoggerTest, RateLimitCountsWhatItLeavesOut) {
+  FILE* out = std::tmpfile();
+  ASSERT_NE(out, nullptr);
+  FakeClock clock;
+  auto logger = std::make_unique<TelemetryLogger>(TelemetryLogger::Options{
+      .level = LogLevel::kInfo, .out = out, .lines_per_second = 3, .clock = clock.AsFunction()});
+  const absl::Status error = absl::InternalError("accept: the listener broke");
+
+  for (int i = 0; i < 10; ++i) EmitAcceptError(error);
+  clock.Advance(absl::Milliseconds(500));
+  for (int i = 0; i < 2; ++i) EmitAcceptError(error);
+  std::vector<std::string> lines = Lines(out);
+  EXPECT_EQ(lines.size(), 3u) << Contents(out);  // the rest wait for the second to end
+  EXPECT_EQ(CountContaining(lines, "2023-11-14T22:13:20.000Z error acceptor.accept_error "
+                                   "server=limited"),
+            3)
+      << Contents(out);
+
+  // Once the second is over, the next line of any kind is preceded by the count,
+  // stamped with the second's end.
+  clock.Advance(absl::Milliseconds(700));
+  TelemetryEvent start{TelemetryEventType::kListenerStart};
+  start.server = "limited";
+  Telemetry::Emit(start);
+  lines = Lines(out);
+  ASSERT_EQ(lines.size(), 5u) << Contents(out);
+  EXPECT_EQ(lines[3],
+            "2023-11-14T22:13:21.000Z error acceptor.accept_error ... and 9 more like it in the "
+            "last second");
+  EXPECT_TRUE(absl::StartsWith(lines[4], "2023-11-14T22:13:21.200Z info listener.start"))
+      << lines[4];
+
+  // A new second for accept errors: three more lines, then what is left out is counted
+  // when the logger goes.
+  for (int i = 0; i < 5; ++i) EmitAcceptError(error);
+  EXPECT_EQ(Lines(out).size(), 8u) << Contents(out);
+  logger.reset();
+  lines = Lines(out);
+  ASSERT_EQ(lines.size(), 9u) << Contents(out);
+  EXPECT_EQ(LeftOut(lines, "acceptor.accept_error"), 9);  // the first summary
+  EXPECT_EQ(lines[8],
+            "2023-11-14T22:13:21.200Z error acceptor.accept_error ... and 2 more like it in the "
+            "last second");
+  std::fclose(out);
+}
+
+TEST(TelemetryLoggerTest, NoRateLimitWhenAskedForNone) {
+  FILE* out = std::tmpfile();
+  ASSERT_NE(out, nullptr);
+  FakeClock clock;
+  auto logger = std::make_unique<TelemetryLogger>(TelemetryLogger::Options{
+      .level = LogLevel::kError, .out = out, .lines_per_second = 0, .clock = clock.AsFunction()});
+  const absl::Status error = absl::InternalError("accept: the listener broke");
+  for (int i = 0; i < 100; ++i) EmitAcceptError(error);
+  logger.reset();
+  EXPECT_EQ(Lines(out).size(), 100u);
+  std::fclose(out);
+}
+
+// A storm of peer resets is the clients' doing, not the server's: at the default level
+// it writes no error line, and the rate limit bounds what it writes at all.
+TEST(TelemetryLoggerTest, PeerResetStormWritesNoErrorAndFewLines) {
+  FILE* out = std::tmpfile();
+  ASSERT_NE(out, nullptr);
+  // The default level, and the default limit; the clock stands still, so that the whole
+  // storm falls in one second however long it takes.
+  FakeClock clock;
+  auto logger = std::make_unique<TelemetryLogger>(
+      TelemetryLogger::Options{.out = out, .clock = clock.AsFunction()});
+  ASSERT_EQ(logger->level(), LogLevel::kInfo);
+
+  ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<Waiting>());
+  const std::string name = options.name;
+  testutil::TelemetryRecorder recorder(name, TelemetryBit(TelemetryEventType::kConnectionStop));
+  std::unique_ptr<Server> server = testutil::MustStart(std::move(options));
+  ASSERT_NE(server, nullptr);
+  const uint16_t port = server->ListenerInfo()->port;
+
+  constexpr int kResets = 2000;
+  for (int i = 0; i < kResets; ++i) ASSERT_TRUE(ConnectAndReset(port)) << i;
+  ASSERT_TRUE(recorder.WaitFor(TelemetryEventType::kConnectionStop, kResets));
+  ASSERT_TRUE(server->Stop().ok());
+  logger.reset();
+
+  int resets = 0;
+  int stops_with_error = 0;
+  for (const testutil::RecordedEvent& e : recorder.Events(TelemetryEventType::kConnectionStop)) {
+    if (!e.error.has_value()) continue;
+    ++stops_with_error;
+    if (absl::IsAborted(*e.error)) ++resets;
+  }
+  EXPECT_GE(resets, kResets / 2) << "the storm was not one of resets";
+
+  const std::vector<std::string> lines = Lines(out);
+  EXPECT_EQ(CountContaining(lines, " error "), 0) << Contents(out);
+  // Per kind: 10 lines and a count. Listener, acceptor, connection.stop, econnaborted.
+  EXPECT_LE(lines.size(), 4u * 11u) << Contents(out);
+  // Every stop with an error is either a line or in the count.
+  const int written = CountContaining(lines, "info connection.stop server=" + name);
+  EXPECT_EQ(written, 10) << Contents(out);
+  EXPECT_EQ(written + LeftOut(lines, "info connection.stop"), stops_with_error) << Contents(out);
+  std::fclose(out);
+}
+
+// A fault of the server's own (here a handler's Error) is still an error line.
+TEST(TelemetryLoggerTest, HandlerErrorIsLoggedAtError) {
+  FILE* out = std::tmpfile();
+  ASSERT_NE(out, nullptr);
+  auto logger = std::make_unique<TelemetryLogger>(LogLevel::kInfo, out);
+
+  class Failing : public Handler {
+    HandlerResult HandleData(absl::string_view, Connection&) override {
+      return HandlerResult::Error(absl::InternalError("the handler broke"));
+    }
+  };
+  ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<Failing>());
+  const std::string name = options.name;
+  testutil::TelemetryRecorder recorder(name, TelemetryBit(TelemetryEventType::kConnectionStop));
+  std::unique_ptr<Server> server = testutil::MustStart(std::move(options));
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<TcpSocket> client = testutil::MustConnect(*server);
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send("hello").ok());
+  ASSERT_TRUE(recorder.WaitFor(TelemetryEventType::kConnectionStop));
+  ASSERT_TRUE(server->Stop().ok());
+  logger.reset();
+
+  const std::vector<std::string> lines = Lines(out);
+  EXPECT_EQ(CountContaining(lines, " error connection.stop server=" + name), 1) << Contents(out);
+  EXPECT_EQ(CountContaining(lines, "the handler broke"), 1) << Contents(out);
+  std::fclose(out);
 }
 
 }  // namespace
