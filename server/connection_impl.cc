@@ -10,6 +10,14 @@
 #include "transport/io_wait.h"
 
 namespace islet {
+namespace {
+
+// Reads handed to HandleData when the server stops (64 KiB each): what had arrived.
+constexpr int kShutdownReads = 16;
+// Reads per readiness event while lingering, each into the 64 KiB read buffer.
+constexpr int kLingerReads = 4;
+
+}  // namespace
 
 // ---- Set-up and the worker's side ----
 
@@ -103,6 +111,12 @@ void ConnectionImpl::Deliver(PostedMessage message) {
 void ConnectionImpl::BeginShutdown(absl::Duration deadline) {
   AssertInLoopThread();
   if (phase_ == Phase::kClosed) return;
+  // What the peer sent before the stop is the peer's: it is handed to HandleData first
+  // (a bounded amount), so that requests already here are answered, not dropped.
+  for (int i = 0; i < kShutdownReads && phase_ == Phase::kOpen && !ended_; ++i) {
+    if (!ReadAndDispatch()) break;
+  }
+  if (phase_ == Phase::kClosed) return;
   if (ended_) {
     // Already on its way out: it must still be gone by the server's deadline.
     phase_deadline_ = std::min(phase_deadline_, deadline);
@@ -133,7 +147,7 @@ void ConnectionImpl::Close(Ending ending, CloseType type, absl::Status error) {
   }
   if (phase_ == Phase::kClosed) return;
   if (out_.empty()) {
-    CloseSocket();
+    CloseSocketOrLinger();
     return;
   }
   // Let queued output reach the peer first, within the send timeout (or the server's
@@ -170,6 +184,40 @@ void ConnectionImpl::RunFinalCallback(Ending ending, const absl::Status& error) 
       break;
   }
   in_callback_ = false;
+}
+
+void ConnectionImpl::CloseSocketOrLinger() {
+  // Input may be unread, or on its way: the peer has not closed its side. Input that
+  // arrives after our close makes the kernel reset the connection as surely as input
+  // still unread at the close.
+  if (socket_ == nullptr || options_.linger_timeout <= absl::ZeroDuration() || peer_closed_) {
+    CloseSocket();
+    return;
+  }
+  // Half-close, so the peer sees the end of our output, and keep reading: the unread
+  // input and what is still on its way are dropped instead of resetting the
+  // connection. A transport with no room for its last bytes (TLS close_notify) closes
+  // at once: its peer is not reading anyway.
+  absl::StatusOr<IoInterest> half_closed = socket_->ShutdownStep(ShutdownWay::kWrite);
+  if (!half_closed.ok() || *half_closed != IoInterest::kNone) {
+    CloseSocket();
+    return;
+  }
+  phase_ = Phase::kLingering;
+  phase_deadline_ = std::min(phase_deadline_, loop_.now() + options_.linger_timeout);
+  UpdateInterest();
+  ArmTimer();
+  DiscardInput();
+}
+
+void ConnectionImpl::DiscardInput() {
+  absl::Span<char> buffer = host_.read_buffer();
+  for (int i = 0; i < kLingerReads && phase_ == Phase::kLingering; ++i) {
+    absl::StatusOr<size_t> got = socket_->ReadSome(buffer);
+    if (got.ok()) continue;
+    if (!IsWouldBlock(got.status())) CloseSocket();  // the peer's EOF, or its reset
+    return;
+  }
 }
 
 void ConnectionImpl::CloseSocket() {
@@ -240,6 +288,10 @@ void ConnectionImpl::OnReady(uint32_t events) {
     ContinueHandshake();
     return;
   }
+  if (phase_ == Phase::kLingering) {
+    DiscardInput();
+    return;
+  }
   const bool writable = (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0;
   if (writable && write_shutdown_ == WriteShutdown::kSending) StepShutdown().IgnoreError();
   if (phase_ == Phase::kClosed) return;
@@ -253,7 +305,7 @@ void ConnectionImpl::OnReady(uint32_t events) {
     if (phase_ == Phase::kClosed) return;
   }
   if (phase_ == Phase::kDraining) {
-    if (out_.empty()) CloseSocket();
+    if (out_.empty()) CloseSocketOrLinger();
     return;
   }
   if (phase_ == Phase::kSwitching) {
@@ -263,25 +315,27 @@ void ConnectionImpl::OnReady(uint32_t events) {
   if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0 && !reading_paused_) ReadAndDispatch();
 }
 
-void ConnectionImpl::ReadAndDispatch() {
+bool ConnectionImpl::ReadAndDispatch() {
   AssertInLoopThread();
-  if (phase_ != Phase::kOpen || ended_ || reading_paused_) return;
+  if (phase_ != Phase::kOpen || ended_ || reading_paused_) return false;
   absl::Span<char> buffer = host_.read_buffer();
   absl::StatusOr<size_t> got = socket_->ReadSome(buffer);
   if (!got.ok()) {
-    if (IsWouldBlock(got.status())) return;
+    if (IsWouldBlock(got.status())) return false;
     if (IsPeerClosed(got.status())) {
+      peer_closed_ = true;
       Close(Ending::kPeerClose, CloseType::kFlushWrite);
-      return;
+      return false;
     }
     Emit(TelemetryEventType::kConnectionRecvError, 0, &got.status());
     Close(Ending::kError, CloseType::kNoFlush, got.status());
-    return;
+    return false;
   }
   Emit(TelemetryEventType::kConnectionAsyncRecv, *got);
   read_deadline_ = absl::InfiniteDuration();  // not waiting while the handler works
   const absl::string_view data(buffer.data(), *got);
   RunCallback([&] { return handler_->HandleData(data, *this); });
+  return true;
 }
 
 template <typename Callback>
@@ -465,7 +519,7 @@ void ConnectionImpl::OnOutputDrained() {
     StepShutdown().IgnoreError();  // reported in telemetry
   }
   if (phase_ == Phase::kDraining) {
-    CloseSocket();
+    CloseSocketOrLinger();
     return;
   }
   if (phase_ == Phase::kSwitching) {
@@ -508,6 +562,9 @@ void ConnectionImpl::UpdateInterest() {
     case Phase::kSwitching:
     case Phase::kDraining:
       if (!out_.empty()) want |= EPOLLOUT;
+      break;
+    case Phase::kLingering:
+      want = EPOLLIN;
       break;
     case Phase::kClosed:
       return;
@@ -573,6 +630,12 @@ void ConnectionImpl::OnTimer() {
       break;
     case Phase::kDraining:
       if (now >= phase_deadline_ || now >= out_.send_deadline()) {
+        CloseSocket();
+        return;
+      }
+      break;
+    case Phase::kLingering:
+      if (now >= phase_deadline_) {
         CloseSocket();
         return;
       }

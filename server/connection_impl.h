@@ -7,6 +7,8 @@
 //        ^                   |  |                                                  ^
 //        |    SwitchTransport|  +---- failure, timeout, nothing to flush ----------+
 //        +---- kSwitching <--+  (the clear-text output drains first)
+//   kDraining (or an orderly close with nothing queued) --peer still open--> kLingering
+//   (half-closed, discarding input until the peer's EOF or linger_timeout) --> kClosed
 //
 // Every call is on the worker's loop thread (asserted in debug builds). One timer covers
 // every deadline (handshake, read, send progress, drain): it is armed for the earliest,
@@ -106,7 +108,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
 
  private:
   // kSwitching: a SwitchTransport waits for the output queued before it to drain.
-  enum class Phase : uint8_t { kHandshaking, kOpen, kSwitching, kDraining, kClosed };
+  enum class Phase : uint8_t { kHandshaking, kOpen, kSwitching, kDraining, kLingering, kClosed };
   // A write shutdown the handler asked for: it waits for queued output, then perhaps
   // for room to send what the transport sends last (a TLS close_notify).
   enum class WriteShutdown : uint8_t { kNone, kAfterOutput, kSending };
@@ -115,7 +117,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
 
   void OnReady(uint32_t events) override;
   void ContinueHandshake();
-  void ReadAndDispatch();
+  // Reads once and hands the bytes to HandleData; false when nothing was delivered.
+  bool ReadAndDispatch();
   template <typename Callback>
   void RunCallback(Callback&& callback, Source source = Source::kClient);
   void Apply(HandlerResult result, Source source);
@@ -127,6 +130,11 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   // The last step of every ending: unregisters, closes the socket, reports
   // connection.stop and hands the connection back to the worker.
   void CloseSocket();
+  // The end of an orderly close, all output sent: CloseSocket, or first a lingering
+  // close when the peer has not closed its side.
+  void CloseSocketOrLinger();
+  // kLingering: reads and drops what arrives; closes at the peer's EOF.
+  void DiscardInput();
   void PostReadIfBuffered();
 
   // Output.
@@ -172,6 +180,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   ShutdownWay write_shutdown_way_ = ShutdownWay::kWrite;
   Transport* switch_to_ = nullptr;  // while kSwitching
   bool upgrading_ = false;      // handshaking after a SwitchTransport
+  bool peer_closed_ = false;    // a read found the peer's end of stream
   absl::Status stop_error_;     // reported in connection.stop
   absl::Status pending_error_;  // a send failure noticed inside a callback
   IoInterest handshake_wants_ = IoInterest::kRead;

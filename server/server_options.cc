@@ -49,6 +49,9 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
     return Bad("shutdown_timeout", "must be finite and not negative");
   }
   if (!PositiveFinite(o.send_timeout)) return Bad("send_timeout", "must be positive and finite");
+  if (o.linger_timeout < absl::ZeroDuration() || o.linger_timeout == absl::InfiniteDuration()) {
+    return Bad("linger_timeout", "must be finite and not negative");
+  }
   if (o.send_queue_high_water == 0) return Bad("send_queue_high_water", "must be positive");
   if (o.max_pending_messages == 0) return Bad("max_pending_messages", "must be positive");
   if (o.send_queue_limit < o.send_queue_high_water) {

@@ -65,6 +65,14 @@ struct ServerOptions {
   // A peer that drains none of our queued output for this long is closed.
   absl::Duration send_timeout = absl::Seconds(30);
 
+  // A connection we close (an orderly close, its output sent) while the peer has not
+  // closed its side half-closes, and reads and discards until the peer closes or this
+  // passes, then closes (a lingering close, as nginx's): input unread at the close, or
+  // arriving after it, makes the kernel reset the connection, and a reset can destroy
+  // responses the peer has not read yet. Zero closes at once. Stop's deadline bounds
+  // it too. A peer that closes when it sees our end costs nothing more.
+  absl::Duration linger_timeout = absl::Seconds(2);
+
   // Output queued above this stops reading from the connection until it drains below
   // a quarter of it (backpressure): a peer that does not read cannot make us buffer
   // responses to requests it keeps sending.

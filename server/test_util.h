@@ -86,6 +86,9 @@ inline ServerOptions LoopbackOptions(HandlerFactory factory) {
   options.handler_factory = std::move(factory);
   options.num_workers = 2;
   options.name = UniqueName();
+  // Most tests' clients keep their end open after the server closes: a short linger
+  // keeps them quick. lingering_close_test sets its own.
+  options.linger_timeout = absl::Milliseconds(100);
   return options;
 }
 

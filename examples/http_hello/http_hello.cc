@@ -12,7 +12,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "examples/http_hello/hello_response.h"
-#include "transport/io_wait.h"
 
 // This handler is the subject of the HTTP benchmarks, so its steady path is kept lean:
 // requests are parsed in place in one pass over each head, and the responses are views
@@ -278,7 +277,6 @@ HttpHelloHandler::HttpHelloHandler(const std::any& options) {
 }
 
 HandlerResult HttpHelloHandler::HandleData(absl::string_view data, Connection& conn) {
-  if (lingering_) return KeepLingering();  // draining: input is ignored
   Replies replies(conn);
   Verdict verdict;
   if (partial_.empty()) {
@@ -300,7 +298,7 @@ HandlerResult HttpHelloHandler::HandleData(absl::string_view data, Connection& c
     case Verdict::kNeedMore:
       return HandlerResult::Continue();
     case Verdict::kClose:
-      return Linger(conn);
+      return HandlerResult::Close();
     case Verdict::kReject:
       return Reject(conn, reject_status_);
   }
@@ -352,26 +350,9 @@ HandlerResult HttpHelloHandler::Reject(Connection& conn, absl::string_view statu
                          "\r\nServer: islet\r\nContent-Type: text/plain\r\nContent-Length: ",
                          reason.size() + 1, "\r\nConnection: close\r\n\r\n", reason, "\n"))
       .IgnoreError();
-  return Linger(conn);
-}
-
-HandlerResult HttpHelloHandler::Linger(Connection& conn) {
-  // Half-close once the responses are out, then drain what the client still sends until
-  // it closes or the linger time passes: closing with unread input would reset the
-  // connection and could destroy the last response on its way.
-  conn.Shutdown(ShutdownWay::kWrite).IgnoreError();
-  lingering_ = true;
-  linger_end_ = MonotonicNow() + options_.linger;
-  partial_.clear();
-  return KeepLingering();
-}
-
-HandlerResult HttpHelloHandler::KeepLingering() const {
-  // The wait is for what is left of the linger, not a fresh one: each byte the client
-  // sends would otherwise restart it, and a trickle could hold the connection forever.
-  const absl::Duration left = linger_end_ - MonotonicNow();
-  if (left <= absl::ZeroDuration()) return HandlerResult::Close();
-  return HandlerResult::ContinueWithTimeout(left);  // HandleTimeout then closes
+  // The server's lingering close drains what the client still sends, within
+  // linger_timeout in all, so the response is not destroyed by a reset.
+  return HandlerResult::Close();
 }
 
 }  // namespace islet::examples

@@ -2,9 +2,9 @@
 // pipelining and correct framing. Request bodies framed by Content-Length are read and
 // ignored. A malformed request (answered as soon as its first bad line is complete), an
 // HTTP version other than 1.x (505), a chunked body, or a head over the size limit gets
-// an error response and a graceful close: the write side is shut down and input drained
-// for at most HttpHelloOptions::linger in all, so a reset cannot destroy the response
-// before the client reads it.
+// an error response and a close. The server's lingering close (half-close, then input
+// drained for at most ServerOptions::linger_timeout in all) keeps a reset from
+// destroying the response before the client reads it.
 #ifndef ISLET_EXAMPLES_HTTP_HELLO_HTTP_HELLO_H_
 #define ISLET_EXAMPLES_HTTP_HELLO_HTTP_HELLO_H_
 
@@ -26,9 +26,6 @@ struct HttpHelloOptions {
   size_t max_head_bytes = 8 * 1024;
   // Bodies above this are refused (413) instead of being read.
   uint64_t max_body_bytes = 64 << 20;
-  // How long input is drained after an error response (or a closing one) before the
-  // close: a total, counted from the response, however the client keeps sending.
-  absl::Duration linger = absl::Seconds(1);
 };
 
 class HttpHelloHandler : public Handler {
@@ -49,15 +46,10 @@ class HttpHelloHandler : public Handler {
   // Parses and answers complete requests in `input`; what it consumed is removed.
   Verdict Serve(absl::string_view& input, Replies& replies);
   HandlerResult Reject(Connection& conn, absl::string_view status_line);
-  HandlerResult Linger(Connection& conn);
-  // Waits out the rest of the linger, or closes once it is over.
-  HandlerResult KeepLingering() const;
 
   HttpHelloOptions options_;
   std::string partial_;      // an incomplete request head kept between reads
   uint64_t body_left_ = 0;   // bytes of a request body still to skip
-  bool lingering_ = false;   // after an error response: drain input, then close
-  absl::Duration linger_end_;  // when the linger is over, on the MonotonicNow() clock
   absl::string_view reject_status_;  // after kReject: a static status line
 };
 

@@ -329,15 +329,16 @@ TEST_F(HttpHelloTest, BadLineSplitAtEveryByteBoundary) {
   }
 }
 
-// After an error response the server drains input for at most HttpHelloOptions::linger
-// in all, however the client trickles: then it closes. The client read the half-close
-// (EOF) with the response already; the full close shows as a reset once its bytes reach
-// a socket that is gone. Were each byte to restart the wait (the read timeout is 60 s),
-// all ten would go through.
+// After an error response the server drains input for at most linger_timeout in all
+// (the lingering close), however the client trickles: then it closes. The client read
+// the half-close (EOF) with the response already; the full close shows as a reset once
+// its bytes reach a socket that is gone. Were each byte to restart the wait (the read
+// timeout is 60 s), all ten would go through.
 TEST(HttpHelloLingerTest, TricklingClientCannotProlongTheLinger) {
-  HttpHelloOptions options;
-  options.linger = absl::Milliseconds(500);
-  ExampleServer server(HandlerFactoryOf<HttpHelloHandler>(), options);
+  ServerOptions server_options;
+  server_options.linger_timeout = absl::Milliseconds(500);
+  ExampleServer server(HandlerFactoryOf<HttpHelloHandler>(), HttpHelloOptions{},
+                       std::move(server_options));
   auto client = server.Connect();
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Send("GARBAGE\r\n\r\n").ok());
