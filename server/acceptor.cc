@@ -1,11 +1,13 @@
 #include "server/acceptor.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 
 #include "server/telemetry.h"
@@ -95,6 +97,7 @@ Acceptor::Acceptor(ServerContext& context, ListenerSet& listeners, std::vector<W
   }
   slot_->index = index;
   slot_->span_id = Telemetry::NewSpanId();
+  slot_->server_admitted = &context_.admitted;
 }
 
 Acceptor::~Acceptor() { Join(); }
@@ -168,7 +171,7 @@ bool Acceptor::Report(const absl::Status& error, absl::Duration* backoff) {
 }
 
 void Acceptor::HandOver(std::unique_ptr<Socket> socket) {
-  slot_->live.fetch_add(1, std::memory_order_acq_rel);
+  slot_->Take();
   slot_->accepted.fetch_add(1, std::memory_order_relaxed);
   workers_[next_worker_++ % workers_.size()]->Adopt(std::move(socket), slot_);
 }
@@ -183,10 +186,32 @@ void Acceptor::Refuse(std::unique_ptr<Socket> socket) {
 
 // ---- On a thread of its own ----
 
+bool Acceptor::HasRoom() const {
+  const ServerOptions& o = context_.options;
+  return (o.num_connections == ServerOptions::kUnlimited ||
+          slot_->live.load(std::memory_order_acquire) < o.num_connections) &&
+         (o.max_connections == ServerOptions::kUnlimited ||
+          context_.admitted.load(std::memory_order_acquire) < o.max_connections);
+}
+
+bool Acceptor::InDescriptorReserve(const Socket& socket) const {
+  const int reserve = context_.options.descriptor_reserve;
+  if (reserve <= 0 || socket.fd() < 0) return false;
+  // The kernel hands out the lowest free descriptor: one this high means the table is
+  // within `reserve` of RLIMIT_NOFILE (read again each time: it may be raised).
+  rlimit limit;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return false;
+  return static_cast<rlim_t>(socket.fd()) + static_cast<rlim_t>(reserve) >= limit.rlim_cur;
+}
+
+absl::Status Acceptor::ReserveError(const Socket& socket) const {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "accept: descriptor ", socket.fd(), " is within descriptor_reserve (",
+      context_.options.descriptor_reserve, ") of RLIMIT_NOFILE; the connection was closed"));
+}
+
 bool Acceptor::WaitForBudget() {
-  const int limit = context_.options.num_connections;
-  if (limit == ServerOptions::kUnlimited) return true;
-  for (int attempt = 0; slot_->live.load(std::memory_order_acquire) >= limit; ++attempt) {
+  for (int attempt = 0; !HasRoom(); ++attempt) {
     if (attempt >= context_.options.max_connections_retry_count) return false;
     if (!listeners_.SleepUnlessStopping(context_.options.max_connections_retry_wait)) {
       return false;
@@ -215,6 +240,15 @@ void Acceptor::Run() {
       continue;
     }
     ++accepted_;
+    if (InDescriptorReserve(**socket)) {
+      // As out of descriptors: the rest of the table is for files, sendfile and logs.
+      const absl::Status reserved = ReserveError(**socket);
+      (*socket)->Close();
+      absl::Duration backoff;
+      Report(reserved, &backoff);
+      listeners_.SleepUnlessStopping(backoff);
+      continue;
+    }
     if (WaitForBudget()) {
       HandOver(*std::move(socket));
     } else {
@@ -282,6 +316,15 @@ void Acceptor::OnReady(uint32_t /*events*/) {
     absl::StatusOr<std::unique_ptr<Socket>> socket = listener_->TryAccept();
     if (socket.ok()) {
       ++accepted_;
+      if (InDescriptorReserve(**socket)) {
+        // As out of descriptors: the rest of the table is for files, sendfile and logs.
+        const absl::Status reserved = ReserveError(**socket);
+        (*socket)->Close();
+        absl::Duration backoff;
+        Report(reserved, &backoff);
+        PauseFor(backoff, [this] { Watch(); });
+        return;
+      }
       Place(*std::move(socket));
       continue;
     }
@@ -305,9 +348,7 @@ void Acceptor::OnReady(uint32_t /*events*/) {
 }
 
 void Acceptor::Place(std::unique_ptr<Socket> socket) {
-  const int limit = context_.options.num_connections;
-  if (limit == ServerOptions::kUnlimited ||
-      slot_->live.load(std::memory_order_acquire) < limit) {
+  if (HasRoom()) {
     HandOver(std::move(socket));
     return;
   }
@@ -320,7 +361,7 @@ void Acceptor::Place(std::unique_ptr<Socket> socket) {
 }
 
 void Acceptor::PlacePending() {
-  if (slot_->live.load(std::memory_order_acquire) < context_.options.num_connections) {
+  if (HasRoom()) {
     HandOver(std::move(pending_));
   } else if (pending_attempts_ >= context_.options.max_connections_retry_count) {
     Refuse(std::move(pending_));

@@ -76,6 +76,11 @@ class Acceptor : private EventLoop::Watcher {
   void Emit(TelemetryEventType type, const absl::Status* error = nullptr, uint64_t count = 0,
             absl::Duration duration = absl::ZeroDuration());
   bool WaitForBudget();  // the thread: sleeps through the retry window
+  // Room in this acceptor's budget and under the server's max_connections.
+  bool HasRoom() const;
+  // Whether the new socket's descriptor lies in ServerOptions::descriptor_reserve.
+  bool InDescriptorReserve(const Socket& socket) const;
+  absl::Status ReserveError(const Socket& socket) const;
   void HandOver(std::unique_ptr<Socket> socket);
   void Refuse(std::unique_ptr<Socket> socket);
 

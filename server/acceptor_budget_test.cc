@@ -124,5 +124,42 @@ TEST_F(AcceptorBudgetTest, EachAcceptorHasItsOwnBudget) {
   EXPECT_TRUE(server_->Stop().ok());
 }
 
+// max_connections caps the whole server, over every acceptor and listener: each
+// acceptor has room in its own budget, yet once the server holds the cap a new
+// connection waits through the retry window and is closed (acceptor.spawn_error); a
+// connection leaving makes room for the next. Before the cap, every acceptor could fill
+// its own budget.
+TEST_F(AcceptorBudgetTest, MaxConnectionsCapsTheServerOverAllAcceptors) {
+  ServerOptions options = Options();
+  options.num_acceptors = 2;
+  options.num_listen_sockets = 2;
+  options.num_connections = 10;  // per acceptor: no limit here
+  options.max_connections = 3;
+  ASSERT_TRUE(Start(std::move(options)));
+  std::vector<std::unique_ptr<TcpSocket>> served;
+  for (int i = 0; i < 3; ++i) {
+    served.push_back(ConnectAndEcho(*server_, absl::StrCat("served ", i)));
+    ASSERT_NE(served.back(), nullptr);
+  }
+  // Whichever acceptor (listener) the kernel gives them to, the next ones are refused.
+  for (int i = 0; i < 4; ++i) {
+    std::unique_ptr<TcpSocket> over = MustConnect(*server_);
+    ASSERT_NE(over, nullptr);
+    over->Send("over").IgnoreError();
+    absl::StatusOr<std::string> rest = testutil::ReadToEof(*over);
+    if (rest.ok()) {
+      EXPECT_EQ(*rest, "") << "a connection over max_connections was served";
+    } else {
+      EXPECT_TRUE(absl::IsAborted(rest.status())) << rest.status();
+    }
+  }
+  EXPECT_EQ(server_->active_connections(), 3);
+  EXPECT_EQ(telemetry_->Count(TelemetryEventType::kAcceptorSpawnError), 4);
+  served[0]->Close();
+  ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == 2; }));
+  std::unique_ptr<TcpSocket> next = ConnectAndEcho(*server_, "next");
+  ASSERT_NE(next, nullptr);
+}
+
 }  // namespace
 }  // namespace islet

@@ -5,6 +5,7 @@
 // acceptor_failures_test, the counterpart of Thousand Island's acceptor_test.exs.
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -70,13 +71,16 @@ struct EmfileChildReport {
   int32_t stop_ok = 0;
 };
 
-// The child: a server whose process may open only a few more descriptors. Speaks to
-// the parent through two pipes; returns the exit code.
-int RunEmfileChild(int to_parent, int from_parent) {
+// The child: a server whose process may open only a few more descriptors for
+// connections (and `reserve` more, which the server keeps for other uses). Speaks to the
+// parent through two pipes; returns the exit code. With a reserve, the parent may ask
+// ('F') how many files the process can still open while connections fill the rest.
+int RunEmfileChild(int to_parent, int from_parent, int reserve) {
   constexpr int kFreeSlots = 4;
   ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<EchoHandler>());
   options.num_workers = 1;
   options.num_acceptors = 1;
+  options.descriptor_reserve = reserve;
   options.name = "emfile-child";
   std::atomic<int> emfile{0};
   std::atomic<int> emfile_resource_exhausted{0};
@@ -120,7 +124,7 @@ int RunEmfileChild(int to_parent, int from_parent) {
   int count = 0;
   int highest = -1;
   OpenDescriptors(&count, &highest);
-  const int limit = std::max(highest + 1, count + kFreeSlots);
+  const int limit = std::max(highest + 1, count + kFreeSlots) + reserve;
   rlimit rl;
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 12;
   rl.rlim_cur = static_cast<rlim_t>(limit);
@@ -128,11 +132,25 @@ int RunEmfileChild(int to_parent, int from_parent) {
 
   EmfileChildHello hello;
   hello.port = where->port;
-  hello.free_slots = limit - count;
+  hello.free_slots = limit - count - reserve;
   if (!WriteAll(to_parent, &hello, sizeof(hello))) return 14;
 
   char command = 0;
-  if (!ReadAll(from_parent, &command, 1, absl::Seconds(120)) || command != 'Q') return 15;
+  if (!ReadAll(from_parent, &command, 1, absl::Seconds(120))) return 15;
+  if (command == 'F') {
+    // The reserve is for the process: open what it can, then give it back.
+    std::vector<int> files;
+    for (int i = 0; i < reserve; ++i) {
+      const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) break;
+      files.push_back(fd);
+    }
+    const char opened = static_cast<char>(files.size());
+    for (int fd : files) ::close(fd);
+    if (!WriteAll(to_parent, &opened, 1)) return 17;
+    if (!ReadAll(from_parent, &command, 1, absl::Seconds(120))) return 15;
+  }
+  if (command != 'Q') return 15;
   const absl::Status stopped = (*server)->Stop();
   EmfileChildReport report;
   report.emfile_events = emfile.load();
@@ -153,8 +171,8 @@ TEST(AcceptorEmfileTest, DescriptorExhaustionBacksOffAndRecoversByItself) {
     // cannot, and reports a false "invalid vptr" on the worker's handler call.
     GTEST_SKIP() << "UBSan needs free descriptors; the asan and default runs cover this";
   }
-  std::unique_ptr<testutil::ChildProcess> child =
-      testutil::ChildProcess::Fork(RunEmfileChild);
+  std::unique_ptr<testutil::ChildProcess> child = testutil::ChildProcess::Fork(
+      [](int to_parent, int from_parent) { return RunEmfileChild(to_parent, from_parent, 0); });
   ASSERT_NE(child, nullptr);
 
   EmfileChildHello hello;
@@ -215,6 +233,70 @@ TEST(AcceptorEmfileTest, DescriptorExhaustionBacksOffAndRecoversByItself) {
   EXPECT_EQ(report.acceptor_starts, 1);
   EXPECT_EQ(report.acceptor_stops, 1);
   EXPECT_EQ(report.connection_stops, hello.free_slots + kWaiting + 1);
+  EXPECT_EQ(report.stop_ok, 1);
+}
+
+// With a descriptor reserve, connections never take the last descriptors: one whose
+// descriptor falls within the reserve is closed at once (acceptor.emfile), the process
+// can still open files meanwhile, and accepting goes on as connections leave. Without
+// the reserve, accepting took every descriptor until accept(2) itself failed.
+TEST(AcceptorEmfileTest, DescriptorReserveIsKeptForTheProcess) {
+  if (std::getenv("ISLET_UBSAN") != nullptr) {
+    GTEST_SKIP() << "UBSan needs free descriptors; the asan and default runs cover this";
+  }
+  constexpr int kReserve = 8;
+  std::unique_ptr<testutil::ChildProcess> child = testutil::ChildProcess::Fork(
+      [](int to_parent, int from_parent) {
+        return RunEmfileChild(to_parent, from_parent, kReserve);
+      });
+  ASSERT_NE(child, nullptr);
+  EmfileChildHello hello;
+  ASSERT_TRUE(child->Read(&hello, sizeof(hello), kWait)) << "no hello from child";
+  ASSERT_GE(hello.free_slots, 2);
+  SocketInfo where;
+  where.address = "127.0.0.1";
+  where.port = hello.port;
+
+  std::vector<std::unique_ptr<TcpSocket>> served;
+  for (int i = 0; i < hello.free_slots; ++i) {
+    served.push_back(ConnectAndEcho(where, absl::StrCat("served ", i)));
+    ASSERT_NE(served.back(), nullptr);
+  }
+  // The next ones would take descriptors of the reserve: closed unanswered.
+  for (int i = 0; i < 3; ++i) {
+    std::unique_ptr<TcpSocket> refused = MustConnect(where);
+    ASSERT_NE(refused, nullptr);
+    refused->Send("anyone?").IgnoreError();
+    absl::StatusOr<std::string> got = refused->Recv(0, kWait);
+    EXPECT_FALSE(got.ok()) << "a connection in the reserve was served: " << *got;
+  }
+  char e_byte = 0;
+  ASSERT_TRUE(child->Read(&e_byte, 1, kWait)) << "no acceptor.emfile event";
+  // Meanwhile the process has its reserve: the server's connection filled the rest.
+  ASSERT_TRUE(child->Write("F", 1));
+  char opened = 0;
+  ASSERT_TRUE(child->Read(&opened, 1, kWait));
+  EXPECT_GE(opened, kReserve - 1);  // the refused connection's descriptor may linger
+  for (auto& s : served) ExpectEcho(*s, "still served");
+
+  // As clients leave, new ones are served again.
+  for (auto& s : served) s->Close();
+  // (A connect may still find the table full while the closes are under way.)
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    absl::StatusOr<std::unique_ptr<TcpSocket>> late = TcpSocket::Connect(where, kWait);
+    if (!late.ok() || !(*late)->Send("late").ok()) return false;
+    absl::StatusOr<std::string> got = (*late)->Recv(4, absl::Seconds(2));
+    return got.ok() && *got == "late";
+  }));
+  ASSERT_TRUE(child->Write("Q", 1));
+  EmfileChildReport report;
+  ASSERT_TRUE(child->Read(&report, sizeof(report), kWait)) << "no report";
+  std::optional<int> status = child->Wait(kWait);
+  ASSERT_TRUE(status.has_value()) << "the child did not exit";
+  ASSERT_TRUE(WIFEXITED(*status)) << "child died: " << *status;
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  EXPECT_GE(report.emfile_events, 3);
+  EXPECT_EQ(report.emfile_with_resource_exhausted, report.emfile_events);
   EXPECT_EQ(report.stop_ok, 1);
 }
 

@@ -247,7 +247,7 @@ void ConnectionImpl::CloseSocket() {
     e.error = stop_error_.ok() ? nullptr : &stop_error_;
     Telemetry::Emit(e);
   }
-  if (acceptor_) acceptor_->live.fetch_sub(1, std::memory_order_acq_rel);
+  if (acceptor_) acceptor_->Release();
   host_.Retire(*this);
 }
 

@@ -23,15 +23,28 @@ struct ServerContext {
   // Live connections across all workers; Stop waits on it.
   absl::Mutex mu;
   int64_t live_connections ABSL_GUARDED_BY(mu) = 0;
+  // The same count as the acceptors see it, for max_connections: taken when an
+  // acceptor hands a connection over, given back when it closes. No lock.
+  std::atomic<int64_t> admitted{0};
 };
 
 // An acceptor's connection budget, shared with the connections it accepted: a
-// connection gives its place back when it closes.
+// connection gives its place back when it closes (Release).
 struct AcceptorSlot {
   int index = 0;
   uint64_t span_id = 0;
   std::atomic<int64_t> live{0};
   std::atomic<uint64_t> accepted{0};
+  std::atomic<int64_t>* server_admitted = nullptr;  // ServerContext::admitted
+
+  void Take() {
+    live.fetch_add(1, std::memory_order_acq_rel);
+    server_admitted->fetch_add(1, std::memory_order_acq_rel);
+  }
+  void Release() {
+    live.fetch_sub(1, std::memory_order_acq_rel);
+    server_admitted->fetch_sub(1, std::memory_order_acq_rel);
+  }
 };
 
 }  // namespace islet

@@ -31,6 +31,12 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.num_connections < 1 && o.num_connections != ServerOptions::kUnlimited) {
     return Bad("num_connections", "must be at least 1, or kUnlimited");
   }
+  if (o.max_connections < 1 && o.max_connections != ServerOptions::kUnlimited) {
+    return Bad("max_connections", "must be at least 1, or kUnlimited");
+  }
+  if (o.descriptor_reserve < 0) {
+    return Bad("descriptor_reserve", "must not be negative");
+  }
   if (o.max_connections_retry_wait < absl::ZeroDuration() ||
       o.max_connections_retry_wait == absl::InfiniteDuration()) {
     return Bad("max_connections_retry_wait", "must be finite and not negative");

@@ -50,6 +50,17 @@ struct ServerOptions {
   // acceptor bounds memory while leaving room for real traffic.
   static constexpr int kUnlimited = -1;
   int num_connections = 16384;
+  // Live connections over the whole server, every acceptor and listener together
+  // (kUnlimited: none beyond each acceptor's num_connections). A connection over it is
+  // treated as one over its acceptor's budget (below): the acceptor waits for room,
+  // accepting nothing meanwhile, so new clients wait in the listen backlog rather than
+  // being accepted and dropped; after the retries it is closed (acceptor.spawn_error).
+  int max_connections = kUnlimited;
+  // Accepting never takes the last descriptors under RLIMIT_NOFILE: a connection whose
+  // descriptor falls within this many of the limit is closed at once and reported as
+  // acceptor.emfile (with the same back-off), so files, sendfile and logs keep working
+  // when connections fill the table. 0 turns it off.
+  int descriptor_reserve = 32;
   // At the limit, an acceptor waits this long for a slot, this many times, then closes
   // the new connection and reports acceptor.spawn_error (Thousand Island's defaults).
   absl::Duration max_connections_retry_wait = absl::Seconds(1);

@@ -40,7 +40,7 @@ void Worker::Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot>
     std::unique_ptr<Handler> handler = options.handler_factory(options.handler_options);
     if (handler == nullptr) {
       socket->Close();
-      acceptor->live.fetch_sub(1, std::memory_order_acq_rel);
+      acceptor->Release();
       return;
     }
     const uint64_t id = next_connection_id.fetch_add(1, std::memory_order_relaxed);
