@@ -53,6 +53,12 @@ ABSL_FLAG(int32_t, max_connections_retry_count, 5, "retries before refusing a co
 ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(60), "close connections idle this long");
 ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(5), "TLS handshake deadline");
 ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(15), "drain time on SIGTERM");
+ABSL_FLAG(int32_t, max_connections, -1, "connections over the whole server; -1 = unlimited");
+ABSL_FLAG(int32_t, descriptor_reserve, 32,
+          "descriptors under RLIMIT_NOFILE that accepting leaves free; 0 = none");
+ABSL_FLAG(int64_t, max_pending_messages, 1024, "messages posted to one connection, waiting");
+ABSL_FLAG(absl::Duration, linger_timeout, absl::Seconds(2),
+          "lingering close: drain a closing peer's input this long at most; 0 = off");
 ABSL_FLAG(std::string, log, "info", "log level: debug, info, warning, error, off");
 
 namespace {
@@ -100,7 +106,8 @@ void ParseFlags(int argc, char** argv) {
             "cacertfile", "verify_peer", "alpn", "num_acceptors", "num_listen_sockets",
             "num_workers", "num_connections", "max_connections_retry_wait",
             "max_connections_retry_count", "read_timeout", "handshake_timeout",
-            "shutdown_timeout", "log"}) {
+            "shutdown_timeout", "max_connections", "descriptor_reserve",
+            "max_pending_messages", "linger_timeout", "log"}) {
         absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
         std::printf("  --%s (default %s)  %s\n", name, flag->DefaultValue().c_str(),
                     flag->Help().c_str());
@@ -163,6 +170,10 @@ islet::harness::HarnessConfig ConfigFromFlags() {
   c.read_timeout = absl::GetFlag(FLAGS_read_timeout);
   c.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
   c.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
+  c.max_connections = absl::GetFlag(FLAGS_max_connections);
+  c.descriptor_reserve = absl::GetFlag(FLAGS_descriptor_reserve);
+  c.max_pending_messages = absl::GetFlag(FLAGS_max_pending_messages);
+  c.linger_timeout = absl::GetFlag(FLAGS_linger_timeout);
   c.log = absl::GetFlag(FLAGS_log);
   return c;
 }

@@ -96,6 +96,11 @@ absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const Harnes
   options.read_timeout = config.read_timeout;
   options.handshake_timeout = config.handshake_timeout;
   options.shutdown_timeout = config.shutdown_timeout;
+  options.max_connections = config.max_connections;
+  options.descriptor_reserve = config.descriptor_reserve;
+  options.max_pending_messages =
+      config.max_pending_messages > 0 ? static_cast<size_t>(config.max_pending_messages) : 0;
+  options.linger_timeout = config.linger_timeout;
   absl::Status s = ChooseHandler(config.handler, options);
   if (s.ok()) s = ChooseTransport(config, options);
   if (!s.ok()) return s;

@@ -36,6 +36,10 @@ struct HarnessConfig {
   absl::Duration read_timeout = absl::Seconds(60);
   absl::Duration handshake_timeout = absl::Seconds(5);
   absl::Duration shutdown_timeout = absl::Seconds(15);
+  int max_connections = -1;
+  int descriptor_reserve = 32;
+  int64_t max_pending_messages = 1024;
+  absl::Duration linger_timeout = absl::Seconds(2);
   std::string log = "info";
 };
 
