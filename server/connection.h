@@ -57,6 +57,15 @@ class Connection {
   // HandleClose runs, as if the callback had returned HandlerResult::Close().
   virtual void Close() = 0;
 
+  // A total deadline, `from_now` from now: when it passes, HandleTimeout runs and the
+  // connection closes, however much data arrives meanwhile. The read timeout is an idle
+  // timer that every byte restarts, so a peer sending one byte a second keeps a
+  // connection forever; this bounds a phase that must finish in time (a request head, a
+  // login), as nginx's client_header_timeout does. Setting it again moves it;
+  // ClearDeadline removes it.
+  virtual void SetDeadline(absl::Duration from_now) = 0;
+  virtual void ClearDeadline() = 0;
+
   virtual absl::Status SetOptions(absl::Span<const SocketOption> options) = 0;
   virtual absl::StatusOr<std::vector<SocketOption>> GetOptions(
       absl::Span<const SocketOptionName> names) = 0;

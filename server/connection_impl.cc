@@ -169,7 +169,9 @@ void ConnectionImpl::RunFinalCallback(Ending ending, const absl::Status& error) 
       break;
     case Ending::kTimeout:
       handler_->HandleTimeout(*this);
-      stop_error_ = absl::DeadlineExceededError("recv: no data within the read timeout");
+      if (stop_error_.ok()) {
+        stop_error_ = absl::DeadlineExceededError("recv: no data within the read timeout");
+      }
       break;
     case Ending::kShutdown:
       handler_->HandleShutdown(*this);
@@ -583,8 +585,9 @@ void ConnectionImpl::UpdateInterest() {
 
 void ConnectionImpl::ArmTimer() {
   if (phase_ == Phase::kClosed) return;
-  const absl::Duration want =
-      std::min({read_deadline_, out_.send_deadline(), phase_deadline_, shutdown_deadline_});
+  const absl::Duration want = std::min(
+      {read_deadline_, out_.send_deadline(), phase_deadline_, shutdown_deadline_,
+       ended_ ? absl::InfiniteDuration() : handler_deadline_});
   if (want == absl::InfiniteDuration()) return;  // a timer still armed re-checks then
   if (timer_id_ != 0 && timer_at_ <= want) return;  // fires sooner and re-arms
   if (timer_id_ != 0) loop_.Cancel(timer_id_);
@@ -624,6 +627,11 @@ void ConnectionImpl::OnTimer() {
         return;
       }
       if (now >= read_deadline_) {
+        Close(Ending::kTimeout, CloseType::kFlushWrite);
+        return;
+      }
+      if (now >= handler_deadline_ && !ended_) {
+        stop_error_ = absl::DeadlineExceededError("deadline: the handler's deadline passed");
         Close(Ending::kTimeout, CloseType::kFlushWrite);
         return;
       }

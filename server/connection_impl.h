@@ -89,6 +89,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
                                     uint64_t length) override;
   absl::Status Shutdown(ShutdownWay way) override;
   void Close() override;
+  void SetDeadline(absl::Duration from_now) override;
+  void ClearDeadline() override;
   absl::Status SetOptions(absl::Span<const SocketOption> options) override;
   absl::StatusOr<std::vector<SocketOption>> GetOptions(
       absl::Span<const SocketOptionName> names) override;
@@ -189,6 +191,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   absl::Duration read_deadline_ = absl::InfiniteDuration();  // while waiting for data
   absl::Duration phase_deadline_ = absl::InfiniteDuration(); // handshake or drain
   absl::Duration shutdown_deadline_ = absl::InfiniteDuration();  // while kSending
+  absl::Duration handler_deadline_ = absl::InfiniteDuration();   // SetDeadline
   bool reading_paused_ = false;   // backpressure
   absl::Duration wait_timeout_;   // the current wait for data (one-shot or persistent)
 

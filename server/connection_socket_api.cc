@@ -103,6 +103,18 @@ void ConnectionImpl::Close() {
   if (!in_callback_) Close(Ending::kLocalClose, CloseType::kFlushWrite);
 }
 
+void ConnectionImpl::SetDeadline(absl::Duration from_now) {
+  AssertInLoopThread();
+  handler_deadline_ = from_now == absl::InfiniteDuration() ? absl::InfiniteDuration()
+                                                            : MonotonicNow() + from_now;
+  ArmTimer();
+}
+
+void ConnectionImpl::ClearDeadline() {
+  AssertInLoopThread();
+  handler_deadline_ = absl::InfiniteDuration();
+}
+
 absl::Status ConnectionImpl::SetOptions(absl::Span<const SocketOption> options) {
   AssertInLoopThread();
   if (socket_ == nullptr) return ClosedError("setopts");

@@ -223,5 +223,43 @@ TEST_F(HandlerTest, RecvWithoutTimeoutUsesReadTimeoutAndItsErrorCanEndTheConnect
   EXPECT_THAT(Endings(1), ElementsAre("error:DEADLINE_EXCEEDED"));
 }
 
+// A total deadline is not stretched by data: a client sending a byte every 50 ms, which
+// restarts the read timeout each time, is still closed when the deadline passes
+// (HandleTimeout), long before its trickle would end.
+TEST_F(HandlerTest, SetDeadlineIsATotalThatTricklingDataCannotStretch) {
+  script_.connection = [](const Ctx&, Connection& conn) {
+    conn.SetDeadline(absl::Milliseconds(300));
+    return HandlerResult::Continue();
+  };
+  script_.data = [](const Ctx&, absl::string_view, Connection&) {
+    return HandlerResult::Continue();  // each byte is client activity
+  };
+  auto client = StartAndConnect();  // read_timeout stays 60 s
+  ASSERT_NE(client, nullptr);
+  int sent = 0;
+  for (; sent < 200; ++sent) {  // 10 s of trickle at most
+    if (!client->Send("x").ok()) break;
+    absl::StatusOr<std::string> got = client->Recv(0, absl::Milliseconds(50));
+    if (!got.ok() && !absl::IsDeadlineExceeded(got.status())) break;  // closed
+  }
+  EXPECT_LT(sent, 200) << "the trickle kept the connection past its deadline";
+  EXPECT_THAT(Endings(1), ElementsAre("timeout"));
+  EXPECT_THAT(StopEvent().error, Optional(StatusIs(absl::StatusCode::kDeadlineExceeded)));
+}
+
+// Cleared, it no longer applies: the connection lives on under its read timeout.
+TEST_F(HandlerTest, ClearDeadlineRemovesIt) {
+  script_.connection = [](const Ctx&, Connection& conn) {
+    conn.SetDeadline(absl::Milliseconds(100));
+    conn.ClearDeadline();
+    return HandlerResult::Continue();
+  };
+  script_.data = Echo;
+  auto client = StartAndConnect();
+  ASSERT_NE(client, nullptr);
+  absl::SleepFor(absl::Milliseconds(300));
+  ASSERT_THAT(testutil::RoundTrip(*client, "still here", kDeadline), IsOkAndHolds("still here"));
+}
+
 }  // namespace
 }  // namespace islet

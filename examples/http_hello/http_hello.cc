@@ -296,6 +296,14 @@ HandlerResult HttpHelloHandler::HandleData(absl::string_view data, Connection& c
   if (!sent.ok()) return HandlerResult::Error(sent);
   switch (verdict) {
     case Verdict::kNeedMore:
+      // A head begun and not finished has head_timeout in all, from its first byte.
+      if (!partial_.empty() && body_left_ == 0 && !head_deadline_) {
+        conn.SetDeadline(options_.head_timeout);
+        head_deadline_ = true;
+      } else if (partial_.empty() && head_deadline_) {
+        conn.ClearDeadline();
+        head_deadline_ = false;
+      }
       return HandlerResult::Continue();
     case Verdict::kClose:
       return HandlerResult::Close();
@@ -342,6 +350,14 @@ HttpHelloHandler::Verdict HttpHelloHandler::Serve(absl::string_view& input, Repl
     }
     replies.Add(head.http11 ? kHelloReply : kHelloKeepAlive10Reply);
   }
+}
+
+void HttpHelloHandler::HandleTimeout(Connection& conn) {
+  if (partial_.empty()) return;  // idle between requests: just close
+  constexpr absl::string_view kTimeout =
+      "HTTP/1.1 408 Request Timeout\r\nServer: islet\r\nContent-Type: text/plain\r\n"
+      "Content-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n";
+  conn.Send(kTimeout).IgnoreError();
 }
 
 HandlerResult HttpHelloHandler::Reject(Connection& conn, absl::string_view status_line) {

@@ -26,6 +26,10 @@ struct HttpHelloOptions {
   size_t max_head_bytes = 8 * 1024;
   // Bodies above this are refused (413) instead of being read.
   uint64_t max_body_bytes = 64 << 20;
+  // A request head must be complete within this from its first byte, however the
+  // client trickles it (Connection::SetDeadline; the read timeout alone restarts with
+  // every byte): 408 and a close otherwise. Kestrel allows 30 s, nginx 60 s.
+  absl::Duration head_timeout = absl::Seconds(10);
 };
 
 class HttpHelloHandler : public Handler {
@@ -36,6 +40,8 @@ class HttpHelloHandler : public Handler {
   explicit HttpHelloHandler(const std::any& options);
 
   HandlerResult HandleData(absl::string_view data, Connection& conn) override;
+  // Within a request head: 408.
+  void HandleTimeout(Connection& conn) override;
 
  private:
   // What one parse pass decided.
@@ -49,6 +55,7 @@ class HttpHelloHandler : public Handler {
 
   HttpHelloOptions options_;
   std::string partial_;      // an incomplete request head kept between reads
+  bool head_deadline_ = false;  // SetDeadline runs for the head in partial_
   uint64_t body_left_ = 0;   // bytes of a request body still to skip
   absl::string_view reject_status_;  // after kReject: a static status line
 };

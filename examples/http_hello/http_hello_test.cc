@@ -374,5 +374,47 @@ TEST_F(HttpHelloTest, ChunkedBodiesAreRefused) {
                  "501 Not Implemented");
 }
 
+// A head trickled in, a byte every 50 ms: each byte restarts the read timeout, but not
+// the head's deadline. The client gets a 408 and the close, long before its trickle
+// would end. Before, only the 60 s read timeout applied, and it never fired.
+TEST(HttpHelloHeadTimeoutTest, ATrickledHeadGets408AtItsDeadline) {
+  HttpHelloOptions options;
+  options.head_timeout = absl::Milliseconds(300);
+  ExampleServer server(HandlerFactoryOf<HttpHelloHandler>(), options);
+  auto client = server.Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send("GET / HTTP/1.1\r\nX-Slow: ").ok());
+  std::string got;
+  int sent = 0;
+  for (; sent < 200; ++sent) {  // 10 s at most
+    if (!client->Send("a").ok()) break;
+    absl::StatusOr<std::string> some = client->Recv(0, absl::Milliseconds(50));
+    if (some.ok()) {
+      got += *some;
+    } else if (!absl::IsDeadlineExceeded(some.status())) {
+      break;  // closed
+    }
+  }
+  EXPECT_LT(sent, 200) << "the trickle kept the head open";
+  EXPECT_TRUE(absl::StartsWith(got, "HTTP/1.1 408 Request Timeout\r\n")) << got;
+}
+
+// The deadline is the head's only: a complete request clears it, and a connection
+// waiting between requests is bounded by the read timeout alone.
+TEST(HttpHelloHeadTimeoutTest, TheDeadlineEndsWithTheHead) {
+  HttpHelloOptions options;
+  options.head_timeout = absl::Milliseconds(200);
+  ExampleServer server(HandlerFactoryOf<HttpHelloHandler>(), options);
+  auto client = server.Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send("GET / HTTP/1.1\r\nHo").ok());
+  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(client->Send("st: x\r\n\r\n").ok());
+  EXPECT_EQ(*client->Recv(kHelloSize, absl::Seconds(10)), Hello());
+  absl::SleepFor(absl::Milliseconds(400));  // twice the head timeout, idle
+  ASSERT_TRUE(client->Send(kGet).ok());
+  EXPECT_EQ(*client->Recv(kHelloSize, absl::Seconds(10)), Hello());
+}
+
 }  // namespace
 }  // namespace islet::examples
