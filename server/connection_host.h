@@ -9,6 +9,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/types/span.h"
 #include "server/event_loop.h"
+#include "server/server_context.h"
 #include "server/server_options.h"
 
 namespace islet {
@@ -34,6 +35,9 @@ class ConnectionHost {
   virtual void RunLater(uint64_t id, absl::AnyInvocable<void(ConnectionImpl&) &&> action) = 0;
   // The connection has closed: it is destroyed after the current batch of events.
   virtual void Retire(ConnectionImpl& connection) = 0;
+  // The server's output budget and its live connections (thread-safe).
+  virtual OutputBudget& output_budget() = 0;
+  virtual int64_t live_connections() const = 0;
 };
 
 }  // namespace islet

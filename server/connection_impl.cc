@@ -36,7 +36,8 @@ ConnectionImpl::ConnectionImpl(ConnectionHost& host, uint64_t id, std::unique_pt
       read_timeout_(options_.read_timeout),
       out_({.high_water = options_.send_queue_high_water,
             .limit = options_.send_queue_limit,
-            .send_timeout = options_.send_timeout}) {
+            .send_timeout = options_.send_timeout,
+            .shared_bytes = &host.output_budget().used}) {
   // Now, while the peer is surely still there: asked later (only when telemetry first
   // wants it), a peer that has reset the connection no longer has an address to give.
   absl::StatusOr<SocketInfo> peer = socket_->PeerInfo();
@@ -460,6 +461,24 @@ absl::Status ConnectionImpl::FailSend(absl::Status error) {
   Emit(TelemetryEventType::kConnectionSendError, 0, &error);
   SetPendingError(error);
   return error;
+}
+
+absl::Status ConnectionImpl::CheckOutputBudget() {
+  OutputBudget& budget = host_.output_budget();
+  if (!budget.Spent()) return absl::OkStatus();
+  const size_t share = budget.FairShare(host_.live_connections());
+  if (out_.bytes() > share) {
+    // Shed first the connections holding the most: this one holds more than its share.
+    return FailSend(absl::ResourceExhaustedError(absl::StrCat(
+        "send: the server's output budget (", budget.limit, " bytes) is spent, and this ",
+        "connection holds ", out_.bytes(), ", more than its share (", share, ")")));
+  }
+  // The rest stop taking requests until their output drains.
+  if (!reading_paused_) {
+    reading_paused_ = true;
+    read_deadline_ = absl::InfiniteDuration();
+  }
+  return absl::OkStatus();
 }
 
 void ConnectionImpl::OnQueued() {

@@ -142,6 +142,9 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   // Output.
   absl::Status FailSend(absl::Status error);
   void OnQueued();
+  // Over the server's output budget: sheds this connection (the error) if it holds more
+  // than its share, or pauses its reading.
+  absl::Status CheckOutputBudget();
   absl::Status Flush();
   absl::Status FlushBlocking(absl::Duration deadline);
   // Starts or continues the write shutdown; never blocks. The transport's error, if it

@@ -44,8 +44,10 @@ absl::Status ConnectionImpl::Send(absl::Span<const absl::string_view> buffers) {
   absl::StatusOr<size_t> queued = out_.Write(*socket_, buffers, loop_.now());
   if (!queued.ok()) return FailSend(queued.status());
   Emit(TelemetryEventType::kConnectionSend, total);
-  if (*queued > 0) OnQueued();
-  return absl::OkStatus();
+  if (*queued == 0) return absl::OkStatus();
+  absl::Status budget = CheckOutputBudget();
+  OnQueued();
+  return budget;
 }
 
 absl::StatusOr<uint64_t> ConnectionImpl::Sendfile(const std::string& path, uint64_t offset,

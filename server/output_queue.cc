@@ -73,6 +73,7 @@ absl::StatusOr<size_t> OutputQueue::Queue(absl::Span<const absl::string_view> re
     }
   }
   bytes_ += left;
+  Count(static_cast<int64_t>(left));
   return left;
 }
 
@@ -138,6 +139,7 @@ absl::StatusOr<size_t> OutputQueue::WriteFront(Socket& socket, size_t most) {
   if (!wrote.ok()) return wrote;
   size_t n = *wrote;
   bytes_ -= n;
+  Count(-static_cast<int64_t>(n));
   while (n > 0) {
     Chunk& c = chunks_->front();
     const size_t left = c.data.size() - c.sent;
@@ -153,6 +155,7 @@ absl::StatusOr<size_t> OutputQueue::WriteFront(Socket& socket, size_t most) {
 
 void OutputQueue::Clear() {
   chunks_.reset();
+  Count(-static_cast<int64_t>(bytes_));
   bytes_ = 0;
   files_ = 0;
 }

@@ -13,6 +13,7 @@
 #ifndef ISLET_SERVER_OUTPUT_QUEUE_H_
 #define ISLET_SERVER_OUTPUT_QUEUE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -39,6 +40,9 @@ class OutputQueue {
     // the worker's loop (every other connection waits meanwhile). What is left goes out
     // on the loop's next turn.
     size_t flush_budget = 256 << 10;
+    // Where the bytes held are also counted, over many queues (the server's output
+    // budget); none when null.
+    std::atomic<int64_t>* shared_bytes = nullptr;
   };
 
   explicit OutputQueue(Limits limits) : limits_(limits) {}
@@ -93,6 +97,11 @@ class OutputQueue {
   // Writes at most `most` bytes from the front chunk (a file slice) or from the run of
   // byte chunks there.
   absl::StatusOr<size_t> WriteFront(Socket& socket, size_t most);
+  void Count(int64_t delta) {
+    if (limits_.shared_bytes != nullptr) {
+      limits_.shared_bytes->fetch_add(delta, std::memory_order_relaxed);
+    }
+  }
 
   const Limits limits_;
   // std::deque allocates its map and a first node on construction (576 bytes here),

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <thread>
 
@@ -11,6 +13,18 @@
 #include "transport/tcp_transport.h"
 
 namespace islet {
+namespace {
+
+// ServerOptions::output_budget, or a quarter of the machine's memory when it is 0.
+size_t OutputBudgetFor(const ServerOptions& options) {
+  if (options.output_budget > 0) return options.output_budget;
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_size <= 0) return size_t{1} << 30;
+  return static_cast<size_t>(pages) * static_cast<size_t>(page_size) / 4;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   absl::Status valid = ValidateServerOptions(options);
@@ -21,6 +35,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   }
   const uint16_t port = options.port;
   auto server = std::unique_ptr<Server>(new Server(std::make_unique<ServerContext>(std::move(options))));
+  server->context_->output_budget.limit = OutputBudgetFor(server->context_->options);
   absl::MutexLock lock(&server->mu_);
   absl::Status listening = server->Listen(port);
   if (!listening.ok()) return listening;
@@ -196,6 +211,9 @@ ServerInfo Server::Info() const {
     if (status_ == ServerStatus::kRunning) info.local = local_;
   }
   info.active_connections = active_connections();
+  info.queued_output_bytes =
+      std::max<int64_t>(context_->output_budget.used.load(std::memory_order_relaxed), 0);
+  info.output_budget = context_->output_budget.limit;
   return info;
 }
 

@@ -45,6 +45,9 @@ struct ServerInfo {
   ServerStatus status = ServerStatus::kStopped;
   std::optional<SocketInfo> local;  // the listening address; none unless running
   int64_t active_connections = 0;
+  // Output queued for peers over every connection, and the budget it is held to.
+  uint64_t queued_output_bytes = 0;
+  uint64_t output_budget = 0;
 };
 
 class Server {

@@ -3,6 +3,7 @@
 #ifndef ISLET_SERVER_SERVER_CONTEXT_H_
 #define ISLET_SERVER_SERVER_CONTEXT_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <utility>
@@ -11,6 +12,18 @@
 #include "server/server_options.h"
 
 namespace islet {
+
+// Output queued over every connection, against ServerOptions::output_budget.
+struct OutputBudget {
+  size_t limit = 0;
+  std::atomic<int64_t> used{0};
+
+  bool Spent() const { return used.load(std::memory_order_relaxed) > static_cast<int64_t>(limit); }
+  // What one of `connections` may hold while the budget is spent.
+  size_t FairShare(int64_t connections) const {
+    return limit / static_cast<size_t>(std::max<int64_t>(connections, 1));
+  }
+};
 
 // Options are immutable once the server starts.
 struct ServerContext {
@@ -26,6 +39,7 @@ struct ServerContext {
   // The same count as the acceptors see it, for max_connections: taken when an
   // acceptor hands a connection over, given back when it closes. No lock.
   std::atomic<int64_t> admitted{0};
+  OutputBudget output_budget;
 };
 
 // An acceptor's connection budget, shared with the connections it accepted: a

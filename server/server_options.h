@@ -91,6 +91,12 @@ struct ServerOptions {
   // Output queued above this fails Send with ResourceExhausted and closes the
   // connection: the hard bound on memory per connection.
   size_t send_queue_limit = 16 << 20;
+  // Output queued over every connection together: a slow reader may hold up to
+  // send_queue_high_water (and one Send more), and 16,384 of them 16 GiB. While more
+  // than this is queued, a connection that queues more stops reading, and one holding
+  // more than its share (the budget over the live connections) is shed: its Send fails
+  // with ResourceExhausted and it closes. 0 means a quarter of the machine's memory.
+  size_t output_budget = 0;
 
   // Messages posted to one connection (ConnectionHandle::Post) and not yet handled,
   // including those kept while its handshake runs. A post beyond it fails with

@@ -52,6 +52,10 @@ class Worker final : public ConnectionHost {
   const std::shared_ptr<WorkerMailbox>& mailbox() const override { return mailbox_; }
   void RunLater(uint64_t id, absl::AnyInvocable<void(ConnectionImpl&) &&> action) override;
   void Retire(ConnectionImpl& connection) override;
+  OutputBudget& output_budget() override { return context_.output_budget; }
+  int64_t live_connections() const override {
+    return context_.admitted.load(std::memory_order_relaxed);
+  }
 
  private:
   ServerContext& context_;
