@@ -3,6 +3,10 @@
 // time, and every acceptor has a budget of its own. The counterpart of the
 // num_connections part of Thousand Island's server_test.exs.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <memory>
 #include <set>
 #include <string>
@@ -15,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "server/test_util.h"
+#include "transport/unique_fd.h"
 #include "transport/tcp_transport.h"
 
 namespace islet {
@@ -159,6 +164,59 @@ TEST_F(AcceptorBudgetTest, MaxConnectionsCapsTheServerOverAllAcceptors) {
   ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == 2; }));
   std::unique_ptr<TcpSocket> next = ConnectAndEcho(*server_, "next");
   ASSERT_NE(next, nullptr);
+}
+
+// A raw client connected from `source` (another loopback address), or invalid.
+UniqueFd ConnectFrom(const char* source, uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in from = {};
+  from.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &from.sin_addr);
+  sockaddr_in to = {};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&from), sizeof(from)) != 0 ||
+      ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&to), sizeof(to)) != 0) {
+    fd.reset();
+  }
+  return fd;
+}
+
+// Whether `fd` echoes "ping" (false when the server closed it instead).
+bool Echoes(int fd) {
+  if (::send(fd, "ping", 4, MSG_NOSIGNAL) != 4) return false;
+  char back[4];
+  return testutil::ReadAll(fd, back, sizeof(back), kWait) && std::string(back, 4) == "ping";
+}
+
+// max_connections_per_peer: a third connection from one address is closed at once
+// (acceptor.spawn_error) while another address is served; as one leaves, the address
+// has room again. Off by default.
+TEST_F(AcceptorBudgetTest, MaxConnectionsPerPeerLimitsOneAddress) {
+  ServerOptions options = Options();
+  options.num_connections = ServerOptions::kUnlimited;
+  options.max_connections_per_peer = 2;
+  ASSERT_TRUE(Start(std::move(options)));
+  const uint16_t port = server_->ListenerInfo()->port;
+  std::vector<UniqueFd> first;
+  for (int i = 0; i < 2; ++i) {
+    first.push_back(ConnectFrom("127.0.0.1", port));
+    ASSERT_TRUE(first.back().valid());
+    ASSERT_TRUE(Echoes(first.back().get()));
+  }
+  UniqueFd third = ConnectFrom("127.0.0.1", port);
+  ASSERT_TRUE(third.valid());
+  EXPECT_FALSE(Echoes(third.get())) << "a third connection from one address was served";
+  ASSERT_TRUE(telemetry_->WaitFor(TelemetryEventType::kAcceptorSpawnError));
+  UniqueFd other = ConnectFrom("127.0.0.2", port);
+  ASSERT_TRUE(other.valid());
+  EXPECT_TRUE(Echoes(other.get()));
+  first[0].reset();
+  ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == 2; }));
+  UniqueFd again = ConnectFrom("127.0.0.1", port);
+  ASSERT_TRUE(again.valid());
+  EXPECT_TRUE(Echoes(again.get()));
 }
 
 }  // namespace

@@ -251,6 +251,7 @@ void ConnectionImpl::CloseSocket() {
     Telemetry::Emit(e);
   }
   if (acceptor_) acceptor_->Release();
+  peer_slot_.Reset();
   host_.Retire(*this);
 }
 

@@ -78,6 +78,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   // the descriptor closes as `type` says. Every way a connection ends comes here.
   void Close(Ending ending, CloseType type, absl::Status error = absl::OkStatus());
   ConnectionSummary Summary() const;
+  // Its place under max_connections_per_peer, given back when it closes.
+  void HoldPeerSlot(PeerLimiter::Slot slot) { peer_slot_ = std::move(slot); }
 
   // ---- Connection ----
   using Connection::Recv;
@@ -203,6 +205,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   mutable std::shared_ptr<ConnectionInbox> inbox_;
   OutputQueue out_;
 
+  PeerLimiter::Slot peer_slot_;
   EventLoop::TimerId timer_id_ = 0;
   absl::Duration timer_at_ = absl::InfiniteDuration();
 };

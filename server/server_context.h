@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <string>
 #include <utility>
+
+#include "absl/container/flat_hash_map.h"
 
 #include "absl/synchronization/mutex.h"
 #include "server/server_options.h"
@@ -25,9 +28,65 @@ struct OutputBudget {
   }
 };
 
+// ServerOptions::max_connections_per_peer: live connections per peer address.
+class PeerLimiter {
+ public:
+  // A place taken for one connection; given back when destroyed. Empty (false) when
+  // the address had no room, or when no limit is set.
+  class Slot {
+   public:
+    Slot() = default;
+    Slot(Slot&& other) noexcept
+        : limiter_(std::exchange(other.limiter_, nullptr)), address_(std::move(other.address_)) {}
+    Slot& operator=(Slot&& other) noexcept {
+      if (this != &other) {
+        Reset();
+        limiter_ = std::exchange(other.limiter_, nullptr);
+        address_ = std::move(other.address_);
+      }
+      return *this;
+    }
+    ~Slot() { Reset(); }
+    explicit operator bool() const { return limiter_ != nullptr; }
+    void Reset() {
+      if (limiter_ != nullptr) std::exchange(limiter_, nullptr)->Release(address_);
+    }
+
+   private:
+    friend class PeerLimiter;
+    Slot(PeerLimiter* limiter, std::string address)
+        : limiter_(limiter), address_(std::move(address)) {}
+    PeerLimiter* limiter_ = nullptr;
+    std::string address_;
+  };
+
+  explicit PeerLimiter(int limit) : limit_(limit) {}
+  bool enabled() const { return limit_ > 0; }
+  int limit() const { return limit_; }
+  Slot TryTake(const std::string& address) {
+    absl::MutexLock lock(&mu_);
+    int& count = counts_[address];
+    if (count >= limit_) return Slot();
+    ++count;
+    return Slot(this, address);
+  }
+
+ private:
+  void Release(const std::string& address) {
+    absl::MutexLock lock(&mu_);
+    auto it = counts_.find(address);
+    if (it != counts_.end() && --it->second <= 0) counts_.erase(it);
+  }
+
+  const int limit_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, int> counts_ ABSL_GUARDED_BY(mu_);
+};
+
 // Options are immutable once the server starts.
 struct ServerContext {
-  explicit ServerContext(ServerOptions o) : options(std::move(o)) {}
+  explicit ServerContext(ServerOptions o)
+      : options(std::move(o)), peer_limiter(options.max_connections_per_peer) {}
 
   const ServerOptions options;
   // Resume replaces it while the acceptors may be emitting events that carry it.
@@ -40,6 +99,7 @@ struct ServerContext {
   // acceptor hands a connection over, given back when it closes. No lock.
   std::atomic<int64_t> admitted{0};
   OutputBudget output_budget;
+  PeerLimiter peer_limiter;
 };
 
 // An acceptor's connection budget, shared with the connections it accepted: a

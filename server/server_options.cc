@@ -34,6 +34,9 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.max_connections < 1 && o.max_connections != ServerOptions::kUnlimited) {
     return Bad("max_connections", "must be at least 1, or kUnlimited");
   }
+  if (o.max_connections_per_peer < 0) {
+    return Bad("max_connections_per_peer", "must not be negative (0: no limit)");
+  }
   if (o.descriptor_reserve < 0) {
     return Bad("descriptor_reserve", "must not be negative");
   }

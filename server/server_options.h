@@ -56,6 +56,11 @@ struct ServerOptions {
   // accepting nothing meanwhile, so new clients wait in the listen backlog rather than
   // being accepted and dropped; after the retries it is closed (acceptor.spawn_error).
   int max_connections = kUnlimited;
+  // Live connections from one peer address (IP, whatever the port), as nginx's
+  // limit_conn: one more from that address is closed at once and reported as
+  // acceptor.spawn_error. 0 means no limit (the default: many clients may share an
+  // address behind a NAT or a proxy).
+  int max_connections_per_peer = 0;
   // Accepting never takes the last descriptors under RLIMIT_NOFILE: a connection whose
   // descriptor falls within this many of the limit is closed at once and reported as
   // acceptor.emfile (with the same back-off), so files, sendfile and logs keep working

@@ -58,6 +58,9 @@ class Worker final : public ConnectionHost {
   }
 
  private:
+  // A connection over max_connections_per_peer: reported as acceptor.spawn_error.
+  void RefusePeer(const SocketInfo& peer, const AcceptorSlot& acceptor);
+
   ServerContext& context_;
   const int index_;
   std::unique_ptr<EventLoop> loop_;

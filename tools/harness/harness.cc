@@ -54,6 +54,8 @@ ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(60), "close connections id
 ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(5), "TLS handshake deadline");
 ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(15), "drain time on SIGTERM");
 ABSL_FLAG(int32_t, max_connections, -1, "connections over the whole server; -1 = unlimited");
+ABSL_FLAG(int32_t, max_connections_per_peer, 0,
+          "connections from one peer address; 0 = no limit");
 ABSL_FLAG(int32_t, descriptor_reserve, 32,
           "descriptors under RLIMIT_NOFILE that accepting leaves free; 0 = none");
 ABSL_FLAG(int64_t, max_pending_messages, 1024, "messages posted to one connection, waiting");
@@ -106,7 +108,8 @@ void ParseFlags(int argc, char** argv) {
             "cacertfile", "verify_peer", "alpn", "num_acceptors", "num_listen_sockets",
             "num_workers", "num_connections", "max_connections_retry_wait",
             "max_connections_retry_count", "read_timeout", "handshake_timeout",
-            "shutdown_timeout", "max_connections", "descriptor_reserve",
+            "shutdown_timeout", "max_connections", "max_connections_per_peer",
+            "descriptor_reserve",
             "max_pending_messages", "linger_timeout", "log"}) {
         absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
         std::printf("  --%s (default %s)  %s\n", name, flag->DefaultValue().c_str(),
@@ -172,6 +175,7 @@ islet::harness::HarnessConfig ConfigFromFlags() {
   c.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
   c.max_connections = absl::GetFlag(FLAGS_max_connections);
   c.descriptor_reserve = absl::GetFlag(FLAGS_descriptor_reserve);
+  c.max_connections_per_peer = absl::GetFlag(FLAGS_max_connections_per_peer);
   c.max_pending_messages = absl::GetFlag(FLAGS_max_pending_messages);
   c.linger_timeout = absl::GetFlag(FLAGS_linger_timeout);
   c.log = absl::GetFlag(FLAGS_log);

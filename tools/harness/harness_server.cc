@@ -98,6 +98,7 @@ absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const Harnes
   options.shutdown_timeout = config.shutdown_timeout;
   options.max_connections = config.max_connections;
   options.descriptor_reserve = config.descriptor_reserve;
+  options.max_connections_per_peer = config.max_connections_per_peer;
   options.max_pending_messages =
       config.max_pending_messages > 0 ? static_cast<size_t>(config.max_pending_messages) : 0;
   options.linger_timeout = config.linger_timeout;

@@ -38,6 +38,7 @@ struct HarnessConfig {
   absl::Duration shutdown_timeout = absl::Seconds(15);
   int max_connections = -1;
   int descriptor_reserve = 32;
+  int max_connections_per_peer = 0;
   int64_t max_pending_messages = 1024;
   absl::Duration linger_timeout = absl::Seconds(2);
   std::string log = "info";

@@ -251,6 +251,7 @@ INSTANTIATE_TEST_SUITE_P(
                     std::vector<std::string>{"--num_workers=-3"},
                     std::vector<std::string>{"--max_connections=0"},
                     std::vector<std::string>{"--descriptor_reserve=-1"},
+                    std::vector<std::string>{"--max_connections_per_peer=-2"},
                     std::vector<std::string>{"--max_pending_messages=0"},
                     std::vector<std::string>{"--linger_timeout=-1s"},
                     std::vector<std::string>{"--unix_socket=/nonexistent/dir/h.sock"},
