@@ -204,10 +204,15 @@ bool Acceptor::InDescriptorReserve(const Socket& socket) const {
   return static_cast<rlim_t>(socket.fd()) + static_cast<rlim_t>(reserve) >= limit.rlim_cur;
 }
 
-absl::Status Acceptor::ReserveError(const Socket& socket) const {
-  return absl::ResourceExhaustedError(absl::StrCat(
+bool Acceptor::RefusedForReserve(Socket& socket, absl::Duration* backoff) {
+  if (!InDescriptorReserve(socket)) return false;
+  // As out of descriptors: the rest of the table is for files, sendfile and logs.
+  const absl::Status reserved = absl::ResourceExhaustedError(absl::StrCat(
       "accept: descriptor ", socket.fd(), " is within descriptor_reserve (",
       context_.options.descriptor_reserve, ") of RLIMIT_NOFILE; the connection was closed"));
+  socket.Close();
+  Report(reserved, backoff);
+  return true;
 }
 
 bool Acceptor::WaitForBudget() {
@@ -240,12 +245,7 @@ void Acceptor::Run() {
       continue;
     }
     ++accepted_;
-    if (InDescriptorReserve(**socket)) {
-      // As out of descriptors: the rest of the table is for files, sendfile and logs.
-      const absl::Status reserved = ReserveError(**socket);
-      (*socket)->Close();
-      absl::Duration backoff;
-      Report(reserved, &backoff);
+    if (absl::Duration backoff; RefusedForReserve(**socket, &backoff)) {
       listeners_.SleepUnlessStopping(backoff);
       continue;
     }
@@ -316,12 +316,7 @@ void Acceptor::OnReady(uint32_t /*events*/) {
     absl::StatusOr<std::unique_ptr<Socket>> socket = listener_->TryAccept();
     if (socket.ok()) {
       ++accepted_;
-      if (InDescriptorReserve(**socket)) {
-        // As out of descriptors: the rest of the table is for files, sendfile and logs.
-        const absl::Status reserved = ReserveError(**socket);
-        (*socket)->Close();
-        absl::Duration backoff;
-        Report(reserved, &backoff);
+      if (absl::Duration backoff; RefusedForReserve(**socket, &backoff)) {
         PauseFor(backoff, [this] { Watch(); });
         return;
       }

@@ -80,7 +80,9 @@ class Acceptor : private EventLoop::Watcher {
   bool HasRoom() const;
   // Whether the new socket's descriptor lies in ServerOptions::descriptor_reserve.
   bool InDescriptorReserve(const Socket& socket) const;
-  absl::Status ReserveError(const Socket& socket) const;
+  // A socket in the reserve is closed and reported as acceptor.emfile: true, with the
+  // back-off to take.
+  bool RefusedForReserve(Socket& socket, absl::Duration* backoff);
   void HandOver(std::unique_ptr<Socket> socket);
   void Refuse(std::unique_ptr<Socket> socket);
 

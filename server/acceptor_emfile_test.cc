@@ -165,6 +165,16 @@ int RunEmfileChild(int to_parent, int from_parent, int reserve) {
   return 0;
 }
 
+// Tells the child to stop its server, and expects its report and a clean exit.
+void QuitAndReport(testutil::ChildProcess& child, EmfileChildReport* report) {
+  ASSERT_TRUE(child.Write("Q", 1));
+  ASSERT_TRUE(child.Read(report, sizeof(*report), kWait)) << "no report";
+  std::optional<int> status = child.Wait(kWait);
+  ASSERT_TRUE(status.has_value()) << "the child did not exit";
+  ASSERT_TRUE(WIFEXITED(*status)) << "child died: " << *status;
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+}
+
 TEST(AcceptorEmfileTest, DescriptorExhaustionBacksOffAndRecoversByItself) {
   if (std::getenv("ISLET_UBSAN") != nullptr) {
     // UBSan's vptr check probes memory through a pipe: with every descriptor in use it
@@ -220,13 +230,8 @@ TEST(AcceptorEmfileTest, DescriptorExhaustionBacksOffAndRecoversByItself) {
   std::unique_ptr<TcpSocket> late = ConnectAndEcho(where, "late");
   ASSERT_NE(late, nullptr);
 
-  ASSERT_TRUE(child->Write("Q", 1));
   EmfileChildReport report;
-  ASSERT_TRUE(child->Read(&report, sizeof(report), kWait)) << "no report";
-  std::optional<int> status = child->Wait(kWait);
-  ASSERT_TRUE(status.has_value()) << "the child did not exit";
-  ASSERT_TRUE(WIFEXITED(*status)) << "child died: " << *status;
-  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  ASSERT_NO_FATAL_FAILURE(QuitAndReport(*child, &report));
   EXPECT_GE(report.emfile_events, 1);
   EXPECT_EQ(report.emfile_with_resource_exhausted, report.emfile_events);
   // The same acceptor all along: started once, stopped once, at Stop.
@@ -288,13 +293,8 @@ TEST(AcceptorEmfileTest, DescriptorReserveIsKeptForTheProcess) {
     absl::StatusOr<std::string> got = (*late)->Recv(4, absl::Seconds(2));
     return got.ok() && *got == "late";
   }));
-  ASSERT_TRUE(child->Write("Q", 1));
   EmfileChildReport report;
-  ASSERT_TRUE(child->Read(&report, sizeof(report), kWait)) << "no report";
-  std::optional<int> status = child->Wait(kWait);
-  ASSERT_TRUE(status.has_value()) << "the child did not exit";
-  ASSERT_TRUE(WIFEXITED(*status)) << "child died: " << *status;
-  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  ASSERT_NO_FATAL_FAILURE(QuitAndReport(*child, &report));
   EXPECT_GE(report.emfile_events, 3);
   EXPECT_EQ(report.emfile_with_resource_exhausted, report.emfile_events);
   EXPECT_EQ(report.stop_ok, 1);
