@@ -523,7 +523,9 @@ void ConnectionImpl::OnOutputDrained() {
     return;
   }
   if (phase_ == Phase::kSwitching) {
-    Upgrade();
+    // Drained by the flush of a Close (a handle's, or Stop's): the switch is abandoned,
+    // and Close goes on to close.
+    if (!ended_) Upgrade();
     return;
   }
   ResumeReadingIfDrained();
