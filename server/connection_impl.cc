@@ -203,6 +203,11 @@ void ConnectionImpl::CloseSocketOrLinger() {
     CloseSocket();
     return;
   }
+  // That was also any write shutdown the handler asked for (a close_notify waiting for
+  // room): its deadline must not outlive it, or the timer, which ignores it while
+  // lingering, would re-arm for it, already passed, again and again.
+  write_shutdown_ = WriteShutdown::kNone;
+  shutdown_deadline_ = absl::InfiniteDuration();
   phase_ = Phase::kLingering;
   phase_deadline_ = std::min(phase_deadline_, loop_.now() + options_.linger_timeout);
   UpdateInterest();
