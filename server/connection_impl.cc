@@ -206,6 +206,11 @@ void ConnectionImpl::CloseSocketOrLinger() {
     CloseSocket();
     return;
   }
+  // That was also any write shutdown the handler asked for (a close_notify waiting for
+  // room): its deadline must not outlive it, or the timer, which ignores it while
+  // lingering, would re-arm for it, already passed, again and again.
+  write_shutdown_ = WriteShutdown::kNone;
+  shutdown_deadline_ = absl::InfiniteDuration();
   phase_ = Phase::kLingering;
   phase_deadline_ = std::min(phase_deadline_, loop_.now() + options_.linger_timeout);
   UpdateInterest();
@@ -545,7 +550,9 @@ void ConnectionImpl::OnOutputDrained() {
     return;
   }
   if (phase_ == Phase::kSwitching) {
-    Upgrade();
+    // Drained by the flush of a Close (a handle's, or Stop's): the switch is abandoned,
+    // and Close goes on to close.
+    if (!ended_) Upgrade();
     return;
   }
   ResumeReadingIfDrained();
@@ -603,11 +610,28 @@ void ConnectionImpl::UpdateInterest() {
   registration_ = *std::move(registered);
 }
 
+absl::Duration ConnectionImpl::NextDeadline() const {
+  // Exactly the deadlines OnTimer acts on in this phase: a passed deadline it ignored
+  // would re-arm the timer in the past, and the loop would run it forever.
+  switch (phase_) {
+    case Phase::kHandshaking:
+    case Phase::kLingering:
+      return phase_deadline_;
+    case Phase::kOpen:
+    case Phase::kSwitching:
+      return std::min({shutdown_deadline_, out_.send_deadline(), read_deadline_,
+                       ended_ ? absl::InfiniteDuration() : handler_deadline_});
+    case Phase::kDraining:
+      return std::min(phase_deadline_, out_.send_deadline());
+    case Phase::kClosed:
+      break;
+  }
+  return absl::InfiniteDuration();
+}
+
 void ConnectionImpl::ArmTimer() {
   if (phase_ == Phase::kClosed) return;
-  const absl::Duration want = std::min(
-      {read_deadline_, out_.send_deadline(), phase_deadline_, shutdown_deadline_,
-       ended_ ? absl::InfiniteDuration() : handler_deadline_});
+  const absl::Duration want = NextDeadline();
   if (want == absl::InfiniteDuration()) return;  // a timer still armed re-checks then
   if (timer_id_ != 0 && timer_at_ <= want) return;  // fires sooner and re-arms
   if (timer_id_ != 0) loop_.Cancel(timer_id_);

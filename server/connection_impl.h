@@ -158,6 +158,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
 
   // Readiness and timers.
   void UpdateInterest();
+  // The earliest deadline the current phase acts on.
+  absl::Duration NextDeadline() const;
   void ArmTimer();
   void OnTimer();
   // An event with this connection's fields filled in.

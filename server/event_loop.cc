@@ -143,13 +143,16 @@ void EventLoop::Enqueue(Task task, bool urgent) {
 }
 
 void EventLoop::RunPostedTasks() {
-  RunUrgentTasks();
   {
     absl::MutexLock lock(&mu_);
     running_.swap(posted_);
     wake_pending_ = false;
   }
   local_posted_ = false;
+  // After wake_pending_ is cleared, not before: an urgent task posted from another
+  // thread while these run then writes the wakeup descriptor. Posted before the clear,
+  // it would find the flag set, write nothing, and wait for some other wakeup.
+  RunUrgentTasks();
   for (Task& task : running_) {
     std::move(task)();
     // A stop or a shutdown posted meanwhile goes ahead of the rest of the batch.

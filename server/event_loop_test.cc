@@ -421,5 +421,24 @@ TEST(EventLoopTest, UrgentTasksGoAheadOfTheBacklog) {
   EXPECT_EQ(log.Events(), (std::vector<std::string>{"1", "urgent", "urgent too", "2", "3", "4"}));
 }
 
+// An urgent task posted from another thread while an earlier urgent task runs (with no
+// ordinary task queued) still runs: nothing else will wake the loop for it. Server::Stop
+// posts an acceptor's stop and then the worker's shutdown this way.
+TEST(EventLoopTest, UrgentTaskPostedWhileAnUrgentTaskRunsIsNotLost) {
+  LoopThread t;
+  absl::Notification first_running;
+  absl::Notification go_on;
+  absl::Notification second_ran;
+  t.loop().PostUrgent([&] {
+    first_running.Notify();
+    go_on.WaitForNotificationWithTimeout(kWait);
+  });
+  ASSERT_TRUE(first_running.WaitForNotificationWithTimeout(kWait));
+  t.loop().PostUrgent([&] { second_ran.Notify(); });
+  go_on.Notify();
+  // The loop is idle from here: no descriptor, no timer, no ordinary task.
+  EXPECT_TRUE(second_ran.WaitForNotificationWithTimeout(kWait));
+}
+
 }  // namespace
 }  // namespace islet

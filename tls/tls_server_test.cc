@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
@@ -433,6 +435,98 @@ TEST_F(TlsServerTest, MessagesKeptDuringTheHandshakeAreBounded) {
               StatusIs(absl::StatusCode::kResourceExhausted));
   ASSERT_THAT(client->StartTls(ClientOptions()), IsOk());
   EXPECT_THAT(client->Read(12), IsOkAndHolds(std::string("hello\na\nb\nc\n")));
+}
+
+// "go": writes straight to the socket until the kernel stays full (the last record
+// stays pending in the TLS socket, outside the connection's queue), then shuts the write
+// side down: close_notify has no room and waits for writability (kSending). It then
+// waits, inside the callback, until the test has made room, and closes: the close's own
+// shutdown step sends close_notify, and the lingering close begins. "ping": "pong".
+class StalledShutdownHandler : public Handler {
+ public:
+  static absl::Notification* shut;
+  static absl::Notification* drained;
+
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
+    if (data == "ping") {
+      conn.Send("pong").IgnoreError();
+      return HandlerResult::Continue();
+    }
+    const std::string chunk(16 << 10, 's');
+    const absl::string_view view = chunk;
+    // The peer's receive window may still open a little after a refusal. (Every retry
+    // carries the same bytes, as a pending record needs.)
+    for (int settled = 0, i = 0; settled < 3 && i < 100000; ++i) {
+      if (conn.socket().WriteSome(absl::MakeConstSpan(&view, 1)).ok()) {
+        settled = 0;
+        continue;
+      }
+      if (++settled == 3) break;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    if (!conn.Shutdown(ShutdownWay::kWrite).ok()) return HandlerResult::Continue();
+    shut->Notify();
+    drained->WaitForNotificationWithTimeout(kTestWait);
+    return HandlerResult::Close();
+  }
+};
+absl::Notification* StalledShutdownHandler::shut = nullptr;
+absl::Notification* StalledShutdownHandler::drained = nullptr;
+
+// A connection closes while its close_notify waits for room (a write shutdown the
+// handler asked for), and the close finds room: it lingers, and its worker goes on
+// serving. Before, the write shutdown's deadline (send_timeout) stayed set through the
+// lingering close, whose timer ignored it: once it passed, the timer re-armed for it at
+// once, inside the same run of due timers, forever: the worker hung.
+TEST_F(TlsServerTest, LingeringAfterAStalledWriteShutdownDoesNotHangTheWorker) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  absl::Notification shut, drained;
+  StalledShutdownHandler::shut = &shut;
+  StalledShutdownHandler::drained = &drained;
+  ServerOptions options;
+  options.port = 0;
+  options.transport_options.address = "127.0.0.1";
+  options.transport_options.socket_options.push_back(SocketOption::SendBuffer(16 << 10));
+  options.transport = tls;
+  options.handler_factory = HandlerFactoryOf<StalledShutdownHandler>();
+  options.num_workers = 1;
+  options.send_timeout = absl::Milliseconds(300);
+  options.linger_timeout = kTestWait;
+  ASSERT_OK_AND_ASSIGN(server_, Server::Start(std::move(options)));
+  ASSERT_OK_AND_ASSIGN(SocketInfo where, server_->ListenerInfo());
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> c, TestTlsClient::Connect(where.port));
+  ASSERT_THAT(c->StartTls(ClientOptions()), IsOk());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> other, TestTlsClient::Connect(where.port));
+  ASSERT_THAT(other->StartTls(ClientOptions()), IsOk());
+  ASSERT_THAT(c->Write("go"), IsOk());
+  ASSERT_TRUE(shut.WaitForNotificationWithTimeout(kTestWait));
+  char buf[1 << 16];
+  for (;;) {  // the raw ciphertext: this client's TLS is not used again
+    absl::SleepFor(absl::Milliseconds(20));
+    if (::recv(c->fd(), buf, sizeof(buf), MSG_DONTWAIT) <= 0) break;
+    while (::recv(c->fd(), buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+    }
+  }
+  drained.Notify();
+
+  // Past the write shutdown's deadline, the worker still serves its other connection,
+  // and the first one still lingers (the client has not closed).
+  absl::SleepFor(absl::Seconds(1));
+  ASSERT_THAT(other->Write("ping"), IsOk());
+  EXPECT_THAT(other->Read(4), IsOkAndHolds(std::string("pong")));
+  EXPECT_EQ(server_->active_connections(), 2);
+
+  c->CloseTcp();  // the lingering close ends at our end of stream
+  const absl::Time deadline = absl::Now() + kTestWait;
+  while (server_->active_connections() > 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  EXPECT_EQ(server_->active_connections(), 1);
+  if (server_->active_connections() == 2) {
+    // The worker is stuck: Stop could never return.
+    server_.release();  // NOLINT: leaked on purpose so the test can end
+  }
 }
 
 }  // namespace
