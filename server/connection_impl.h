@@ -1,7 +1,8 @@
 // ConnectionImpl: the server's Connection, and the state machine that runs it on its
 // worker. Internal to the server: handlers see only Connection (server/connection.h).
 // The state machine is in connection_impl.cc, the Socket API a handler calls in
-// connection_socket_api.cc, and queued output in output_queue.h.
+// connection_socket_api.cc, the connection's side of its output in
+// connection_output.cc, and the queue itself in output_queue.h.
 //
 //   kHandshaking --done--> kOpen --final callback, output queued--> kDraining --> kClosed
 //        ^                   |  |                                                  ^
