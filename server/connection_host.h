@@ -37,6 +37,7 @@ class ConnectionHost {
   virtual void Retire(ConnectionImpl& connection) = 0;
   // The server's output budget and its live connections (thread-safe).
   virtual OutputBudget& output_budget() = 0;
+  virtual const OutputQueue::Limits& output_limits() const = 0;
   virtual int64_t live_connections() const = 0;
 };
 

@@ -34,10 +34,7 @@ ConnectionImpl::ConnectionImpl(ConnectionHost& host, uint64_t id, std::unique_pt
       handler_(std::move(handler)),
       started_(loop_.now()),
       read_timeout_(options_.read_timeout),
-      out_({.high_water = options_.send_queue_high_water,
-            .limit = options_.send_queue_limit,
-            .send_timeout = options_.send_timeout,
-            .shared_bytes = &host.output_budget().used}) {
+      out_(host.output_limits()) {
   // Now, while the peer is surely still there: asked later (only when telemetry first
   // wants it), a peer that has reset the connection no longer has an address to give.
   absl::StatusOr<SocketInfo> peer = socket_->PeerInfo();
@@ -256,7 +253,7 @@ void ConnectionImpl::CloseSocket() {
     Telemetry::Emit(e);
   }
   if (acceptor_) acceptor_->Release();
-  peer_slot_.Reset();
+  peer_slot_.reset();
   host_.Retire(*this);
 }
 

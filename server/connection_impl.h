@@ -80,7 +80,9 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   void Close(Ending ending, CloseType type, absl::Status error = absl::OkStatus());
   ConnectionSummary Summary() const;
   // Its place under max_connections_per_peer, given back when it closes.
-  void HoldPeerSlot(PeerLimiter::Slot slot) { peer_slot_ = std::move(slot); }
+  void HoldPeerSlot(PeerLimiter::Slot slot) {
+    if (slot) peer_slot_ = std::make_unique<PeerLimiter::Slot>(std::move(slot));
+  }
 
   // ---- Connection ----
   using Connection::Recv;
@@ -208,7 +210,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   mutable std::shared_ptr<ConnectionInbox> inbox_;
   OutputQueue out_;
 
-  PeerLimiter::Slot peer_slot_;
+  std::unique_ptr<PeerLimiter::Slot> peer_slot_;  // only under max_connections_per_peer
   EventLoop::TimerId timer_id_ = 0;
   absl::Duration timer_at_ = absl::InfiniteDuration();
 };

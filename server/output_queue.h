@@ -7,7 +7,8 @@
 // stop reading while AboveHighWater(), resume once DrainedToLowWater()). So it is
 // tested alone, over a scripted socket.
 //
-//   OutputQueue out({.high_water = 1 << 20, .limit = 16 << 20, .send_timeout = 30s});
+//   const OutputQueue::Limits limits{.high_water = 1 << 20, .limit = 16 << 20};
+//   OutputQueue out(limits);
 //   absl::StatusOr<size_t> queued = out.Write(socket, {reply}, now);  // 0: all sent
 //   ... on writability: out.Flush(socket, now);
 #ifndef ISLET_SERVER_OUTPUT_QUEUE_H_
@@ -45,7 +46,10 @@ class OutputQueue {
     std::atomic<int64_t>* shared_bytes = nullptr;
   };
 
-  explicit OutputQueue(Limits limits) : limits_(limits) {}
+  // `limits` must outlive the queue: one Limits serves every connection of a server,
+  // so an idle connection does not carry a copy.
+  explicit OutputQueue(const Limits& limits) : limits_(limits) {}
+  explicit OutputQueue(Limits&&) = delete;  // a temporary would not outlive the queue
   OutputQueue(const OutputQueue&) = delete;
   OutputQueue& operator=(const OutputQueue&) = delete;
 
@@ -103,7 +107,7 @@ class OutputQueue {
     }
   }
 
-  const Limits limits_;
+  const Limits& limits_;
   // std::deque allocates its map and a first node on construction (576 bytes here),
   // which would be most of an idle connection's memory: this holds nothing until
   // output is queued, and gives the memory back once drained.

@@ -35,7 +35,8 @@ absl::StatusOr<size_t> Write(OutputQueue& out, FakeSocket& socket, absl::string_
 
 TEST(OutputQueueTest, WhatTheKernelTakesIsNotQueued) {
   FakeSocket socket;
-  OutputQueue out(SmallLimits());
+  const OutputQueue::Limits limits = SmallLimits();
+  OutputQueue out(limits);
   EXPECT_THAT(Write(out, socket, "hello"), IsOkAndHolds(0u));
   EXPECT_EQ(socket.written, "hello");
   EXPECT_TRUE(out.empty());
@@ -46,7 +47,8 @@ TEST(OutputQueueTest, WhatTheKernelTakesIsNotQueued) {
 TEST(OutputQueueTest, TheRestOfAPartialWriteIsQueuedAndFlushedInOrder) {
   FakeSocket socket;
   socket.write_script = {size_t{3}, WouldBlockError("send")};
-  OutputQueue out(OutputQueue::Limits{});
+  const OutputQueue::Limits limits;
+  OutputQueue out(limits);
   EXPECT_THAT(Write(out, socket, "hello world"), IsOkAndHolds(8u));
   EXPECT_EQ(socket.written, "hel");
   EXPECT_EQ(out.bytes(), 8u);
@@ -79,7 +81,8 @@ TEST(OutputQueueTest, GatheredBuffersArriveOnceAndInOrderThroughShortWrites) {
     expected += pieces.back();
   }
   std::vector<absl::string_view> views(pieces.begin(), pieces.end());
-  OutputQueue out(OutputQueue::Limits{});
+  const OutputQueue::Limits limits;
+  OutputQueue out(limits);
   // Short writes keep going until the kernel refuses: here it never does.
   EXPECT_THAT(out.Write(socket, views, kStart), IsOkAndHolds(0u));
   EXPECT_EQ(socket.written, expected);
@@ -89,7 +92,8 @@ TEST(OutputQueueTest, GatheredBuffersArriveOnceAndInOrderThroughShortWrites) {
 TEST(OutputQueueTest, AWriteOverTheLimitIsRefusedWholeAndNothingIsCopied) {
   FakeSocket socket;
   socket.writes_always_blocked = true;
-  OutputQueue out(SmallLimits());  // limit 20
+  const OutputQueue::Limits limits = SmallLimits();
+  OutputQueue out(limits);  // limit 20
   EXPECT_THAT(Write(out, socket, std::string(21, 'x')),
               StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_TRUE(out.empty());
@@ -104,7 +108,8 @@ TEST(OutputQueueTest, AWriteOverTheLimitIsRefusedWholeAndNothingIsCopied) {
 TEST(OutputQueueTest, WaterMarks) {
   FakeSocket socket;
   socket.writes_always_blocked = true;
-  OutputQueue out(SmallLimits());  // high water 8: low water is 2
+  const OutputQueue::Limits limits = SmallLimits();
+  OutputQueue out(limits);  // high water 8: low water is 2
   ASSERT_THAT(Write(out, socket, "12345678"), IsOkAndHolds(8u));
   EXPECT_FALSE(out.AboveHighWater());
   ASSERT_THAT(Write(out, socket, "9"), IsOkAndHolds(1u));
@@ -125,7 +130,8 @@ TEST(OutputQueueTest, WaterMarks) {
 TEST(OutputQueueTest, TheSendDeadlineMovesOnlyWithProgress) {
   FakeSocket socket;
   socket.writes_always_blocked = true;
-  OutputQueue out(SmallLimits());
+  const OutputQueue::Limits limits = SmallLimits();
+  OutputQueue out(limits);
   ASSERT_THAT(Write(out, socket, "abc", kStart), IsOkAndHolds(3u));
   EXPECT_EQ(out.send_deadline(), kStart + kSendTimeout);
   // More output later does not give the peer more time.
@@ -152,7 +158,8 @@ TEST(OutputQueueTest, FileSlicesGoOutInTurnAndHoldReadingBack) {
 
   FakeSocket socket;
   socket.writes_always_blocked = true;
-  OutputQueue out(SmallLimits());
+  const OutputQueue::Limits limits = SmallLimits();
+  OutputQueue out(limits);
   ASSERT_THAT(Write(out, socket, "head:"), IsOkAndHolds(5u));
   out.QueueFile(std::move(file->fd), 2, 5, kStart);
   ASSERT_THAT(Write(out, socket, ":tail"), IsOkAndHolds(5u));
@@ -171,7 +178,8 @@ TEST(OutputQueueTest, FileSlicesGoOutInTurnAndHoldReadingBack) {
 TEST(OutputQueueTest, TheSocketsErrorsComeBackAndQueueNothing) {
   FakeSocket socket;
   socket.write_script = {absl::AbortedError("send: connection reset by peer")};
-  OutputQueue out(SmallLimits());
+  const OutputQueue::Limits limits = SmallLimits();
+  OutputQueue out(limits);
   EXPECT_THAT(Write(out, socket, "abc"), StatusIs(absl::StatusCode::kAborted));
   EXPECT_TRUE(out.empty());
 
@@ -184,7 +192,8 @@ TEST(OutputQueueTest, TheSocketsErrorsComeBackAndQueueNothing) {
 TEST(OutputQueueTest, ClearDropsEverything) {
   FakeSocket socket;
   socket.writes_always_blocked = true;
-  OutputQueue out(SmallLimits());
+  const OutputQueue::Limits limits = SmallLimits();
+  OutputQueue out(limits);
   ASSERT_THAT(Write(out, socket, "abc"), IsOkAndHolds(3u));
   out.Clear();
   EXPECT_TRUE(out.empty());
@@ -199,8 +208,9 @@ TEST(OutputQueueTest, ClearDropsEverything) {
 TEST(OutputQueueTest, OneFlushWritesAtMostItsBudget) {
   FakeSocket socket;
   socket.writes_always_blocked = true;
-  OutputQueue out({.high_water = 1 << 20, .limit = 8 << 20, .send_timeout = kSendTimeout,
-                   .flush_budget = 100 << 10});
+  const OutputQueue::Limits limits{.high_water = 1 << 20, .limit = 8 << 20,
+                                   .send_timeout = kSendTimeout, .flush_budget = 100 << 10};
+  OutputQueue out(limits);
   const std::string big(300 << 10, 'b');
   ASSERT_THAT(Write(out, socket, big), IsOkAndHolds(big.size()));
   const std::string path = WriteTestFile("output_queue_budget", std::string(250 << 10, 'f'));

@@ -35,7 +35,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   }
   const uint16_t port = options.port;
   auto server = std::unique_ptr<Server>(new Server(std::make_unique<ServerContext>(std::move(options))));
-  server->context_->output_budget.limit = OutputBudgetFor(server->context_->options);
+  ServerContext& context = *server->context_;
+  context.output_budget.limit = OutputBudgetFor(context.options);
+  context.output_limits = {.high_water = context.options.send_queue_high_water,
+                           .limit = context.options.send_queue_limit,
+                           .send_timeout = context.options.send_timeout,
+                           .shared_bytes = &context.output_budget.used};
   absl::MutexLock lock(&server->mu_);
   absl::Status listening = server->Listen(port);
   if (!listening.ok()) return listening;

@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 
 #include "absl/synchronization/mutex.h"
+#include "server/output_queue.h"
 #include "server/server_options.h"
 
 namespace islet {
@@ -100,6 +101,8 @@ struct ServerContext {
   std::atomic<int64_t> admitted{0};
   OutputBudget output_budget;
   PeerLimiter peer_limiter;
+  // Every connection's OutputQueue limits, from the options (set by Server::Start).
+  OutputQueue::Limits output_limits;
 };
 
 // An acceptor's connection budget, shared with the connections it accepted: a

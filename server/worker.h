@@ -53,6 +53,7 @@ class Worker final : public ConnectionHost {
   void RunLater(uint64_t id, absl::AnyInvocable<void(ConnectionImpl&) &&> action) override;
   void Retire(ConnectionImpl& connection) override;
   OutputBudget& output_budget() override { return context_.output_budget; }
+  const OutputQueue::Limits& output_limits() const override { return context_.output_limits; }
   int64_t live_connections() const override {
     return context_.admitted.load(std::memory_order_relaxed);
   }
