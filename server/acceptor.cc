@@ -125,7 +125,7 @@ void Acceptor::BeginStop() {
     DropListener();
     if (timer_ != 0) loop_->Cancel(timer_);
     timer_ = 0;
-    if (pending_ != nullptr) Refuse(std::move(pending_));
+    if (pending_ != nullptr) Refuse(std::move(pending_), FullError());
     Emit(TelemetryEventType::kAcceptorStop, nullptr, accepted_, MonotonicNow() - started_);
     stop_done_.Notify();
   });
@@ -140,8 +140,13 @@ void Acceptor::Join() {
   stop_done_.WaitForNotification();
 }
 
+absl::Status Acceptor::FullError() {
+  // Full for the whole retry window (or stopping): the client is turned away.
+  return absl::ResourceExhaustedError("accept: too many connections (num_connections reached)");
+}
+
 void Acceptor::Emit(TelemetryEventType type, const absl::Status* error, uint64_t count,
-                    absl::Duration duration) {
+                    absl::Duration duration, const SocketInfo* remote) {
   if (!Telemetry::Enabled(type)) return;
   TelemetryEvent e{type};
   e.monotonic_time = MonotonicNow();
@@ -151,6 +156,7 @@ void Acceptor::Emit(TelemetryEventType type, const absl::Status* error, uint64_t
   e.span_id = slot_->span_id;
   e.parent_span_id = context_.listener_span_id;
   e.acceptor = slot_->index;
+  e.remote = remote;
   e.error = error;
   Telemetry::Emit(e);
 }
@@ -171,16 +177,30 @@ bool Acceptor::Report(const absl::Status& error, absl::Duration* backoff) {
 }
 
 void Acceptor::HandOver(std::unique_ptr<Socket> socket) {
+  PeerLimiter::Slot peer_slot;
+  if (context_.peer_limiter.enabled()) {
+    absl::StatusOr<SocketInfo> peer = socket->PeerInfo();
+    if (peer.ok()) {
+      peer_slot = context_.peer_limiter.TryTake(peer->address);
+      if (!peer_slot) {
+        Refuse(std::move(socket),
+               absl::ResourceExhaustedError(absl::StrCat(
+                   "accept: ", context_.peer_limiter.limit(), " connections from ",
+                   peer->address, " already (max_connections_per_peer)")),
+               &*peer);
+        return;
+      }
+    }
+  }
   slot_->Take();
   slot_->accepted.fetch_add(1, std::memory_order_relaxed);
-  workers_[next_worker_++ % workers_.size()]->Adopt(std::move(socket), slot_);
+  workers_[next_worker_++ % workers_.size()]->Adopt(std::move(socket), slot_,
+                                                     std::move(peer_slot));
 }
 
-void Acceptor::Refuse(std::unique_ptr<Socket> socket) {
-  // Full for the whole retry window (or stopping): turn the client away.
-  const absl::Status full =
-      absl::ResourceExhaustedError("accept: too many connections (num_connections reached)");
-  Emit(TelemetryEventType::kAcceptorSpawnError, &full);
+void Acceptor::Refuse(std::unique_ptr<Socket> socket, const absl::Status& why,
+                      const SocketInfo* peer) {
+  Emit(TelemetryEventType::kAcceptorSpawnError, &why, 0, absl::ZeroDuration(), peer);
   socket->Close();
 }
 
@@ -252,7 +272,7 @@ void Acceptor::Run() {
     if (WaitForBudget()) {
       HandOver(*std::move(socket));
     } else {
-      Refuse(*std::move(socket));
+      Refuse(*std::move(socket), FullError());
     }
   }
   Emit(TelemetryEventType::kAcceptorStop, nullptr, accepted_, MonotonicNow() - started_);
@@ -359,7 +379,7 @@ void Acceptor::PlacePending() {
   if (HasRoom()) {
     HandOver(std::move(pending_));
   } else if (pending_attempts_ >= context_.options.max_connections_retry_count) {
-    Refuse(std::move(pending_));
+    Refuse(std::move(pending_), FullError());
   } else {
     ++pending_attempts_;
     PauseFor(context_.options.max_connections_retry_wait, [this] { PlacePending(); });

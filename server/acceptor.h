@@ -74,7 +74,7 @@ class Acceptor : private EventLoop::Watcher {
  private:
   void Run();  // the thread
   void Emit(TelemetryEventType type, const absl::Status* error = nullptr, uint64_t count = 0,
-            absl::Duration duration = absl::ZeroDuration());
+            absl::Duration duration = absl::ZeroDuration(), const SocketInfo* remote = nullptr);
   bool WaitForBudget();  // the thread: sleeps through the retry window
   // Room in this acceptor's budget and under the server's max_connections.
   bool HasRoom() const;
@@ -84,7 +84,10 @@ class Acceptor : private EventLoop::Watcher {
   // back-off to take.
   bool RefusedForReserve(Socket& socket, absl::Duration* backoff);
   void HandOver(std::unique_ptr<Socket> socket);
-  void Refuse(std::unique_ptr<Socket> socket);
+  // Closes a connection it cannot take, reporting acceptor.spawn_error with `why`.
+  void Refuse(std::unique_ptr<Socket> socket, const absl::Status& why,
+              const SocketInfo* peer = nullptr);
+  static absl::Status FullError();
 
   // On a loop (its thread only; asserted in debug builds).
   void Arm();

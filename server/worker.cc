@@ -2,10 +2,7 @@
 
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "server/telemetry.h"
-#include "transport/io_wait.h"
 #include "absl/synchronization/notification.h"
 
 namespace islet {
@@ -37,22 +34,11 @@ absl::Status Worker::Start() {
   return absl::OkStatus();
 }
 
-void Worker::Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot> acceptor) {
-  loop_->Post([this, socket = std::move(socket), acceptor = std::move(acceptor)]() mutable {
+void Worker::Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot> acceptor,
+                   PeerLimiter::Slot peer_slot) {
+  loop_->Post([this, socket = std::move(socket), acceptor = std::move(acceptor),
+               peer_slot = std::move(peer_slot)]() mutable {
     const ServerOptions& options = context_.options;
-    PeerLimiter::Slot peer_slot;
-    if (context_.peer_limiter.enabled()) {
-      absl::StatusOr<SocketInfo> peer = socket->PeerInfo();
-      if (peer.ok()) {
-        peer_slot = context_.peer_limiter.TryTake(peer->address);
-        if (!peer_slot) {
-          RefusePeer(*peer, *acceptor);
-          socket->Close();
-          acceptor->Release();
-          return;
-        }
-      }
-    }
     std::unique_ptr<Handler> handler = options.handler_factory(options.handler_options);
     if (handler == nullptr) {
       socket->Close();
@@ -72,22 +58,6 @@ void Worker::Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot>
     c->Start();
     if (shutting_down_) c->BeginShutdown(shutdown_deadline_);
   });
-}
-
-void Worker::RefusePeer(const SocketInfo& peer, const AcceptorSlot& acceptor) {
-  if (!Telemetry::Enabled(TelemetryEventType::kAcceptorSpawnError)) return;
-  const absl::Status full = absl::ResourceExhaustedError(
-      absl::StrCat("accept: ", context_.peer_limiter.limit(), " connections from ",
-                   peer.address, " already (max_connections_per_peer)"));
-  TelemetryEvent e{TelemetryEventType::kAcceptorSpawnError};
-  e.monotonic_time = MonotonicNow();
-  e.server = context_.options.name;
-  e.span_id = acceptor.span_id;
-  e.parent_span_id = context_.listener_span_id;
-  e.acceptor = acceptor.index;
-  e.remote = &peer;
-  e.error = &full;
-  Telemetry::Emit(e);
 }
 
 void Worker::BeginShutdown(absl::Duration deadline) {

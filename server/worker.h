@@ -32,8 +32,9 @@ class Worker final : public ConnectionHost {
 
   absl::Status Start();
 
-  // Thread-safe.
-  void Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot> acceptor);
+  // Thread-safe. `peer_slot`: its place under max_connections_per_peer, if limited.
+  void Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot> acceptor,
+             PeerLimiter::Slot peer_slot = {});
   // Every connection gets HandleShutdown and drains until `deadline`. Thread-safe.
   void BeginShutdown(absl::Duration deadline);
   // Closes every remaining connection at once. Thread-safe.
@@ -59,9 +60,6 @@ class Worker final : public ConnectionHost {
   }
 
  private:
-  // A connection over max_connections_per_peer: reported as acceptor.spawn_error.
-  void RefusePeer(const SocketInfo& peer, const AcceptorSlot& acceptor);
-
   ServerContext& context_;
   const int index_;
   std::unique_ptr<EventLoop> loop_;
