@@ -147,6 +147,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   // Output.
   absl::Status FailSend(absl::Status error);
   void OnQueued();
+  // Stops reading until queued output drains to its low water mark (backpressure).
+  void PauseReading();
   // Over the server's output budget: sheds this connection (the error) if it holds more
   // than its share, or pauses its reading.
   absl::Status CheckOutputBudget();

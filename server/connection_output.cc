@@ -29,18 +29,18 @@ absl::Status ConnectionImpl::CheckOutputBudget() {
         "connection holds ", out_.bytes(), ", more than its share (", share, ")")));
   }
   // The rest stop taking requests until their output drains.
-  if (!reading_paused_) {
-    reading_paused_ = true;
-    read_deadline_ = absl::InfiniteDuration();
-  }
+  PauseReading();
   return absl::OkStatus();
 }
 
+void ConnectionImpl::PauseReading() {
+  // No read deadline while paused: waiting on us is not the peer's idleness.
+  reading_paused_ = true;
+  read_deadline_ = absl::InfiniteDuration();
+}
+
 void ConnectionImpl::OnQueued() {
-  if (!reading_paused_ && out_.AboveHighWater()) {
-    reading_paused_ = true;
-    read_deadline_ = absl::InfiniteDuration();
-  }
+  if (out_.AboveHighWater()) PauseReading();
   UpdateInterest();
   ArmTimer();
 }

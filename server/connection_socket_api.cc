@@ -67,8 +67,7 @@ absl::StatusOr<uint64_t> ConnectionImpl::Sendfile(const std::string& path, uint6
   if (total == 0) return 0;
   out_.QueueFile(std::move(file->fd), offset, total, loop_.now());
   // A queued file holds a descriptor: stop taking requests until it has gone out.
-  reading_paused_ = true;
-  read_deadline_ = absl::InfiniteDuration();
+  PauseReading();
   absl::Status flushed = Flush();
   if (!flushed.ok()) {
     SetPendingError(flushed);
