@@ -22,32 +22,14 @@
 #include "server/handler.h"
 #include "server/server.h"
 #include "server/test_util.h"
-#include "transport/errors.h"
 
 namespace islet {
 namespace {
 
+using testutil::IsOkAndHolds;
 using testutil::kWait;
 using testutil::MustConnect;
 using testutil::WaitFor;
-
-// Everything until the peer's end: the bytes, and how it ended.
-struct UntilClosed {
-  std::string data;
-  absl::Status end;
-};
-
-UntilClosed ReadUntilClosed(Socket& socket) {
-  UntilClosed out;
-  for (;;) {
-    absl::StatusOr<std::string> got = socket.Recv(0, kWait);
-    if (!got.ok()) {
-      out.end = got.status();
-      return out;
-    }
-    out.data += *got;
-  }
-}
 
 // Says "bye" and closes at the first data, however much came with it.
 class ByeHandler : public Handler {
@@ -71,9 +53,8 @@ TEST(LingeringCloseTest, CloseWithUnreadInputEndsInAnOrderlyEofNotAReset) {
   ASSERT_NE(client, nullptr);
   // Far more than one read of the worker's 64 KiB buffer.
   ASSERT_TRUE(client->Send(absl::StrCat("quit\n", std::string(512 << 10, 'x'))).ok());
-  UntilClosed got = ReadUntilClosed(*client);
-  EXPECT_EQ(got.data, "bye\n");
-  EXPECT_TRUE(IsPeerClosed(got.end)) << "not an orderly close: " << got.end;
+  // An orderly end after the goodbye; a reset is Aborted.
+  EXPECT_THAT(testutil::ReadToEof(*client), IsOkAndHolds("bye\n"));
   // The server lingers until we close too (or linger_timeout).
   client->Close();
   EXPECT_TRUE(WaitFor([&] { return server->active_connections() == 0; }));
@@ -161,11 +142,9 @@ TEST(LingeringCloseTest, StopAnswersWhatHadArrivedAndResetsNothing) {
   absl::SleepFor(absl::Milliseconds(100));  // Stop has posted the workers' shutdown
   release.Notify();
   stopper.join();
-  EXPECT_EQ(ReadUntilClosed(*busy).data, "ok\n");
+  EXPECT_THAT(testutil::ReadToEof(*busy), IsOkAndHolds("ok\n"));
   for (auto& c : clients) {
-    UntilClosed got = ReadUntilClosed(*c);
-    EXPECT_EQ(got.data, "ok\nok\nok\n");
-    EXPECT_TRUE(IsPeerClosed(got.end)) << "not an orderly close: " << got.end;
+    EXPECT_THAT(testutil::ReadToEof(*c), IsOkAndHolds("ok\nok\nok\n"));  // no reset
   }
 }
 
