@@ -59,6 +59,8 @@ ABSL_FLAG(int32_t, max_connections_per_peer, 0,
 ABSL_FLAG(int32_t, descriptor_reserve, 32,
           "descriptors under RLIMIT_NOFILE that accepting leaves free; 0 = none");
 ABSL_FLAG(int64_t, max_pending_messages, 1024, "messages posted to one connection, waiting");
+ABSL_FLAG(int64_t, output_budget, 0,
+          "bytes of output queued over all connections; 0 = a quarter of memory");
 ABSL_FLAG(absl::Duration, linger_timeout, absl::Seconds(2),
           "lingering close: drain a closing peer's input this long at most; 0 = off");
 ABSL_FLAG(std::string, log, "info", "log level: debug, info, warning, error, off");
@@ -110,7 +112,7 @@ void ParseFlags(int argc, char** argv) {
             "max_connections_retry_count", "read_timeout", "handshake_timeout",
             "shutdown_timeout", "max_connections", "max_connections_per_peer",
             "descriptor_reserve",
-            "max_pending_messages", "linger_timeout", "log"}) {
+            "max_pending_messages", "output_budget", "linger_timeout", "log"}) {
         absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
         std::printf("  --%s (default %s)  %s\n", name, flag->DefaultValue().c_str(),
                     flag->Help().c_str());
@@ -177,6 +179,10 @@ islet::harness::HarnessConfig ConfigFromFlags() {
   c.descriptor_reserve = absl::GetFlag(FLAGS_descriptor_reserve);
   c.max_connections_per_peer = absl::GetFlag(FLAGS_max_connections_per_peer);
   c.max_pending_messages = absl::GetFlag(FLAGS_max_pending_messages);
+  c.output_budget = absl::GetFlag(FLAGS_output_budget);
+  if (c.output_budget < 0) {
+    Fail(absl::StrCat("bad value for --output_budget: ", c.output_budget, " (0: a quarter of memory)"));
+  }
   c.linger_timeout = absl::GetFlag(FLAGS_linger_timeout);
   c.log = absl::GetFlag(FLAGS_log);
   return c;

@@ -40,6 +40,7 @@ struct HarnessConfig {
   int descriptor_reserve = 32;
   int max_connections_per_peer = 0;
   int64_t max_pending_messages = 1024;
+  int64_t output_budget = 0;
   absl::Duration linger_timeout = absl::Seconds(2);
   std::string log = "info";
 };

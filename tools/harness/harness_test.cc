@@ -253,6 +253,7 @@ INSTANTIATE_TEST_SUITE_P(
                     std::vector<std::string>{"--descriptor_reserve=-1"},
                     std::vector<std::string>{"--max_connections_per_peer=-2"},
                     std::vector<std::string>{"--max_pending_messages=0"},
+                    std::vector<std::string>{"--output_budget=-1"},
                     std::vector<std::string>{"--linger_timeout=-1s"},
                     std::vector<std::string>{"--unix_socket=/nonexistent/dir/h.sock"},
                     // Newlines in what the message quotes still make one line.
