@@ -181,7 +181,8 @@ islet::harness::HarnessConfig ConfigFromFlags() {
   c.max_pending_messages = absl::GetFlag(FLAGS_max_pending_messages);
   c.output_budget = absl::GetFlag(FLAGS_output_budget);
   if (c.output_budget < 0) {
-    Fail(absl::StrCat("bad value for --output_budget: ", c.output_budget, " (0: a quarter of memory)"));
+    Fail(absl::StrCat("bad value for --output_budget: ", c.output_budget,
+                      " (0: a quarter of memory)"));
   }
   c.linger_timeout = absl::GetFlag(FLAGS_linger_timeout);
   c.log = absl::GetFlag(FLAGS_log);
