@@ -17,14 +17,17 @@ absl::Status Bad(absl::string_view flag, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", why));
 }
 
-absl::Status ChooseHandler(const std::string& name, ServerOptions& options) {
+absl::Status ChooseHandler(const HarnessConfig& config, ServerOptions& options) {
+  const std::string& name = config.handler;
   if (name == "echo") {
     options.handler_factory = HandlerFactoryOf<examples::EchoHandler>();
   } else if (name == "daytime") {
     options.handler_factory = HandlerFactoryOf<examples::DaytimeHandler>();
   } else if (name == "http_hello") {
     options.handler_factory = HandlerFactoryOf<examples::HttpHelloHandler>();
-    options.handler_options = examples::HttpHelloOptions{};
+    examples::HttpHelloOptions http;
+    http.head_timeout = config.head_timeout;
+    options.handler_options = http;
   } else if (name == "messenger") {
     options.handler_factory = HandlerFactoryOf<examples::MessengerHandler>();
     options.handler_options = std::make_shared<examples::MessengerRoom>(stdout);
@@ -103,7 +106,7 @@ absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const Harnes
       config.max_pending_messages > 0 ? static_cast<size_t>(config.max_pending_messages) : 0;
   options.linger_timeout = config.linger_timeout;
   options.output_budget = config.output_budget > 0 ? static_cast<size_t>(config.output_budget) : 0;
-  absl::Status s = ChooseHandler(config.handler, options);
+  absl::Status s = ChooseHandler(config, options);
   if (s.ok()) s = ChooseTransport(config, options);
   if (!s.ok()) return s;
 

@@ -255,6 +255,7 @@ INSTANTIATE_TEST_SUITE_P(
                     std::vector<std::string>{"--max_pending_messages=0"},
                     std::vector<std::string>{"--output_budget=-1"},
                     std::vector<std::string>{"--linger_timeout=-1s"},
+                    std::vector<std::string>{"--head_timeout=0s"},
                     std::vector<std::string>{"--unix_socket=/nonexistent/dir/h.sock"},
                     // Newlines in what the message quotes still make one line.
                     std::vector<std::string>{"--handler=a\nb"},
