@@ -29,6 +29,9 @@
 
 namespace islet {
 
+// Whether a deadline a handler sets shrinks while the server is under pressure.
+enum class TimeoutScaling : uint8_t { kFixed, kShrinkUnderPressure };
+
 class Connection {
  public:
   virtual ~Connection() = default;
@@ -62,8 +65,12 @@ class Connection {
   // timer that every byte restarts, so a peer sending one byte a second keeps a
   // connection forever; this bounds a phase that must finish in time (a request head, a
   // login), as nginx's client_header_timeout does. Setting it again moves it;
-  // ClearDeadline removes it.
-  virtual void SetDeadline(absl::Duration from_now) = 0;
+  // ClearDeadline removes it. With kShrinkUnderPressure it shrinks, as idle timeouts do,
+  // while the server nears a cap (ServerOptions::overload_scale_from): right for a
+  // deadline that protects the server (a request head), wrong for one the protocol
+  // promises (a session's length).
+  void SetDeadline(absl::Duration from_now) { SetDeadline(from_now, TimeoutScaling::kFixed); }
+  virtual void SetDeadline(absl::Duration from_now, TimeoutScaling scaling) = 0;
   virtual void ClearDeadline() = 0;
 
   virtual absl::Status SetOptions(absl::Span<const SocketOption> options) = 0;

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "server/event_loop.h"
 #include "server/server_context.h"
@@ -39,6 +40,9 @@ class ConnectionHost {
   virtual OutputBudget& output_budget() = 0;
   virtual const OutputQueue::Limits& output_limits() const = 0;
   virtual int64_t live_connections() const = 0;
+  // `timeout` as the server's overload state shrinks it now (see overload_state.h).
+  // The worker re-times its connections when timeouts get shorter.
+  virtual absl::Duration ScaledTimeout(absl::Duration timeout) const = 0;
 };
 
 }  // namespace islet

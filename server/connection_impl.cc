@@ -88,7 +88,7 @@ void ConnectionImpl::Emit(TelemetryEventType type, uint64_t bytes, const absl::S
 void ConnectionImpl::Start() {
   AssertInLoopThread();
   Emit(TelemetryEventType::kConnectionStart);
-  phase_deadline_ = loop_.now() + options_.handshake_timeout;
+  StartHandshakeClock();
   ContinueHandshake();
 }
 
@@ -158,7 +158,7 @@ void ConnectionImpl::Close(Ending ending, CloseType type, absl::Status error) {
 
 void ConnectionImpl::RunFinalCallback(Ending ending, const absl::Status& error) {
   ended_ = true;
-  read_deadline_ = absl::InfiniteDuration();
+  waiting_since_ = absl::InfiniteDuration();
   in_callback_ = true;
   switch (ending) {
     case Ending::kLocalClose:
@@ -209,7 +209,8 @@ void ConnectionImpl::CloseSocketOrLinger() {
   write_shutdown_ = WriteShutdown::kNone;
   shutdown_deadline_ = absl::InfiniteDuration();
   phase_ = Phase::kLingering;
-  phase_deadline_ = std::min(phase_deadline_, loop_.now() + options_.linger_timeout);
+  phase_deadline_ =
+      std::min(phase_deadline_, loop_.now() + host_.ScaledTimeout(options_.linger_timeout));
   UpdateInterest();
   ArmTimer();
   DiscardInput();
@@ -338,7 +339,7 @@ bool ConnectionImpl::ReadAndDispatch() {
     return false;
   }
   Emit(TelemetryEventType::kConnectionAsyncRecv, *got);
-  read_deadline_ = absl::InfiniteDuration();  // not waiting while the handler works
+  waiting_since_ = absl::InfiniteDuration();  // not waiting while the handler works
   const absl::string_view data(buffer.data(), *got);
   RunCallback([&] { return handler_->HandleData(data, *this); });
   return true;
@@ -405,7 +406,7 @@ void ConnectionImpl::SwitchTransport(Transport* transport) {
   // reading nothing meanwhile (the next bytes belong to the new transport).
   switch_to_ = transport;
   phase_ = Phase::kSwitching;
-  read_deadline_ = absl::InfiniteDuration();
+  waiting_since_ = absl::InfiniteDuration();
   absl::Status flushed = out_.empty() ? absl::OkStatus() : Flush();
   if (!flushed.ok()) {
     Close(Ending::kError, CloseType::kNoFlush, flushed);
@@ -433,8 +434,8 @@ void ConnectionImpl::Upgrade() {
   upgrading_ = true;
   phase_ = Phase::kHandshaking;
   handshake_wants_ = IoInterest::kRead;
-  read_deadline_ = absl::InfiniteDuration();
-  phase_deadline_ = loop_.now() + options_.handshake_timeout;
+  waiting_since_ = absl::InfiniteDuration();
+  StartHandshakeClock();
   ContinueHandshake();
 }
 
@@ -443,9 +444,7 @@ void ConnectionImpl::WaitForData(absl::Duration timeout) {
   // The wait starts now, when the callback returns: not at loop_.now(), the start of
   // this loop turn, which would count the callback's own run time (a slow callback,
   // or a blocking Recv) against the client.
-  read_deadline_ = reading_paused_ || timeout == absl::InfiniteDuration()
-                       ? absl::InfiniteDuration()
-                       : MonotonicNow() + timeout;
+  waiting_since_ = reading_paused_ ? absl::InfiniteDuration() : MonotonicNow();
   UpdateInterest();
   ArmTimer();
   PostReadIfBuffered();
@@ -498,12 +497,13 @@ absl::Duration ConnectionImpl::NextDeadline() const {
   // would re-arm the timer in the past, and the loop would run it forever.
   switch (phase_) {
     case Phase::kHandshaking:
+      return HandshakeDeadline();
     case Phase::kLingering:
       return phase_deadline_;
     case Phase::kOpen:
     case Phase::kSwitching:
-      return std::min({shutdown_deadline_, out_.send_deadline(), read_deadline_,
-                       ended_ ? absl::InfiniteDuration() : handler_deadline_});
+      return std::min({shutdown_deadline_, out_.send_deadline(), ReadDeadline(),
+                       ended_ ? absl::InfiniteDuration() : HandlerDeadline()});
     case Phase::kDraining:
       return std::min(phase_deadline_, out_.send_deadline());
     case Phase::kClosed:
@@ -526,14 +526,39 @@ void ConnectionImpl::ArmTimer() {
   });
 }
 
+void ConnectionImpl::StartHandshakeClock() {
+  handshake_started_ = loop_.now();
+  phase_deadline_ = absl::InfiniteDuration();
+}
+
+absl::Duration ConnectionImpl::HandshakeDeadline() const {
+  return handshake_started_ + host_.ScaledTimeout(options_.handshake_timeout);
+}
+
+absl::Duration ConnectionImpl::ReadDeadline() const {
+  if (waiting_since_ == absl::InfiniteDuration()) return absl::InfiniteDuration();
+  return waiting_since_ + host_.ScaledTimeout(wait_timeout_);
+}
+
+absl::Duration ConnectionImpl::HandlerDeadline() const {
+  if (handler_deadline_set_ == absl::InfiniteDuration()) return absl::InfiniteDuration();
+  return handler_deadline_set_ + (handler_deadline_scaling_ == TimeoutScaling::kFixed
+                                      ? handler_deadline_length_
+                                      : host_.ScaledTimeout(handler_deadline_length_));
+}
+
 void ConnectionImpl::OnTimer() {
   const absl::Duration now = loop_.now();
   switch (phase_) {
     case Phase::kHandshaking:
-      if (now >= phase_deadline_) {
+      if (now >= HandshakeDeadline()) {
+        const absl::Duration allowed = HandshakeDeadline() - handshake_started_;
         Close(Ending::kError, CloseType::kNoFlush,
               absl::DeadlineExceededError(absl::StrCat(
-                  "handshake: not done within ", absl::FormatDuration(options_.handshake_timeout))));
+                  "handshake: not done within ", absl::FormatDuration(allowed),
+                  allowed < options_.handshake_timeout
+                      ? " (handshake_timeout, shortened under overload)"
+                      : "")));
         return;
       }
       break;
@@ -553,11 +578,11 @@ void ConnectionImpl::OnTimer() {
         Close(Ending::kError, CloseType::kNoFlush, stalled);
         return;
       }
-      if (now >= read_deadline_) {
+      if (now >= ReadDeadline()) {
         Close(Ending::kTimeout, CloseType::kFlushWrite);
         return;
       }
-      if (now >= handler_deadline_ && !ended_) {
+      if (now >= HandlerDeadline() && !ended_) {
         stop_error_ = absl::DeadlineExceededError("deadline: the handler's deadline passed");
         Close(Ending::kTimeout, CloseType::kFlushWrite);
         return;

@@ -79,6 +79,9 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   // the descriptor closes as `type` says. Every way a connection ends comes here.
   void Close(Ending ending, CloseType type, absl::Status error = absl::OkStatus());
   ConnectionSummary Summary() const;
+  // Its timeouts may have shrunk (the server's overload state changed): the timer is
+  // moved earlier if a deadline now comes sooner.
+  void Retime() { ArmTimer(); }
   // Its place under max_connections_per_peer, given back when it closes.
   void HoldPeerSlot(PeerLimiter::Slot slot) {
     if (slot) peer_slot_ = std::make_unique<PeerLimiter::Slot>(std::move(slot));
@@ -94,7 +97,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
                                     uint64_t length) override;
   absl::Status Shutdown(ShutdownWay way) override;
   void Close() override;
-  void SetDeadline(absl::Duration from_now) override;
+  using Connection::SetDeadline;
+  void SetDeadline(absl::Duration from_now, TimeoutScaling scaling) override;
   void ClearDeadline() override;
   absl::Status SetOptions(absl::Span<const SocketOption> options) override;
   absl::StatusOr<std::vector<SocketOption>> GetOptions(
@@ -165,6 +169,12 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   void UpdateInterest();
   // The earliest deadline the current phase acts on.
   absl::Duration NextDeadline() const;
+  // The deadlines that shrink under overload, computed from their start each time.
+  absl::Duration ReadDeadline() const;
+  absl::Duration HandlerDeadline() const;
+  absl::Duration HandshakeDeadline() const;
+  // A handshake starts now: it has handshake_timeout (shrunk under overload) from here.
+  void StartHandshakeClock();
   void ArmTimer();
   void OnTimer();
   // An event with this connection's fields filled in.
@@ -200,12 +210,18 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   IoInterest handshake_wants_ = IoInterest::kRead;
 
   absl::Duration read_timeout_;   // read_timeout, or the handler's persistent one
-  absl::Duration read_deadline_ = absl::InfiniteDuration();  // while waiting for data
+  // When the current wait for data began (infinite: not waiting); it ends
+  // wait_timeout_ (one-shot or persistent, shrunk under overload) later.
+  absl::Duration waiting_since_ = absl::InfiniteDuration();
+  absl::Duration wait_timeout_ = absl::InfiniteDuration();
   absl::Duration phase_deadline_ = absl::InfiniteDuration(); // handshake or drain
+  absl::Duration handshake_started_;  // when the current handshake began
   absl::Duration shutdown_deadline_ = absl::InfiniteDuration();  // while kSending
-  absl::Duration handler_deadline_ = absl::InfiniteDuration();   // SetDeadline
+  // SetDeadline: when it was set (infinite: none), its length, and whether it shrinks.
+  absl::Duration handler_deadline_set_ = absl::InfiniteDuration();
+  absl::Duration handler_deadline_length_;
+  TimeoutScaling handler_deadline_scaling_ = TimeoutScaling::kFixed;
   bool reading_paused_ = false;   // backpressure
-  absl::Duration wait_timeout_;   // the current wait for data (one-shot or persistent)
 
   std::vector<PostedMessage> early_messages_;  // posted while the handshake ran
   // Made when a handle is first asked for: a connection nobody posts to has none.

@@ -36,7 +36,7 @@ absl::Status ConnectionImpl::CheckOutputBudget() {
 void ConnectionImpl::PauseReading() {
   // No read deadline while paused: waiting on us is not the peer's idleness.
   reading_paused_ = true;
-  read_deadline_ = absl::InfiniteDuration();
+  waiting_since_ = absl::InfiniteDuration();
 }
 
 void ConnectionImpl::OnQueued() {
@@ -113,9 +113,7 @@ void ConnectionImpl::ResumeReadingIfDrained() {
   if (!reading_paused_ || !out_.DrainedToLowWater()) return;
   reading_paused_ = false;
   if (phase_ == Phase::kOpen && !ended_) {
-    read_deadline_ = wait_timeout_ == absl::InfiniteDuration()
-                         ? absl::InfiniteDuration()
-                         : loop_.now() + wait_timeout_;
+    waiting_since_ = loop_.now();
     PostReadIfBuffered();
   }
 }

@@ -104,16 +104,21 @@ void ConnectionImpl::Close() {
   if (!in_callback_) Close(Ending::kLocalClose, CloseType::kFlushWrite);
 }
 
-void ConnectionImpl::SetDeadline(absl::Duration from_now) {
+void ConnectionImpl::SetDeadline(absl::Duration from_now, TimeoutScaling scaling) {
   AssertInLoopThread();
-  handler_deadline_ = from_now == absl::InfiniteDuration() ? absl::InfiniteDuration()
-                                                            : MonotonicNow() + from_now;
+  if (from_now == absl::InfiniteDuration()) {
+    ClearDeadline();
+    return;
+  }
+  handler_deadline_set_ = MonotonicNow();
+  handler_deadline_length_ = from_now;
+  handler_deadline_scaling_ = scaling;
   ArmTimer();
 }
 
 void ConnectionImpl::ClearDeadline() {
   AssertInLoopThread();
-  handler_deadline_ = absl::InfiniteDuration();
+  handler_deadline_set_ = absl::InfiniteDuration();
 }
 
 absl::Status ConnectionImpl::SetOptions(absl::Span<const SocketOption> options) {

@@ -219,6 +219,7 @@ ServerInfo Server::Info() const {
   info.queued_output_bytes =
       std::max<int64_t>(context_->output_budget.used.load(std::memory_order_relaxed), 0);
   info.output_budget = context_->output_budget.limit;
+  info.overload = context_->overload.Current();
   return info;
 }
 

@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/connection.h"
+#include "server/overload_state.h"
 #include "server/server_options.h"
 #include "server/telemetry.h"
 #include "transport/transport.h"
@@ -48,6 +49,8 @@ struct ServerInfo {
   // Output queued for peers over every connection, and the budget it is held to.
   uint64_t queued_output_bytes = 0;
   uint64_t output_budget = 0;
+  // The overload state as the workers last read it (every quarter second).
+  OverloadReading overload;
 };
 
 class Server {

@@ -13,6 +13,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "server/output_queue.h"
+#include "server/overload_monitor.h"
 #include "server/server_options.h"
 
 namespace islet {
@@ -86,8 +87,10 @@ class PeerLimiter {
 
 // Options are immutable once the server starts.
 struct ServerContext {
-  explicit ServerContext(ServerOptions o)
-      : options(std::move(o)), peer_limiter(options.max_connections_per_peer) {}
+  explicit ServerContext(ServerOptions o);
+
+  // The counters the overload state is read from, now (see overload_state.h).
+  OverloadInputs ReadOverloadInputs() const;
 
   const ServerOptions options;
   // Resume replaces it while the acceptors may be emitting events that carry it.
@@ -103,6 +106,9 @@ struct ServerContext {
   PeerLimiter peer_limiter;
   // Every connection's OutputQueue limits, from the options (set by Server::Start).
   OutputQueue::Limits output_limits;
+  // Updated by the workers on a timer (Worker::CheckOverload); reports changes as
+  // server.overload events.
+  OverloadMonitor overload;
 };
 
 // An acceptor's connection budget, shared with the connections it accepted: a

@@ -61,6 +61,13 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (o.linger_timeout < absl::ZeroDuration() || o.linger_timeout == absl::InfiniteDuration()) {
     return Bad("linger_timeout", "must be finite and not negative");
   }
+  // Written so that NaN fails too.
+  if (!(o.overload_scale_from > 0 && o.overload_scale_from <= 1)) {
+    return Bad("overload_scale_from", "must be more than 0 and at most 1");
+  }
+  if (o.overload_timeout_floor <= absl::ZeroDuration()) {
+    return Bad("overload_timeout_floor", "must be positive (absl::InfiniteDuration(): off)");
+  }
   if (o.send_queue_high_water == 0) return Bad("send_queue_high_water", "must be positive");
   if (o.max_pending_messages == 0) return Bad("max_pending_messages", "must be positive");
   if (o.send_queue_limit < o.send_queue_high_water) {

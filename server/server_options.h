@@ -103,6 +103,21 @@ struct ServerOptions {
   // with ResourceExhausted and it closes. 0 means a quarter of the machine's memory.
   size_t output_budget = 0;
 
+  // Overload (see server/overload_state.h). As the pressure (live connections over
+  // their cap or the descriptors left, queued output over output_budget) rises from
+  // this fraction to 1, idle timeouts shrink toward overload_timeout_floor, which they
+  // reach at the cap (Envoy's reduce_timeouts): idle and trickling connections are
+  // shed to make room before a cap turns good clients away. Existing connections are
+  // re-timed too. What shrinks: the read timeout (and a handler's Continue timeouts),
+  // the handshake and linger timeouts, and deadlines a handler sets with
+  // TimeoutScaling::kShrinkUnderPressure. In (0, 1]; 1 leaves timeouts whole until a
+  // cap is reached.
+  double overload_scale_from = 0.75;
+  // What shrinking timeouts reach at full pressure; a timeout already shorter keeps
+  // its length. Long enough for a good client to send its request; a trickler sending
+  // a byte a second is shed. absl::InfiniteDuration() turns the shrinking off.
+  absl::Duration overload_timeout_floor = absl::Seconds(1);
+
   // Messages posted to one connection (ConnectionHandle::Post) and not yet handled,
   // including those kept while its handshake runs. A post beyond it fails with
   // ResourceExhausted, so the poster learns that this connection is not keeping up and

@@ -4,6 +4,7 @@
 #include "server/server_options.h"
 
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -116,6 +117,19 @@ INSTANTIATE_TEST_SUITE_P(
                       o.send_queue_limit = (1 << 20) - 1;
                     },
                     "send_queue_limit"},
+        InvalidCase{"ScaleFromZero", [](ServerOptions& o) { o.overload_scale_from = 0; },
+                    "overload_scale_from"},
+        InvalidCase{"ScaleFromAboveOne",
+                    [](ServerOptions& o) { o.overload_scale_from = 1.5; },
+                    "overload_scale_from"},
+        InvalidCase{"ScaleFromNaN",
+                    [](ServerOptions& o) {
+                      o.overload_scale_from = std::numeric_limits<double>::quiet_NaN();
+                    },
+                    "overload_scale_from"},
+        InvalidCase{"ZeroTimeoutFloor",
+                    [](ServerOptions& o) { o.overload_timeout_floor = absl::ZeroDuration(); },
+                    "overload_timeout_floor"},
         InvalidCase{"MissingHandlerFactory",
                     [](ServerOptions& o) { o.handler_factory = nullptr; }, "handler_factory"},
         InvalidCase{"BacklogZero", [](ServerOptions& o) { o.transport_options.backlog = 0; },

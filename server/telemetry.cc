@@ -188,6 +188,7 @@ absl::string_view TelemetryEventName(TelemetryEventType type) {
     case TelemetryEventType::kConnectionSendfile: return "connection.sendfile";
     case TelemetryEventType::kConnectionSendfileError: return "connection.sendfile_error";
     case TelemetryEventType::kConnectionSocketShutdown: return "connection.socket_shutdown";
+    case TelemetryEventType::kServerOverload: return "server.overload";
   }
   return "unknown";
 }

@@ -5,6 +5,7 @@
 //   acceptor    start, stop, spawn_error, econnaborted, accept_error, emfile
 //   connection  start, stop, ready, async_recv, recv, recv_error, send, send_error,
 //               sendfile, sendfile_error, socket_shutdown
+//   server      overload (our own: the overload state changed; see overload_state.h)
 //
 // Every event carries the monotonic time; stop events add the span's duration. The
 // metadata correlates: the server's name, span ids (a connection's parent is its
@@ -29,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/overload_state.h"
 #include "transport/socket_types.h"
 
 namespace islet {
@@ -53,6 +55,7 @@ enum class TelemetryEventType : uint8_t {
   kConnectionSendfile,
   kConnectionSendfileError,
   kConnectionSocketShutdown,
+  kServerOverload,        // the overload state changed (normal, scaling, saturated)
 };
 
 // "connection.stop", "acceptor.emfile", ...
@@ -78,6 +81,7 @@ struct TelemetryEvent {
   const SocketInfo* remote = nullptr;  // connection events: the peer
   const absl::Status* error = nullptr;  // error events, and a stop that ended in error
   absl::string_view detail;          // sendfile: the path; socket_shutdown: the way
+  const OverloadChange* overload = nullptr;  // server.overload: the new state, the old
 };
 
 using TelemetrySink = std::function<void(const TelemetryEvent&)>;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -109,6 +110,12 @@ LogLevel TelemetryLogger::LevelOf(const TelemetryEvent& e) {
     case TelemetryEventType::kConnectionStop:
       if (e.error == nullptr) return LogLevel::kDebug;
       return IsPeersDoing(e.error) ? LogLevel::kInfo : LogLevel::kError;
+    case TelemetryEventType::kServerOverload:
+      // At a cap new clients wait or are refused: worth a warning. Entering or leaving
+      // the scaling band is the server working as configured.
+      return e.overload == nullptr || e.overload->now.state == OverloadState::kSaturated
+                 ? LogLevel::kWarning
+                 : LogLevel::kInfo;
     default:
       return LogLevel::kDebug;
   }
@@ -125,6 +132,14 @@ std::string TelemetryLogger::Format(const TelemetryEvent& e) {
   if (e.bytes != 0) absl::StrAppend(&line, " bytes=", e.bytes);
   if (e.type == TelemetryEventType::kAcceptorStop) {
     absl::StrAppend(&line, " connections=", e.connections);
+  }
+  if (e.overload != nullptr) {
+    const OverloadReading& now = e.overload->now;
+    absl::StrAppend(&line, " state=", OverloadStateName(now.state),
+                    " was=", OverloadStateName(e.overload->before),
+                    " resource=", OverloadResourceName(now.resource),
+                    " pressure=", absl::StrFormat("%.2f", now.pressure),
+                    " timeout_scale=", absl::StrFormat("%.2f", now.timeout_scale));
   }
   if (e.duration != absl::ZeroDuration()) {
     absl::StrAppend(&line, " duration=", absl::FormatDuration(e.duration));

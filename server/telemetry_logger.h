@@ -83,7 +83,7 @@ class TelemetryLogger {
   static TelemetryMask InterestAt(LogLevel level);
 
  private:
-  static constexpr int kTypes = static_cast<int>(TelemetryEventType::kConnectionSocketShutdown) + 1;
+  static constexpr int kTypes = static_cast<int>(TelemetryEventType::kServerOverload) + 1;
   static constexpr int kLevels = static_cast<int>(LogLevel::kOff);
 
   // One kind's current second: the lines written in it and those left out.

@@ -124,6 +124,31 @@ TEST(TelemetryLoggerTest, FormatsErrors) {
   EXPECT_NE(TelemetryLogger::Format(e).find("ECONNRESET"), std::string::npos);
 }
 
+TEST(TelemetryLoggerTest, OverloadChangesAreWarningsAtTheCapAndInfoOtherwise) {
+  OverloadChange change;
+  change.before = OverloadState::kNormal;
+  change.now = {.state = OverloadState::kSaturated,
+                .pressure = 1,
+                .resource = OverloadResource::kDescriptors,
+                .timeout_scale = 0};
+  TelemetryEvent e{TelemetryEventType::kServerOverload};
+  e.server = "s";
+  e.overload = &change;
+  EXPECT_EQ(TelemetryLogger::LevelOf(e), LogLevel::kWarning);
+  EXPECT_NE(TelemetryLogger::Format(e).find("server.overload server=s"), std::string::npos);
+  EXPECT_NE(TelemetryLogger::Format(e).find(
+                "state=saturated was=normal resource=descriptors pressure=1.00 timeout_scale=0.00"),
+            std::string::npos)
+      << TelemetryLogger::Format(e);
+
+  change.before = OverloadState::kSaturated;
+  change.now = {.state = OverloadState::kScaling, .pressure = 0.9,
+                .resource = OverloadResource::kOutput, .timeout_scale = 0.4};
+  EXPECT_EQ(TelemetryLogger::LevelOf(e), LogLevel::kInfo);
+  change.now.state = OverloadState::kNormal;
+  EXPECT_EQ(TelemetryLogger::LevelOf(e), LogLevel::kInfo);
+}
+
 LogLevel LevelOf(TelemetryEventType type, const absl::Status* error = nullptr) {
   TelemetryEvent e{type};
   e.error = error;

@@ -306,6 +306,7 @@ struct RecordedEvent {
   std::optional<SocketInfo> remote;
   std::optional<absl::Status> error;
   std::string detail;
+  std::optional<OverloadChange> overload;
 };
 
 // Records the telemetry of one server (by ServerOptions::name) while it lives. The
@@ -377,6 +378,7 @@ class TelemetryRecorder {
       if (e.remote != nullptr) r.remote = *e.remote;
       if (e.error != nullptr) r.error = *e.error;
       r.detail = std::string(e.detail);
+      if (e.overload != nullptr) r.overload = *e.overload;
       absl::MutexLock lock(&mu);
       events.push_back(std::move(r));
     }

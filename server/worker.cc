@@ -4,6 +4,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "transport/io_wait.h"
 
 namespace islet {
 namespace {
@@ -13,6 +14,10 @@ namespace {
 constexpr size_t kReadBufferSize = 64 * 1024;
 
 std::atomic<uint64_t> next_connection_id{1};
+
+// How often each worker reads the server's pressure. A quarter second lets a flood be
+// noticed before it fills the cap, at four wake-ups a second on an idle worker.
+constexpr absl::Duration kOverloadCheckInterval = absl::Milliseconds(250);
 
 }  // namespace
 
@@ -29,6 +34,7 @@ absl::Status Worker::Start() {
   if (!loop.ok()) return loop.status();
   loop_ = *std::move(loop);
   mailbox_->Attach(this);
+  loop_->Schedule(MonotonicNow() + kOverloadCheckInterval, [this] { CheckOverload(); });
   running_ = true;
   thread_ = std::thread([this] { loop_->Run(); });
   return absl::OkStatus();
@@ -58,6 +64,17 @@ void Worker::Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot>
     c->Start();
     if (shutting_down_) c->BeginShutdown(shutdown_deadline_);
   });
+}
+
+void Worker::CheckOverload() {
+  const OverloadReading reading = context_.overload.Update(context_.ReadOverloadInputs());
+  const bool shorter = reading.timeout_scale < timeout_scale_;
+  timeout_scale_ = reading.timeout_scale;
+  // Longer timeouts need nothing: a timer that fires early re-arms for the new deadline.
+  if (shorter) {
+    for (auto& [id, c] : connections_) c->Retime();
+  }
+  loop_->Schedule(loop_->now() + kOverloadCheckInterval, [this] { CheckOverload(); });
 }
 
 void Worker::BeginShutdown(absl::Duration deadline) {

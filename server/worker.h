@@ -58,6 +58,9 @@ class Worker final : public ConnectionHost {
   int64_t live_connections() const override {
     return context_.admitted.load(std::memory_order_relaxed);
   }
+  absl::Duration ScaledTimeout(absl::Duration timeout) const override {
+    return context_.overload.Scale(timeout, timeout_scale_);
+  }
 
  private:
   ServerContext& context_;
@@ -68,11 +71,17 @@ class Worker final : public ConnectionHost {
   std::shared_ptr<WorkerMailbox> mailbox_;
   std::vector<char> read_buffer_;
 
+  // Updates the server's overload reading, and re-times the connections when their
+  // timeouts got shorter; runs every kOverloadCheckInterval.
+  void CheckOverload();
+
   absl::flat_hash_map<uint64_t, std::unique_ptr<ConnectionImpl>> connections_;
   std::vector<std::unique_ptr<ConnectionImpl>> retired_;
   bool running_ = false;
   bool shutting_down_ = false;
   absl::Duration shutdown_deadline_ = absl::InfiniteDuration();
+  // The overload reading's timeout scale as this worker last applied it.
+  double timeout_scale_ = 1;
 };
 
 }  // namespace islet

@@ -271,6 +271,38 @@ TEST_F(TlsServerTest, StalledHandshakeIsClosedAtTheHandshakeTimeout) {
   }
 }
 
+// A flood of handshakes that never finish fills the cap before the workers' next look
+// at the pressure: the handshakes already running are re-timed, and shed at the floor
+// long before their minute-long handshake_timeout.
+TEST(TlsOverloadTest, StalledHandshakesAtTheCapAreShedLongBeforeTheirTimeout) {
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
+  ServerOptions options;
+  options.port = 0;
+  options.transport_options.address = "127.0.0.1";
+  options.transport = tls;
+  options.handler_factory = HandlerFactoryOf<EchoHandler>();
+  options.num_workers = 1;
+  options.handshake_timeout = absl::Seconds(60);
+  options.max_connections = 3;
+  options.overload_scale_from = 0.5;
+  options.overload_timeout_floor = absl::Milliseconds(200);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Server> server, Server::Start(std::move(options)));
+  const uint16_t port = server->ListenerInfo()->port;
+
+  std::vector<std::unique_ptr<TestTlsClient>> stalled;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<TestTlsClient> raw, TestTlsClient::Connect(port));
+    ASSERT_THAT(raw->WritePlain(absl::string_view("\x16\x03\x01", 3)), IsOk());
+    stalled.push_back(std::move(raw));
+  }
+  for (auto& raw : stalled) {
+    char byte;
+    const ssize_t n = ::recv(raw->fd(), &byte, 1, 0);  // SO_RCVTIMEO (20 s) bounds it
+    EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET)) << "n=" << n << " errno=" << errno;
+  }
+  EXPECT_THAT(server->Stop(), IsOk());
+}
+
 TEST_F(TlsServerTest, GarbageIsClosedAtOnce) {
   ASSERT_OK_AND_ASSIGN(std::shared_ptr<TlsTransport> tls, TlsTransport::Create(ServerTlsOptions()));
   ASSERT_THAT(Start(tls, HandlerFactoryOf<EchoHandler>(), {}, absl::Seconds(30)), IsOk());

@@ -298,7 +298,7 @@ HandlerResult HttpHelloHandler::HandleData(absl::string_view data, Connection& c
     case Verdict::kNeedMore:
       // A head begun and not finished has head_timeout in all, from its first byte.
       if (!partial_.empty() && body_left_ == 0 && !head_deadline_) {
-        conn.SetDeadline(options_.head_timeout);
+        conn.SetDeadline(options_.head_timeout, TimeoutScaling::kShrinkUnderPressure);
         head_deadline_ = true;
       } else if (partial_.empty() && head_deadline_) {
         conn.ClearDeadline();

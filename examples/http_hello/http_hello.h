@@ -28,7 +28,8 @@ struct HttpHelloOptions {
   uint64_t max_body_bytes = 64 << 20;
   // A request head must be complete within this from its first byte, however the
   // client trickles it (Connection::SetDeadline; the read timeout alone restarts with
-  // every byte): 408 and a close otherwise. Kestrel allows 30 s, nginx 60 s.
+  // every byte): 408 and a close otherwise. Kestrel allows 30 s, nginx 60 s. It shrinks
+  // under overload (TimeoutScaling::kShrinkUnderPressure), so tricklers are shed first.
   absl::Duration head_timeout = absl::Seconds(10);
 };
 

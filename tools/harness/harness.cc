@@ -63,6 +63,10 @@ ABSL_FLAG(int64_t, output_budget, 0,
           "bytes of output queued over all connections; 0 = a quarter of memory");
 ABSL_FLAG(absl::Duration, linger_timeout, absl::Seconds(2),
           "lingering close: drain a closing peer's input this long at most; 0 = off");
+ABSL_FLAG(double, overload_scale_from, 0.75,
+          "pressure (use over a cap) from which idle timeouts shrink; in (0, 1]");
+ABSL_FLAG(absl::Duration, overload_timeout_floor, absl::Seconds(1),
+          "what shrinking timeouts reach at a cap; inf = no shrinking");
 ABSL_FLAG(absl::Duration, head_timeout, absl::Seconds(10),
           "http_hello: a request head must be complete within this from its first byte");
 ABSL_FLAG(std::string, log, "info", "log level: debug, info, warning, error, off");
@@ -114,7 +118,8 @@ void ParseFlags(int argc, char** argv) {
             "max_connections_retry_count", "read_timeout", "handshake_timeout",
             "shutdown_timeout", "max_connections", "max_connections_per_peer",
             "descriptor_reserve",
-            "max_pending_messages", "output_budget", "linger_timeout", "head_timeout", "log"}) {
+            "max_pending_messages", "output_budget", "linger_timeout", "overload_scale_from",
+            "overload_timeout_floor", "head_timeout", "log"}) {
         absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
         std::printf("  --%s (default %s)  %s\n", name, flag->DefaultValue().c_str(),
                     flag->Help().c_str());
@@ -187,6 +192,8 @@ islet::harness::HarnessConfig ConfigFromFlags() {
                       " (0: a quarter of memory)"));
   }
   c.linger_timeout = absl::GetFlag(FLAGS_linger_timeout);
+  c.overload_scale_from = absl::GetFlag(FLAGS_overload_scale_from);
+  c.overload_timeout_floor = absl::GetFlag(FLAGS_overload_timeout_floor);
   c.head_timeout = absl::GetFlag(FLAGS_head_timeout);
   if (c.head_timeout <= absl::ZeroDuration()) {
     Fail(absl::StrCat("bad value for --head_timeout: ", absl::FormatDuration(c.head_timeout),

@@ -105,6 +105,8 @@ absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const Harnes
   options.max_pending_messages =
       config.max_pending_messages > 0 ? static_cast<size_t>(config.max_pending_messages) : 0;
   options.linger_timeout = config.linger_timeout;
+  options.overload_scale_from = config.overload_scale_from;
+  options.overload_timeout_floor = config.overload_timeout_floor;
   options.output_budget = config.output_budget > 0 ? static_cast<size_t>(config.output_budget) : 0;
   absl::Status s = ChooseHandler(config, options);
   if (s.ok()) s = ChooseTransport(config, options);

@@ -42,6 +42,8 @@ struct HarnessConfig {
   int64_t max_pending_messages = 1024;
   int64_t output_budget = 0;
   absl::Duration linger_timeout = absl::Seconds(2);
+  double overload_scale_from = 0.75;
+  absl::Duration overload_timeout_floor = absl::Seconds(1);
   // http_hello's HttpHelloOptions::head_timeout (other handlers have no request head).
   absl::Duration head_timeout = absl::Seconds(10);
   std::string log = "info";

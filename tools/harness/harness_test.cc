@@ -256,6 +256,9 @@ INSTANTIATE_TEST_SUITE_P(
                     std::vector<std::string>{"--output_budget=-1"},
                     std::vector<std::string>{"--linger_timeout=-1s"},
                     std::vector<std::string>{"--head_timeout=0s"},
+                    std::vector<std::string>{"--overload_scale_from=0"},
+                    std::vector<std::string>{"--overload_scale_from=1.5"},
+                    std::vector<std::string>{"--overload_timeout_floor=0s"},
                     std::vector<std::string>{"--unix_socket=/nonexistent/dir/h.sock"},
                     // Newlines in what the message quotes still make one line.
                     std::vector<std::string>{"--handler=a\nb"},
@@ -748,6 +751,33 @@ TEST(HarnessTest, DefaultLogLevelHidesConnectionEvents) {
   ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*h.process));
   // After the exit every line is in: none is about a connection.
   EXPECT_FALSE(absl::StrContains(h.process->Stderr(), "connection.")) << h.process->Stderr();
+}
+
+TEST(HarnessTest, LogShowsOverloadStateChangesAndTheFlagsShedIdleConnections) {
+  Harness h;
+  // Two connections fill the cap; at it, the minute-long read timeout shrinks to the
+  // floor's 200 ms, and the idle connections are closed.
+  ASSERT_NO_FATAL_FAILURE(StartHarness({"--port=0", "--num_workers=1", "--max_connections=2",
+                                        "--read_timeout=60s", "--overload_scale_from=0.5",
+                                        "--overload_timeout_floor=200ms"},
+                                       &h));
+  auto a = Connect(Loopback(h.port));
+  auto b = Connect(Loopback(h.port));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_NO_FATAL_FAILURE(ExpectEchoes(*a, "a\n"));
+  ASSERT_NO_FATAL_FAILURE(ExpectEchoes(*b, "b\n"));
+  EXPECT_TRUE(ReadUntilClosed(*a).orderly_close());
+  EXPECT_TRUE(ReadUntilClosed(*b).orderly_close());
+  const bool logged = h.process->WaitForStderr(
+      [](absl::string_view s) {
+        return absl::StrContains(s, "warning server.overload") &&
+               absl::StrContains(s, "state=saturated was=normal resource=connections") &&
+               absl::StrContains(s, "state=normal was=saturated");
+      },
+      kIoTimeout);
+  EXPECT_TRUE(logged) << Describe(*h.process);
+  ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*h.process));
 }
 
 }  // namespace
