@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <utility>
 
 #include "transport/errors.h"
@@ -204,19 +205,35 @@ EventLoop::TimerId EventLoop::Schedule(absl::Duration deadline,
   AssertInLoopThread();
   const TimerId id = next_timer_id_++;
   timers_.emplace(id, std::move(callback));
-  timer_heap_.push({deadline, id});
+  timer_heap_.push_back({deadline, id});
+  std::push_heap(timer_heap_.begin(), timer_heap_.end(), std::greater<>());
   return id;
 }
 
 void EventLoop::Cancel(TimerId id) {
   AssertInLoopThread();
-  timers_.erase(id);
+  if (timers_.erase(id) == 0) return;
+  // Small queues are left alone: compaction is for thousands of cancelled entries.
+  constexpr size_t kCompactAbove = 1024;
+  if (timer_heap_.size() > kCompactAbove && timer_heap_.size() > 2 * timers_.size()) {
+    CompactTimers();
+  }
+}
+
+void EventLoop::CompactTimers() {
+  std::erase_if(timer_heap_, [this](const PendingTimer& t) { return !timers_.contains(t.id); });
+  std::make_heap(timer_heap_.begin(), timer_heap_.end(), std::greater<>());
+}
+
+void EventLoop::PopTimer() {
+  std::pop_heap(timer_heap_.begin(), timer_heap_.end(), std::greater<>());
+  timer_heap_.pop_back();
 }
 
 void EventLoop::RunTimers() {
-  while (!timer_heap_.empty() && timer_heap_.top().deadline <= now_) {
-    const TimerId id = timer_heap_.top().id;
-    timer_heap_.pop();
+  while (!timer_heap_.empty() && timer_heap_.front().deadline <= now_) {
+    const TimerId id = timer_heap_.front().id;
+    PopTimer();
     auto it = timers_.find(id);
     if (it == timers_.end()) continue;  // cancelled
     absl::AnyInvocable<void()> callback = std::move(it->second);
@@ -224,14 +241,14 @@ void EventLoop::RunTimers() {
     callback();
   }
   // Cancelled timers leave their heap entries behind; drop the dead ones on top.
-  while (!timer_heap_.empty() && !timers_.contains(timer_heap_.top().id)) timer_heap_.pop();
+  while (!timer_heap_.empty() && !timers_.contains(timer_heap_.front().id)) PopTimer();
 }
 
 int EventLoop::NextTimeoutMs() const {
   // Tasks posted from other threads write the wakeup descriptor; ours do not.
   if (local_posted_) return 0;
   if (timer_heap_.empty()) return -1;
-  const absl::Duration left = timer_heap_.top().deadline - MonotonicNow();
+  const absl::Duration left = timer_heap_.front().deadline - MonotonicNow();
   if (left <= absl::ZeroDuration()) return 0;
   return static_cast<int>(std::min<int64_t>(
       absl::ToInt64Milliseconds(left + absl::Microseconds(999)), 1 << 30));

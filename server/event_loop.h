@@ -22,7 +22,6 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <queue>
 #include <thread>
 #include <vector>
 
@@ -103,6 +102,9 @@ class EventLoop {
   // Loop thread only. Cancel is a no-op for a timer that already ran.
   TimerId Schedule(absl::Duration deadline, absl::AnyInvocable<void()> callback);
   void Cancel(TimerId id);
+  // Entries in the timer queue, cancelled ones included (they are dropped lazily, and
+  // the queue is compacted once they outnumber the live timers). For tests.
+  size_t timer_entries() const { return timer_heap_.size(); }
 
   // The monotonic time at the start of the current iteration: cheap, and the same for
   // every callback of one batch.
@@ -127,6 +129,9 @@ class EventLoop {
   absl::Status Modify(int fd, uint32_t events, Watcher* watcher);
   void Unwatch(int fd);
   void RunTimers();
+  void PopTimer();
+  // Drops cancelled entries from the timer queue.
+  void CompactTimers();
   void Enqueue(Task task, bool urgent);
   void RunPostedTasks();
   void RunUrgentTasks();
@@ -157,7 +162,10 @@ class EventLoop {
   bool local_posted_ = false;
   std::vector<Task> running_;  // loop thread: the batch being run
 
-  std::priority_queue<PendingTimer, std::vector<PendingTimer>, std::greater<>> timer_heap_;
+  // A min-heap (std::greater) on the deadline. Cancel leaves the entry; a re-timing of
+  // every connection (the overload state) cancels many at once, so the heap is
+  // compacted when cancelled entries outnumber the live ones.
+  std::vector<PendingTimer> timer_heap_;
   absl::flat_hash_map<TimerId, absl::AnyInvocable<void()>> timers_;
   TimerId next_timer_id_ = 1;
 };

@@ -211,6 +211,31 @@ TEST(EventLoopTest, CancelPreventsATimer) {
   EXPECT_EQ(log.Events(), (std::vector<std::string>{"kept", "last"}));
 }
 
+// Re-timing every connection (the overload state) cancels thousands of far timers at
+// once, again and again: their entries must not pile up until their deadlines pass.
+TEST(EventLoopTest, CancelledTimersDoNotPileUpInTheQueue) {
+  LoopThread t;
+  std::atomic<int> fired{0};
+  size_t most = 0;
+  t.RunOnLoop([&] {
+    const absl::Duration far = MonotonicNow() + absl::Hours(1);
+    std::vector<EventLoop::TimerId> live;
+    for (int i = 0; i < 10'000; ++i) live.push_back(t.loop().Schedule(far, [] {}));
+    for (int round = 0; round < 20; ++round) {
+      for (EventLoop::TimerId& id : live) {
+        t.loop().Cancel(id);
+        id = t.loop().Schedule(far - absl::Seconds(round + 1), [] {});
+        most = std::max(most, t.loop().timer_entries());
+      }
+    }
+    // Still in order, and a near one among them fires.
+    t.loop().Schedule(MonotonicNow(), [&] { fired.fetch_add(1); });
+  });
+  // 10,000 live timers; without compaction 210,000 entries would be queued.
+  EXPECT_LE(most, 2u * 10'000 + 2);
+  ASSERT_TRUE(testutil::WaitFor([&] { return fired.load() == 1; }));
+}
+
 TEST(EventLoopTest, CancellingARunTimerIsANoOp) {
   LoopThread t;
   std::atomic<int> fired{0};
