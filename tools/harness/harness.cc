@@ -11,8 +11,10 @@
 //   --shutdown_timeout, then exit 0. A second signal exits 1 at once.
 // - A bad flag, a bad value, a missing certificate, a port in use: exactly one line on
 //   stderr, and exit 2.
+// - It raises its soft RLIMIT_NOFILE to the hard limit.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -208,6 +210,14 @@ islet::harness::HarnessConfig ConfigFromFlags() {
 int main(int argc, char** argv) {
   ParseFlags(argc, argv);
   islet::harness::HarnessConfig config = ConfigFromFlags();
+
+  // Descriptors are connections: take all the hard limit allows, as Go's runtime and
+  // nginx's worker_rlimit_nofile do. Many systems set the soft limit at 1024, which
+  // would cap the server there (and put it under overload pressure well before).
+  if (rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);  // a failure leaves the soft limit as it was
+  }
 
   // Signals are taken by sigwait in this thread alone: block them before any thread
   // starts, so every thread inherits the mask.

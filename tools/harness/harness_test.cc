@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -777,6 +779,32 @@ TEST(HarnessTest, LogShowsOverloadStateChangesAndTheFlagsShedIdleConnections) {
       },
       kIoTimeout);
   EXPECT_TRUE(logged) << Describe(*h.process);
+  ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*h.process));
+}
+
+// The soft limit of open files is often 1024; the harness takes the hard limit.
+TEST(HarnessTest, RaisesItsSoftDescriptorLimitToTheHardLimit) {
+  rlimit ours{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &ours), 0);
+  if (ours.rlim_max <= 256) GTEST_SKIP() << "the hard limit is too low to tell";
+  // The child inherits a low soft limit; ours is restored at once.
+  rlimit low = ours;
+  low.rlim_cur = 256;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  Harness h;
+  StartHarness({"--port=0"}, &h);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &ours), 0);
+  ASSERT_NE(h.process, nullptr);
+
+  std::ifstream limits(absl::StrCat("/proc/", h.process->pid(), "/limits"));
+  std::string line;
+  std::string found;
+  while (std::getline(limits, line)) {
+    if (absl::StartsWith(line, "Max open files")) found = line;
+  }
+  const std::vector<std::string> fields = absl::StrSplit(found, ' ', absl::SkipEmpty());
+  ASSERT_GE(fields.size(), 5u) << found;
+  EXPECT_EQ(fields[3], absl::StrCat(ours.rlim_max)) << found;  // the soft limit
   ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*h.process));
 }
 
