@@ -14,6 +14,7 @@
 #ifndef ISLET_SERVER_CONNECTION_H_
 #define ISLET_SERVER_CONNECTION_H_
 
+#include <any>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -72,6 +73,28 @@ class Connection {
   void SetDeadline(absl::Duration from_now) { SetDeadline(from_now, TimeoutScaling::kFixed); }
   virtual void SetDeadline(absl::Duration from_now, TimeoutScaling scaling) = 0;
   virtual void ClearDeadline() = 0;
+
+  // ---- Flow control ----
+  // Stops reading from the peer until ResumeReading: no HandleData meanwhile, and no
+  // read timeout runs (waiting on us is not the peer's idleness). For a handler whose
+  // work waits on something else: a proxy whose other side is not draining, or a burst
+  // of pipelined requests answered a few at a time. It stays paused across callbacks.
+  virtual void PauseReading() = 0;
+  virtual void ResumeReading() = 0;
+  // HandleDrained runs once, when this connection's queued output is at or below
+  // `low_water` bytes: on a later turn of the loop, even if it already is. Calling it
+  // again replaces the mark; a connection that closes first never calls it.
+  virtual void NotifyWhenDrained(size_t low_water) = 0;
+
+  // ---- Timers ----
+  using TimerId = uint64_t;
+  // Delivers `message` to HandleMessage after `delay`, on this connection's worker
+  // (Erlang's send_after), unless cancelled first or the connection has closed. A
+  // pending timer holds a place under max_pending_messages, as a posted message does:
+  // ResourceExhausted beyond it.
+  virtual absl::StatusOr<TimerId> SendAfter(absl::Duration delay, std::any message) = 0;
+  // True when the timer was pending: it will not fire.
+  virtual bool CancelTimer(TimerId id) = 0;
 
   virtual absl::Status SetOptions(absl::Span<const SocketOption> options) = 0;
   virtual absl::StatusOr<std::vector<SocketOption>> GetOptions(

@@ -43,6 +43,7 @@ ConnectionImpl::ConnectionImpl(ConnectionHost& host, uint64_t id, std::unique_pt
 
 ConnectionImpl::~ConnectionImpl() {
   if (timer_id_ != 0) loop_.Cancel(timer_id_);
+  CancelAllTimers();
 }
 
 uint64_t ConnectionImpl::parent_span_id() const { return acceptor_ ? acceptor_->span_id : 0; }
@@ -104,6 +105,11 @@ void ConnectionImpl::Deliver(PostedMessage message) {
   }
   RunCallback([&] { return handler_->HandleMessage(message.message(), *this); },
               Source::kMessage);
+}
+
+void ConnectionImpl::RunDrained() {
+  if (phase_ != Phase::kOpen || ended_) return;
+  RunCallback([this] { return handler_->HandleDrained(*this); }, Source::kMessage);
 }
 
 void ConnectionImpl::BeginShutdown(absl::Duration deadline) {
@@ -246,6 +252,7 @@ void ConnectionImpl::CloseSocket() {
     socket_->Close();
   }
   out_.Clear();
+  CancelAllTimers();
   if (report) {
     TelemetryEvent e = NewEvent(TelemetryEventType::kConnectionStop);
     e.duration = e.monotonic_time - started_;
@@ -319,12 +326,12 @@ void ConnectionImpl::OnReady(uint32_t events) {
     if (out_.empty()) Upgrade();
     return;
   }
-  if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0 && !reading_paused_) ReadAndDispatch();
+  if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0 && ReadingAllowed()) ReadAndDispatch();
 }
 
 bool ConnectionImpl::ReadAndDispatch() {
   AssertInLoopThread();
-  if (phase_ != Phase::kOpen || ended_ || reading_paused_) return false;
+  if (phase_ != Phase::kOpen || ended_ || !ReadingAllowed()) return false;
   absl::Span<char> buffer = host_.read_buffer();
   absl::StatusOr<size_t> got = socket_->ReadSome(buffer);
   if (!got.ok()) {
@@ -444,7 +451,7 @@ void ConnectionImpl::WaitForData(absl::Duration timeout) {
   // The wait starts now, when the callback returns: not at loop_.now(), the start of
   // this loop turn, which would count the callback's own run time (a slow callback,
   // or a blocking Recv) against the client.
-  waiting_since_ = reading_paused_ ? absl::InfiniteDuration() : MonotonicNow();
+  waiting_since_ = ReadingAllowed() ? MonotonicNow() : absl::InfiniteDuration();
   UpdateInterest();
   ArmTimer();
   PostReadIfBuffered();
@@ -453,7 +460,7 @@ void ConnectionImpl::WaitForData(absl::Duration timeout) {
 void ConnectionImpl::PostReadIfBuffered() {
   // Bytes a transport already holds (TLS plaintext, or kept by a timed-out Recv) never
   // make the descriptor readable: read them on the next loop turn.
-  if (phase_ != Phase::kOpen || reading_paused_ || !socket_->HasBufferedInput()) return;
+  if (phase_ != Phase::kOpen || !ReadingAllowed() || !socket_->HasBufferedInput()) return;
   host_.RunLater(id_, [](ConnectionImpl& c) { c.ReadBuffered(); });
 }
 
@@ -467,7 +474,7 @@ void ConnectionImpl::UpdateInterest() {
       want = handshake_wants_ == IoInterest::kWrite ? EPOLLOUT : EPOLLIN;
       break;
     case Phase::kOpen:
-      if (!reading_paused_ && !ended_) want |= EPOLLIN;
+      if (ReadingAllowed() && !ended_) want |= EPOLLIN;
       if (!out_.empty() || write_shutdown_ == WriteShutdown::kSending) want |= EPOLLOUT;
       break;
     case Phase::kSwitching:

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -100,6 +101,11 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   using Connection::SetDeadline;
   void SetDeadline(absl::Duration from_now, TimeoutScaling scaling) override;
   void ClearDeadline() override;
+  void PauseReading() override;
+  void ResumeReading() override;
+  void NotifyWhenDrained(size_t low_water) override;
+  absl::StatusOr<TimerId> SendAfter(absl::Duration delay, std::any message) override;
+  bool CancelTimer(TimerId id) override;
   absl::Status SetOptions(absl::Span<const SocketOption> options) override;
   absl::StatusOr<std::vector<SocketOption>> GetOptions(
       absl::Span<const SocketOptionName> names) override;
@@ -152,7 +158,15 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   absl::Status FailSend(absl::Status error);
   void OnQueued();
   // Stops reading until queued output drains to its low water mark (backpressure).
-  void PauseReading();
+  void PauseForBackpressure();
+  // Neither backpressure nor the handler holds reading back.
+  bool ReadingAllowed() const { return !reading_paused_ && !handler_paused_; }
+  // NotifyWhenDrained's mark reached: HandleDrained on a later turn.
+  void CheckDrained();
+  void RunDrained();
+  // Handler timers (SendAfter).
+  void FireTimer(TimerId id);
+  void CancelAllTimers();
   // Over the server's output budget: sheds this connection (the error) if it holds more
   // than its share, or pauses its reading.
   absl::Status CheckOutputBudget();
@@ -222,6 +236,9 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   absl::Duration handler_deadline_length_;
   TimeoutScaling handler_deadline_scaling_ = TimeoutScaling::kFixed;
   bool reading_paused_ = false;   // backpressure
+  bool handler_paused_ = false;   // PauseReading
+  static constexpr size_t kNoDrainMark = static_cast<size_t>(-1);
+  size_t drain_mark_ = kNoDrainMark;  // NotifyWhenDrained
 
   std::vector<PostedMessage> early_messages_;  // posted while the handshake ran
   // Made when a handle is first asked for: a connection nobody posts to has none.
@@ -229,6 +246,16 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   OutputQueue out_;
 
   std::unique_ptr<PeerLimiter::Slot> peer_slot_;  // only under max_connections_per_peer
+  // The handler's pending timers, made on first use: an idle connection has none.
+  struct HandlerTimers {
+    struct Pending {
+      EventLoop::TimerId loop_timer;
+      PostedMessage message;  // holds its place under max_pending_messages
+    };
+    absl::flat_hash_map<TimerId, Pending> pending;
+    TimerId next_id = 1;
+  };
+  std::unique_ptr<HandlerTimers> timers_;
   EventLoop::TimerId timer_id_ = 0;
   absl::Duration timer_at_ = absl::InfiniteDuration();
 };

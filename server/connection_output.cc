@@ -29,18 +29,18 @@ absl::Status ConnectionImpl::CheckOutputBudget() {
         "connection holds ", out_.bytes(), ", more than its share (", share, ")")));
   }
   // The rest stop taking requests until their output drains.
-  PauseReading();
+  PauseForBackpressure();
   return absl::OkStatus();
 }
 
-void ConnectionImpl::PauseReading() {
+void ConnectionImpl::PauseForBackpressure() {
   // No read deadline while paused: waiting on us is not the peer's idleness.
   reading_paused_ = true;
   waiting_since_ = absl::InfiniteDuration();
 }
 
 void ConnectionImpl::OnQueued() {
-  if (out_.AboveHighWater()) PauseReading();
+  if (out_.AboveHighWater()) PauseForBackpressure();
   UpdateInterest();
   ArmTimer();
 }
@@ -48,6 +48,7 @@ void ConnectionImpl::OnQueued() {
 absl::Status ConnectionImpl::Flush() {
   absl::Status flushed = out_.Flush(*socket_, loop_.now());
   if (!flushed.ok()) return flushed;
+  CheckDrained();
   if (out_.empty()) {
     OnOutputDrained();
   } else {
@@ -112,7 +113,7 @@ void ConnectionImpl::OnOutputDrained() {
 void ConnectionImpl::ResumeReadingIfDrained() {
   if (!reading_paused_ || !out_.DrainedToLowWater()) return;
   reading_paused_ = false;
-  if (phase_ == Phase::kOpen && !ended_) {
+  if (phase_ == Phase::kOpen && !ended_ && ReadingAllowed()) {
     waiting_since_ = loop_.now();
     PostReadIfBuffered();
   }

@@ -67,7 +67,7 @@ absl::StatusOr<uint64_t> ConnectionImpl::Sendfile(const std::string& path, uint6
   if (total == 0) return 0;
   out_.QueueFile(std::move(file->fd), offset, total, loop_.now());
   // A queued file holds a descriptor: stop taking requests until it has gone out.
-  PauseReading();
+  PauseForBackpressure();
   absl::Status flushed = Flush();
   if (!flushed.ok()) {
     SetPendingError(flushed);
@@ -119,6 +119,87 @@ void ConnectionImpl::SetDeadline(absl::Duration from_now, TimeoutScaling scaling
 void ConnectionImpl::ClearDeadline() {
   AssertInLoopThread();
   handler_deadline_set_ = absl::InfiniteDuration();
+}
+
+// ---- Flow control ----
+
+void ConnectionImpl::PauseReading() {
+  AssertInLoopThread();
+  if (handler_paused_) return;
+  handler_paused_ = true;
+  waiting_since_ = absl::InfiniteDuration();  // not the peer's idleness: ours
+  UpdateInterest();
+}
+
+void ConnectionImpl::ResumeReading() {
+  AssertInLoopThread();
+  if (!handler_paused_) return;
+  handler_paused_ = false;
+  if (phase_ != Phase::kOpen || ended_ || !ReadingAllowed()) return;
+  // A new wait for data starts now, whichever callback (if any) resumed it.
+  waiting_since_ = MonotonicNow();
+  UpdateInterest();
+  ArmTimer();
+  PostReadIfBuffered();
+}
+
+void ConnectionImpl::NotifyWhenDrained(size_t low_water) {
+  AssertInLoopThread();
+  drain_mark_ = low_water;
+  CheckDrained();
+}
+
+void ConnectionImpl::CheckDrained() {
+  if (drain_mark_ == kNoDrainMark || out_.bytes() > drain_mark_) return;
+  drain_mark_ = kNoDrainMark;
+  // Never from inside the flush or the callback that got here: on its own turn.
+  host_.RunLater(id_, [](ConnectionImpl& c) { c.RunDrained(); });
+}
+
+// ---- Timers ----
+
+absl::StatusOr<Connection::TimerId> ConnectionImpl::SendAfter(absl::Duration delay,
+                                                              std::any message) {
+  AssertInLoopThread();
+  if (phase_ == Phase::kClosed || ended_) return ClosedError("send_after");
+  if (delay == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError("send_after: the delay must be finite");
+  }
+  handle();  // makes the inbox the timer's place is counted in
+  absl::StatusOr<PostedMessage> reserved = inbox_->Reserve("send_after", id_, std::move(message));
+  if (!reserved.ok()) return reserved.status();
+  if (timers_ == nullptr) timers_ = std::make_unique<HandlerTimers>();
+  const TimerId id = timers_->next_id++;
+  // The connection cancels its timers when it closes, so `this` is alive when one fires.
+  const EventLoop::TimerId loop_timer =
+      loop_.Schedule(MonotonicNow() + std::max(delay, absl::ZeroDuration()),
+                     [this, id] { FireTimer(id); });
+  timers_->pending.emplace(id, HandlerTimers::Pending{loop_timer, *std::move(reserved)});
+  return id;
+}
+
+bool ConnectionImpl::CancelTimer(TimerId id) {
+  AssertInLoopThread();
+  if (timers_ == nullptr) return false;
+  auto it = timers_->pending.find(id);
+  if (it == timers_->pending.end()) return false;
+  loop_.Cancel(it->second.loop_timer);
+  timers_->pending.erase(it);
+  return true;
+}
+
+void ConnectionImpl::FireTimer(TimerId id) {
+  auto it = timers_->pending.find(id);
+  if (it == timers_->pending.end()) return;
+  PostedMessage message = std::move(it->second.message);
+  timers_->pending.erase(it);
+  Deliver(std::move(message));
+}
+
+void ConnectionImpl::CancelAllTimers() {
+  if (timers_ == nullptr) return;
+  for (auto& [id, pending] : timers_->pending) loop_.Cancel(pending.loop_timer);
+  timers_.reset();
 }
 
 absl::Status ConnectionImpl::SetOptions(absl::Span<const SocketOption> options) {

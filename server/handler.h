@@ -128,6 +128,9 @@ class Handler {
   virtual HandlerResult HandleMessage(std::any& message, Connection& conn) {
     return HandlerResult::Continue();
   }
+  // Queued output fell to the mark given to Connection::NotifyWhenDrained. Like a
+  // message, it is not client activity.
+  virtual HandlerResult HandleDrained(Connection& conn) { return HandlerResult::Continue(); }
 
   // Exactly one of these ends every connection whose handler was made.
   virtual void HandleClose(Connection& conn) {}

@@ -41,15 +41,23 @@ PostedMessage::~PostedMessage() {
   if (inbox_ != nullptr) inbox_->pending_.fetch_sub(1, std::memory_order_acq_rel);
 }
 
-absl::Status ConnectionInbox::Post(uint64_t connection_id, std::any message) {
+absl::StatusOr<PostedMessage> ConnectionInbox::Reserve(absl::string_view what,
+                                                       uint64_t connection_id,
+                                                       std::any message) {
   if (pending_.fetch_add(1, std::memory_order_acq_rel) >= limit_) {
     pending_.fetch_sub(1, std::memory_order_acq_rel);
     return absl::ResourceExhaustedError(
-        absl::StrCat("post: connection ", connection_id, " has ", limit_,
+        absl::StrCat(what, ": connection ", connection_id, " has ", limit_,
                      " messages waiting (max_pending_messages); it is not keeping up"));
   }
   // From here the message holds its place: dropped anywhere, it gives it back.
-  PostedMessage posted(std::move(message), shared_from_this());
+  return PostedMessage(std::move(message), shared_from_this());
+}
+
+absl::Status ConnectionInbox::Post(uint64_t connection_id, std::any message) {
+  absl::StatusOr<PostedMessage> reserved = Reserve("post", connection_id, std::move(message));
+  if (!reserved.ok()) return reserved.status();
+  PostedMessage posted = *std::move(reserved);
   return worker_->RunLater("post", connection_id,
                            [posted = std::move(posted)](ConnectionImpl& c) mutable {
                              c.Deliver(std::move(posted));

@@ -18,6 +18,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "server/connection_handle.h"
@@ -73,6 +74,11 @@ class ConnectionInbox final : public ConnectionMailbox,
 
   // ResourceExhausted when `limit` messages are already on their way.
   absl::Status Post(uint64_t connection_id, std::any message) override;
+  // A place for `message` under the limit, held until the message is handled or
+  // dropped (a connection's timer holds one while it is pending). `what` names the
+  // caller in the error.
+  absl::StatusOr<PostedMessage> Reserve(absl::string_view what, uint64_t connection_id,
+                                        std::any message);
   absl::Status Close(uint64_t connection_id) override;
   // Messages posted and not yet handled or dropped.
   size_t pending() const { return pending_.load(std::memory_order_acquire); }
