@@ -66,6 +66,12 @@ class Connection {
   virtual void SetDeadline(absl::Duration from_now) = 0;
   virtual void ClearDeadline() = 0;
 
+  // True once the server has begun stopping this connection's worker (Server::Stop):
+  // the input that had already arrived is being handed to HandleData, HandleShutdown
+  // follows, then the close. A handler answering a request now can say it is the last,
+  // as an HTTP server answers with "Connection: close". Once true, it stays true.
+  virtual bool stopping() const = 0;
+
   virtual absl::Status SetOptions(absl::Span<const SocketOption> options) = 0;
   virtual absl::StatusOr<std::vector<SocketOption>> GetOptions(
       absl::Span<const SocketOptionName> names) = 0;

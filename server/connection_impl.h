@@ -96,6 +96,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   void Close() override;
   void SetDeadline(absl::Duration from_now) override;
   void ClearDeadline() override;
+  bool stopping() const override;
   absl::Status SetOptions(absl::Span<const SocketOption> options) override;
   absl::StatusOr<std::vector<SocketOption>> GetOptions(
       absl::Span<const SocketOptionName> names) override;

@@ -58,6 +58,7 @@ class Worker final : public ConnectionHost {
   const std::shared_ptr<WorkerMailbox>& mailbox() const override { return mailbox_; }
   void RunLater(uint64_t id, absl::AnyInvocable<void(ConnectionImpl&) &&> action) override;
   void Retire(ConnectionImpl& connection) override;
+  bool shutting_down() const override { return shutting_down_; }
   OutputBudget& output_budget() override { return context_.output_budget; }
   const OutputQueue::Limits& output_limits() const override { return context_.output_limits; }
   int64_t live_connections() const override {
