@@ -226,7 +226,8 @@ class PeerResetBeforeStartTest : public ::testing::TestWithParam<std::string> {}
 // reported. Before, connection.start and connection.stop said remote=:0.
 TEST_P(PeerResetBeforeStartTest, IsReportedWithItsRealAddress) {
   HeldUntilReset held;
-  ServerOptions options = testutil::LoopbackOptions(held.Wrap(HandlerFactoryOf<testutil::EchoHandler>()));
+  ServerOptions options =
+      testutil::LoopbackOptions(held.Wrap(HandlerFactoryOf<testutil::EchoHandler>()));
   options.transport_options.address = GetParam();
   const std::string name = options.name;
   testutil::TelemetryRecorder recorder(name);
