@@ -74,6 +74,12 @@ class Connection {
   virtual void SetDeadline(absl::Duration from_now, TimeoutScaling scaling) = 0;
   virtual void ClearDeadline() = 0;
 
+  // True once the server has begun stopping this connection's worker (Server::Stop):
+  // the input that had already arrived is being handed to HandleData, HandleShutdown
+  // follows, then the close. A handler answering a request now can say it is the last,
+  // as an HTTP server answers with "Connection: close". Once true, it stays true.
+  virtual bool stopping() const = 0;
+
   // ---- Flow control ----
   // Stops reading from the peer until ResumeReading: no HandleData meanwhile, and no
   // read timeout runs (waiting on us is not the peer's idleness). For a handler whose

@@ -36,6 +36,8 @@ class ConnectionHost {
   virtual void RunLater(uint64_t id, absl::AnyInvocable<void(ConnectionImpl&) &&> action) = 0;
   // The connection has closed: it is destroyed after the current batch of events.
   virtual void Retire(ConnectionImpl& connection) = 0;
+  // The server has begun stopping this worker's connections (Worker::BeginShutdown).
+  virtual bool shutting_down() const = 0;
   // The server's output budget and its live connections (thread-safe).
   virtual OutputBudget& output_budget() = 0;
   virtual const OutputQueue::Limits& output_limits() const = 0;

@@ -101,6 +101,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   using Connection::SetDeadline;
   void SetDeadline(absl::Duration from_now, TimeoutScaling scaling) override;
   void ClearDeadline() override;
+  bool stopping() const override;
   void PauseReading() override;
   void ResumeReading() override;
   void NotifyWhenDrained(size_t low_water) override;

@@ -3,9 +3,11 @@
 // on unix-domain and IPv6 listeners. Part of the port of Thousand Island's
 // socket_test.exs (with connection_io_test, connection_sendfile_test and
 // connection_post_test).
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <any>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -198,6 +201,65 @@ TEST_F(ConnectionTest, Ipv6LoopbackServerServesEcho) {
   EXPECT_EQ(client_local->family, AddressFamily::kIpv6);
   EXPECT_TRUE(Saw(1, absl::StrCat("peer=", client_local->ToString())));
 }
+
+// ---- The peer's address, for a peer gone before its connection starts ----
+
+// Makes each handler only when the test says: the connection is accepted, and its
+// peer can reset it before the server asks the socket anything.
+struct HeldUntilReset {
+  absl::Notification entered;
+  absl::Notification release;
+
+  HandlerFactory Wrap(HandlerFactory inner) {
+    return [this, inner = std::move(inner)](const std::any& options) {
+      entered.Notify();
+      release.WaitForNotification();
+      return inner(options);
+    };
+  }
+};
+
+class PeerResetBeforeStartTest : public ::testing::TestWithParam<std::string> {};
+
+// A peer that resets its connection (SO_LINGER 0) between accept(2) and the start of
+// the connection has no address left for getpeername(2); the one accept(2) returned is
+// reported. Before, connection.start and connection.stop said remote=:0.
+TEST_P(PeerResetBeforeStartTest, IsReportedWithItsRealAddress) {
+  HeldUntilReset held;
+  ServerOptions options =
+      testutil::LoopbackOptions(held.Wrap(HandlerFactoryOf<testutil::EchoHandler>()));
+  options.transport_options.address = GetParam();
+  const std::string name = options.name;
+  testutil::TelemetryRecorder recorder(name);
+  std::unique_ptr<Server> server = testutil::MustStart(std::move(options));
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<TcpSocket> client = testutil::MustConnect(*server);
+  ASSERT_NE(client, nullptr);
+  absl::StatusOr<SocketInfo> client_end = client->LocalInfo();
+  ASSERT_TRUE(client_end.ok()) << client_end.status();
+  ASSERT_TRUE(held.entered.WaitForNotificationWithTimeout(kDeadline));
+  const linger reset = {1, 0};
+  ASSERT_EQ(::setsockopt(client->fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), 0);
+  client->Close();  // a reset, before the server has made the connection
+  held.release.Notify();
+
+  ASSERT_TRUE(recorder.WaitFor(TelemetryEventType::kConnectionStop));
+  ASSERT_TRUE(server->Stop().ok());
+  for (TelemetryEventType type :
+       {TelemetryEventType::kConnectionStart, TelemetryEventType::kConnectionStop}) {
+    const std::vector<testutil::RecordedEvent> events = recorder.Events(type);
+    ASSERT_EQ(events.size(), 1u) << TelemetryEventName(type);
+    ASSERT_TRUE(events[0].remote.has_value()) << TelemetryEventName(type);
+    EXPECT_EQ(events[0].remote->ToString(), client_end->ToString()) << TelemetryEventName(type);
+    EXPECT_EQ(events[0].remote->port, client_end->port);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, PeerResetBeforeStartTest,
+                         ::testing::Values("127.0.0.1", "::1"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param == "::1" ? "Ipv6" : "Ipv4";
+                         });
 
 }  // namespace
 }  // namespace islet

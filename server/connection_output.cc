@@ -24,9 +24,11 @@ absl::Status ConnectionImpl::CheckOutputBudget() {
   const size_t share = budget.FairShare(host_.live_connections());
   if (out_.bytes() > share) {
     // Shed first the connections holding the most: this one holds more than its share.
-    return FailSend(absl::ResourceExhaustedError(absl::StrCat(
+    // A peer slower than its share is the peer's doing (marked so), however busy the
+    // server.
+    return FailSend(MarkPeerCaused(absl::ResourceExhaustedError(absl::StrCat(
         "send: the server's output budget (", budget.limit, " bytes) is spent, and this ",
-        "connection holds ", out_.bytes(), ", more than its share (", share, ")")));
+        "connection holds ", out_.bytes(), ", more than its share (", share, ")"))));
   }
   // The rest stop taking requests until their output drains.
   PauseForBackpressure();

@@ -202,6 +202,13 @@ void ConnectionImpl::CancelAllTimers() {
   timers_.reset();
 }
 
+bool ConnectionImpl::stopping() const {
+  AssertInLoopThread();
+  // The worker's flag, set before any of its connections hears of the stop: a
+  // connection costs nothing for it.
+  return host_.shutting_down();
+}
+
 absl::Status ConnectionImpl::SetOptions(absl::Span<const SocketOption> options) {
   AssertInLoopThread();
   if (socket_ == nullptr) return ClosedError("setopts");

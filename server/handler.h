@@ -18,11 +18,13 @@
 //   -> exactly one of: HandleClose (the peer or the handler closed), HandleError,
 //      HandleTimeout (no data within the timeout), HandleShutdown (the server stops).
 // Data that arrived while HandleConnection ran is delivered right after it returns; data
-// that had arrived when the server stops is delivered before HandleShutdown. After the
-// final callback, queued output is flushed (bounded by send_timeout) and the socket is
-// closed: if the peer has not closed its side, with a lingering close (half-close, then
-// its input is drained for up to ServerOptions::linger_timeout), so that input it is
-// still sending cannot make the kernel reset the connection under our last response.
+// that had arrived when the server stops is delivered before HandleShutdown
+// (Connection::stopping() is true meanwhile, so the answers can say they are the last).
+// After the final callback, queued output is flushed (bounded by send_timeout) and the
+// socket is closed: if the peer has not closed its side, with a lingering close
+// (half-close, then its input is drained for up to ServerOptions::linger_timeout), so
+// that input it is still sending cannot make the kernel reset the connection under our
+// last response.
 //
 // Callbacks must not block for long: a worker serves many connections. A blocking
 // Connection::Recv is allowed (Thousand Island's recv contract) but stalls its worker.

@@ -58,9 +58,10 @@ absl::StatusOr<size_t> OutputQueue::Queue(absl::Span<const absl::string_view> re
   if (left == 0) return 0;
   // Checked before copying, so the limit bounds the memory even against one huge write.
   if (bytes_ + left > limits_.limit) {
-    return absl::ResourceExhaustedError(absl::StrCat(
+    // The peer's doing (it reads nothing), not the machine's: marked so.
+    return MarkPeerCaused(absl::ResourceExhaustedError(absl::StrCat(
         "send: ", bytes_ + left, " bytes to queue for a peer that is not reading (limit ",
-        limits_.limit, ")"));
+        limits_.limit, ")")));
   }
   for (absl::string_view piece : rest) {
     if (piece.empty()) continue;

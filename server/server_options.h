@@ -94,7 +94,8 @@ struct ServerOptions {
   // responses to requests it keeps sending.
   size_t send_queue_high_water = 1 << 20;
   // Output queued above this fails Send with ResourceExhausted and closes the
-  // connection: the hard bound on memory per connection.
+  // connection: the hard bound on memory per connection. The error is marked the
+  // peer's doing (MarkPeerCaused, transport/errors.h), as is the output budget's below.
   size_t send_queue_limit = 16 << 20;
   // Output queued over every connection together: a slow reader may hold up to
   // send_queue_high_water (and one Send more), and 16,384 of them 16 GiB. While more

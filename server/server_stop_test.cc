@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -441,6 +442,96 @@ TEST(ServerStopTest, StopGoesAheadOfABackloggedWorker) {
   // interrupted), and perhaps the one after; the rest of the backlog is dropped.
   EXPECT_LE(after_stop - at_stop, 3) << "Stop waited for the backlog";
   EXPECT_LT(after_stop, kBacklog);
+}
+
+// A factory whose first call waits until the test lets it go: the worker running it is
+// busy, and a hand-over to it waits in its queue (the first hand-over goes to worker 0).
+struct HeldFactory {
+  absl::Notification entered;
+  absl::Notification release;
+  std::atomic<int> calls{0};
+
+  HandlerFactory Wrap(HandlerFactory inner) {
+    return [this, inner = std::move(inner)](const std::any& options) {
+      if (calls.fetch_add(1) == 0) {
+        entered.Notify();
+        release.WaitForNotification();
+      }
+      return inner(options);
+    };
+  }
+};
+
+// A connection whose hand-over is still in a busy worker's queue counts as live: Stop
+// waits for it, and when its deadline passes first, the connection closes unstarted
+// (no callback after the shutdown is over) and is no longer counted. Before, Stop
+// counted only started connections: it closed the rest at the deadline, and the queued
+// one then started (HandleConnection) after the shutdown had ended.
+TEST_F(ServerTest, AHandOverStillQueuedAtTheDeadlineClosesUnstarted) {
+  HeldFactory held;
+  ServerOptions options = Options();
+  options.handler_factory = held.Wrap(std::move(options.handler_factory));
+  options.num_workers = 2;
+  // The acceptor must not wait behind the held worker.
+  options.dedicated_acceptor_threads = true;
+  // The second connection (worker 1) queues more than the kernel takes and its client
+  // reads nothing: it drains until the deadline, then CloseAll closes it.
+  shared_->send_on_connect = 8 << 20;
+  ASSERT_TRUE(Start(std::move(options)));
+
+  std::unique_ptr<TcpSocket> queued = MustConnect(*server_);  // to worker 0, held
+  ASSERT_NE(queued, nullptr);
+  ASSERT_TRUE(held.entered.WaitForNotificationWithTimeout(kWait));
+  std::unique_ptr<TcpSocket> draining = MustConnect(*server_);  // to worker 1
+  ASSERT_NE(draining, nullptr);
+  ASSERT_TRUE(shared_->events.WaitFor("sent-on-connect"));
+
+  std::thread stopper([&] { EXPECT_TRUE(server_->Stop(absl::Milliseconds(300)).ok()); });
+  // Worker 1's connection closes when Stop gives up draining: CloseAll has been called
+  // for every worker (worker 0 first) by then. Only now does the held hand-over run on.
+  ASSERT_TRUE(telemetry_->WaitFor(TelemetryEventType::kConnectionStop));
+  held.release.Notify();
+  stopper.join();
+
+  EXPECT_EQ(shared_->events.Count("connection"), 1) << "the queued connection started after Stop";
+  EXPECT_EQ(held.calls.load(), 2);
+  EXPECT_EQ(server_->active_connections(), 0);
+  // Closed in order, not reset, and never answered.
+  absl::StatusOr<std::string> rest = testutil::ReadToEof(*queued);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(*rest, "");
+}
+
+// A connection handed over before the stop, whose worker was busy when Stop began, is
+// served under the shutdown (HandleShutdown, its goodbye drained) and Stop waits for it.
+TEST_F(ServerTest, AHandOverQueuedWhenStopBeginsIsServedUnderTheShutdown) {
+  HeldFactory held;
+  ServerOptions options = Options();
+  options.handler_factory = held.Wrap(std::move(options.handler_factory));
+  options.num_workers = 1;
+  options.dedicated_acceptor_threads = true;
+  ASSERT_TRUE(Start(std::move(options)));
+
+  std::unique_ptr<TcpSocket> client = MustConnect(*server_);
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(held.entered.WaitForNotificationWithTimeout(kWait));
+  EXPECT_EQ(server_->active_connections(), 1);  // live from the hand-over
+
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    EXPECT_TRUE(server_->Stop(kWait).ok());
+    stopped = true;
+  });
+  // Stop has closed the listener and joined the acceptor; it now waits for the
+  // connections, this one included.
+  ASSERT_TRUE(telemetry_->WaitFor(TelemetryEventType::kListenerStop));
+  held.release.Notify();
+  absl::StatusOr<std::string> rest = testutil::ReadToEof(*client);
+  stopper.join();
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(*rest, "GOODBYE");
+  EXPECT_EQ(shared_->events.Events(), (std::vector<std::string>{"connection", "shutdown"}));
+  EXPECT_EQ(server_->active_connections(), 0);
 }
 
 }  // namespace

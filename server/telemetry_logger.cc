@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "transport/errors.h"
 
 namespace islet {
 
@@ -39,6 +40,8 @@ namespace {
 // The errors a peer causes; see the header.
 bool IsPeersDoing(const absl::Status* error) {
   if (error == nullptr) return true;
+  // A code that may be either's (ResourceExhausted), marked where the peer caused it.
+  if (IsMarkedPeerCaused(*error)) return true;
   switch (error->code()) {
     case absl::StatusCode::kAborted:
     case absl::StatusCode::kOutOfRange:

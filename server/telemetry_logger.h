@@ -8,16 +8,19 @@
 // Levels say whose doing an event is: error is kept for the server's own faults, so
 // that a hostile or broken client cannot fill the error log. A peer's doing is an error
 // whose code is Aborted (reset, broken pipe, TLS garbage), OutOfRange (closed early, as
-// in mid-handshake), DeadlineExceeded (idle, handshake or send timeout) or
-// Unauthenticated (a client certificate refused); any other code is the server's.
+// in mid-handshake), DeadlineExceeded (idle, handshake or send timeout),
+// Unauthenticated (a client certificate refused), or one marked MarkPeerCaused
+// (transport/errors.h): the ResourceExhausted of a peer that reads nothing, over
+// send_queue_limit or its share of the output budget. Any other code is the server's,
+// ResourceExhausted unmarked (out of memory or descriptors) included.
 //
 //   error    acceptor.accept_error (a failing listener included), acceptor.emfile;
 //            connection.stop, recv_error, send_error, sendfile_error with an error of
 //            the server's (a handler's Error, an internal failure, a missing file)
 //   warning  acceptor.spawn_error (num_connections turned a client away)
 //   info     listener and acceptor start and stop; acceptor.econnaborted;
-//            connection.stop with an error of the peer's (one line per reset, timeout
-//            or failed handshake)
+//            connection.stop with an error of the peer's (one line per reset, timeout,
+//            failed handshake or peer that stopped reading)
 //   debug    everything else: connection.start, ready, stop without an error, traffic,
 //            socket_shutdown, and recv/send/sendfile errors of the peer's (the stop
 //            that follows says it once, at info)

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "server/test_util.h"
+#include "transport/errors.h"
 #include "transport/tcp_transport.h"
 
 namespace islet {
@@ -174,6 +175,15 @@ TEST(TelemetryLoggerTest, LevelsSayWhoseDoingAnEventIs) {
   }
   EXPECT_EQ(LevelOf(T::kConnectionStop), LogLevel::kDebug);
   EXPECT_EQ(LevelOf(T::kConnectionStop, &bug), LogLevel::kError);
+  // ResourceExhausted is either's: a peer that reads nothing (marked so where the
+  // server makes the error), or the machine out of memory, which stays an error.
+  const absl::Status not_reading =
+      MarkPeerCaused(absl::ResourceExhaustedError("send: over send_queue_limit"));
+  const absl::Status enomem = absl::ResourceExhaustedError("send: Cannot allocate memory");
+  EXPECT_EQ(LevelOf(T::kConnectionStop, &not_reading), LogLevel::kInfo);
+  EXPECT_EQ(LevelOf(T::kConnectionSendError, &not_reading), LogLevel::kDebug);
+  EXPECT_EQ(LevelOf(T::kConnectionStop, &enomem), LogLevel::kError);
+  EXPECT_EQ(LevelOf(T::kConnectionSendError, &enomem), LogLevel::kError);
   EXPECT_EQ(LevelOf(T::kConnectionRecvError, &bug), LogLevel::kError);
   EXPECT_EQ(LevelOf(T::kConnectionSendfileError, &missing), LogLevel::kError);
   EXPECT_EQ(LevelOf(T::kAcceptorEmfile, &emfile), LogLevel::kError);
@@ -370,6 +380,63 @@ TEST(TelemetryLoggerTest, HandlerErrorIsLoggedAtError) {
   EXPECT_EQ(CountContaining(lines, "the handler broke"), 1) << Contents(out);
   std::fclose(out);
 }
+
+// A client that connects and never reads, against a handler that keeps sending: the
+// server closes the connection (ResourceExhausted), and the log blames the peer.
+enum class OverWhat { kSendQueueLimit, kOutputBudget };
+
+class PeerNeverReadsTest : public ::testing::TestWithParam<OverWhat> {};
+
+TEST_P(PeerNeverReadsTest, ClosingItIsThePeersDoingInTheLog) {
+  FILE* out = std::tmpfile();
+  ASSERT_NE(out, nullptr);
+  auto logger = std::make_unique<TelemetryLogger>(LogLevel::kInfo, out);
+
+  // Sends 1 MiB blocks until Send fails: the kernel's buffers fill, then the queue.
+  class Flooding : public Handler {
+    HandlerResult HandleConnection(Connection& conn) override {
+      const std::string block(1 << 20, 'x');
+      for (int i = 0; i < 256; ++i) {
+        absl::Status sent = conn.Send(block);
+        if (!sent.ok()) return HandlerResult::Error(sent);
+      }
+      return HandlerResult::Continue();
+    }
+  };
+  ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<Flooding>());
+  if (GetParam() == OverWhat::kSendQueueLimit) {
+    options.send_queue_high_water = 64 << 10;
+    options.send_queue_limit = 256 << 10;
+  } else {
+    options.output_budget = 256 << 10;
+  }
+  const std::string name = options.name;
+  testutil::TelemetryRecorder recorder(name, TelemetryBit(TelemetryEventType::kConnectionStop));
+  std::unique_ptr<Server> server = testutil::MustStart(std::move(options));
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<TcpSocket> client = testutil::MustConnect(*server);
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(recorder.WaitFor(TelemetryEventType::kConnectionStop));
+  const std::vector<testutil::RecordedEvent> stops =
+      recorder.Events(TelemetryEventType::kConnectionStop);
+  ASSERT_EQ(stops.size(), 1u);
+  ASSERT_TRUE(stops[0].error.has_value());
+  EXPECT_TRUE(absl::IsResourceExhausted(*stops[0].error)) << *stops[0].error;
+  ASSERT_TRUE(server->Stop().ok());
+  logger.reset();
+
+  const std::vector<std::string> lines = Lines(out);
+  EXPECT_EQ(CountContaining(lines, " error "), 0) << Contents(out);
+  EXPECT_EQ(CountContaining(lines, " info connection.stop server=" + name), 1) << Contents(out);
+  std::fclose(out);
+}
+
+INSTANTIATE_TEST_SUITE_P(Overs, PeerNeverReadsTest,
+                         ::testing::Values(OverWhat::kSendQueueLimit, OverWhat::kOutputBudget),
+                         [](const ::testing::TestParamInfo<OverWhat>& info) {
+                           return info.param == OverWhat::kSendQueueLimit ? "SendQueueLimit"
+                                                                          : "OutputBudget";
+                         });
 
 }  // namespace
 }  // namespace islet

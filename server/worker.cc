@@ -42,13 +42,25 @@ absl::Status Worker::Start() {
 
 void Worker::Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot> acceptor,
                    PeerLimiter::Slot peer_slot) {
+  // Live from the hand-over, not from when the task runs: Stop waits for the live
+  // connections, and one still queued on this loop is one of them. Without this, a
+  // busy worker let Stop conclude "none left" and start it after the shutdown.
+  {
+    absl::MutexLock lock(&context_.mu);
+    ++context_.live_connections;
+  }
   loop_->Post([this, socket = std::move(socket), acceptor = std::move(acceptor),
                peer_slot = std::move(peer_slot)]() mutable {
     const ServerOptions& options = context_.options;
-    std::unique_ptr<Handler> handler = options.handler_factory(options.handler_options);
-    if (handler == nullptr) {
+    auto closing = [this] { return closing_.load(std::memory_order_acquire); };
+    std::unique_ptr<Handler> handler;
+    if (!closing()) handler = options.handler_factory(options.handler_options);
+    if (handler == nullptr || closing()) {
+      // No handler, or Stop's deadline passed while it waited here (CloseAll ran):
+      // closed before it started, and no longer live.
       socket->Close();
       acceptor->Release();
+      DropLive();
       return;
     }
     const uint64_t id = next_connection_id.fetch_add(1, std::memory_order_relaxed);
@@ -57,11 +69,8 @@ void Worker::Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot>
     ConnectionImpl* c = connection.get();
     c->HoldPeerSlot(std::move(peer_slot));
     connections_.emplace(id, std::move(connection));
-    {
-      absl::MutexLock lock(&context_.mu);
-      ++context_.live_connections;
-    }
     c->Start();
+    // Handed over before the stop reached this loop: served under the shutdown.
     if (shutting_down_) c->BeginShutdown(shutdown_deadline_);
   });
 }
@@ -75,6 +84,11 @@ void Worker::CheckOverload() {
     for (auto& [id, c] : connections_) c->Retime();
   }
   loop_->Schedule(loop_->now() + kOverloadCheckInterval, [this] { CheckOverload(); });
+}
+
+void Worker::DropLive() {
+  absl::MutexLock lock(&context_.mu);
+  --context_.live_connections;
 }
 
 void Worker::BeginShutdown(absl::Duration deadline) {
@@ -91,6 +105,9 @@ void Worker::BeginShutdown(absl::Duration deadline) {
 }
 
 void Worker::CloseAll() {
+  // From now on, not when the loop gets to it: a hand-over still queued, or whose
+  // handler is being made on a busy loop, closes unstarted.
+  closing_.store(true, std::memory_order_release);
   loop_->PostUrgent([this] {
     std::vector<ConnectionImpl*> all;
     all.reserve(connections_.size());
@@ -102,6 +119,9 @@ void Worker::CloseAll() {
 void Worker::Stop() {
   if (!running_) return;
   mailbox_->Attach(nullptr);
+  // Hand-overs still queued run after the loop quits (EventLoop::Run): they must close,
+  // not start a connection on a loop that no longer runs.
+  closing_.store(true, std::memory_order_release);
   loop_->Quit();
   thread_.join();
   running_ = false;
@@ -152,8 +172,7 @@ void Worker::Retire(ConnectionImpl& connection) {
   }
   retired_.push_back(std::move(it->second));
   connections_.erase(it);
-  absl::MutexLock lock(&context_.mu);
-  --context_.live_connections;
+  DropLive();
 }
 
 }  // namespace islet

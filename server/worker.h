@@ -5,6 +5,7 @@
 #define ISLET_SERVER_WORKER_H_
 
 #include <any>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -32,12 +33,16 @@ class Worker final : public ConnectionHost {
 
   absl::Status Start();
 
-  // Thread-safe. `peer_slot`: its place under max_connections_per_peer, if limited.
+  // Thread-safe. The connection counts as live from this call (Stop waits for it); it
+  // starts on the worker's loop, under the shutdown if the server has begun stopping
+  // meanwhile, or is closed unstarted if CloseAll came first. `peer_slot`: its place
+  // under max_connections_per_peer, if limited.
   void Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot> acceptor,
              PeerLimiter::Slot peer_slot = {});
   // Every connection gets HandleShutdown and drains until `deadline`. Thread-safe.
   void BeginShutdown(absl::Duration deadline);
-  // Closes every remaining connection at once. Thread-safe.
+  // Closes every remaining connection at once, and any handed over later before it
+  // starts. Thread-safe.
   void CloseAll();
   // Quits the loop and joins the thread. Not from the worker's own thread.
   void Stop();
@@ -53,6 +58,7 @@ class Worker final : public ConnectionHost {
   const std::shared_ptr<WorkerMailbox>& mailbox() const override { return mailbox_; }
   void RunLater(uint64_t id, absl::AnyInvocable<void(ConnectionImpl&) &&> action) override;
   void Retire(ConnectionImpl& connection) override;
+  bool shutting_down() const override { return shutting_down_; }
   OutputBudget& output_budget() override { return context_.output_budget; }
   const OutputQueue::Limits& output_limits() const override { return context_.output_limits; }
   int64_t live_connections() const override {
@@ -63,6 +69,9 @@ class Worker final : public ConnectionHost {
   }
 
  private:
+  // One connection fewer in the server's live count (Stop waits on it).
+  void DropLive();
+
   ServerContext& context_;
   const int index_;
   std::unique_ptr<EventLoop> loop_;
@@ -79,6 +88,8 @@ class Worker final : public ConnectionHost {
   std::vector<std::unique_ptr<ConnectionImpl>> retired_;
   bool running_ = false;
   bool shutting_down_ = false;
+  // CloseAll (or Stop) was called: hand-overs close unstarted. Set off the loop.
+  std::atomic<bool> closing_{false};
   absl::Duration shutdown_deadline_ = absl::InfiniteDuration();
   // The overload reading's timeout scale as this worker last applied it.
   double timeout_scale_ = 1;

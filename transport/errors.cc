@@ -3,9 +3,16 @@
 #include <errno.h>
 #include <string.h>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace islet {
+namespace {
+
+// The payload that marks an error as the peer's doing (see MarkPeerCaused).
+constexpr absl::string_view kPeerCausedPayload = "islet/peer-caused";
+
+}  // namespace
 
 absl::Status PosixError(int err, absl::string_view operation) {
   const char* name = strerrorname_np(err);
@@ -71,6 +78,15 @@ absl::Status PeerClosedError(absl::string_view operation) {
 
 absl::Status ClosedError(absl::string_view operation) {
   return absl::FailedPreconditionError(absl::StrCat(operation, ": socket is closed"));
+}
+
+absl::Status MarkPeerCaused(absl::Status error) {
+  if (!error.ok()) error.SetPayload(kPeerCausedPayload, absl::Cord("1"));
+  return error;
+}
+
+bool IsMarkedPeerCaused(const absl::Status& error) {
+  return error.GetPayload(kPeerCausedPayload).has_value();
 }
 
 }  // namespace islet

@@ -35,6 +35,16 @@ absl::Status TimeoutError(absl::string_view operation);
 absl::Status PeerClosedError(absl::string_view operation);
 absl::Status ClosedError(absl::string_view operation);
 
+// A failure the peer caused although its code alone does not say so. The server's
+// ResourceExhausted for a peer that reads nothing (its send queue over
+// send_queue_limit, or more than its share of the server's output budget) is one:
+// the same code also means the machine is out of memory or descriptors, the server's
+// own fault. The code stays as documented; a status payload marks the error, so that
+// whoever judges whose fault it is (TelemetryLogger) can tell. A copy of the status
+// keeps the mark; a new status made from its message does not.
+absl::Status MarkPeerCaused(absl::Status error);
+bool IsMarkedPeerCaused(const absl::Status& error);
+
 }  // namespace islet
 
 #endif  // ISLET_TRANSPORT_ERRORS_H_

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstring>
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
@@ -93,9 +94,15 @@ class TcpListener : public Listener {
   absl::StatusOr<std::unique_ptr<Socket>> TryAccept() override {
     for (;;) {
       if (closed_.load(std::memory_order_acquire)) return Closed();
-      const int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      // The peer's address as accept(2) gives it: even for a connection reset in the
+      // backlog or right after, when getpeername(2) has none left.
+      sockaddr_storage peer;
+      socklen_t peer_length = sizeof(peer);
+      const int fd = ::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd >= 0) {
-        auto socket = std::make_unique<TcpSocket>(UniqueFd(fd), family_);
+        auto socket = std::make_unique<TcpSocket>(
+            UniqueFd(fd), family_, reinterpret_cast<const sockaddr*>(&peer), peer_length);
         if (!not_inherited_.empty()) socket->SetOptions(not_inherited_).IgnoreError();
         if (send_timeout_ != absl::InfiniteDuration()) {
           socket->SetOptions({SocketOption::SendTimeout(send_timeout_)}).IgnoreError();
@@ -251,6 +258,37 @@ absl::StatusOr<std::unique_ptr<Listener>> TcpTransport::Listen(uint16_t port,
 
 TcpSocket::TcpSocket(UniqueFd fd, AddressFamily family) : fd_(std::move(fd)), family_(family) {}
 
+TcpSocket::TcpSocket(UniqueFd fd, AddressFamily family, const sockaddr* peer,
+                     socklen_t peer_length)
+    : TcpSocket(std::move(fd), family) {
+  if (peer == nullptr) return;
+  if (family_ == AddressFamily::kIpv4 && peer->sa_family == AF_INET &&
+      peer_length >= static_cast<socklen_t>(sizeof(sockaddr_in))) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(peer);
+    std::memcpy(peer_address_.data(), &v4->sin_addr, sizeof(v4->sin_addr));
+    peer_port_ = ntohs(v4->sin_port);
+  } else if (family_ == AddressFamily::kIpv6 && peer->sa_family == AF_INET6 &&
+             peer_length >= static_cast<socklen_t>(sizeof(sockaddr_in6))) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(peer);
+    std::memcpy(peer_address_.data(), &v6->sin6_addr, sizeof(v6->sin6_addr));
+    peer_port_ = ntohs(v6->sin6_port);
+  }
+}
+
+void TcpSocket::Counters::CountReceive(size_t n) {
+  bytes_received += n;
+  ++receive_calls;
+  largest_receive = std::max(largest_receive,
+                             static_cast<uint32_t>(std::min<size_t>(n, UINT32_MAX)));
+}
+
+void TcpSocket::Counters::CountSend(size_t n) {
+  bytes_sent += n;
+  ++send_calls;
+  largest_send =
+      std::max(largest_send, static_cast<uint32_t>(std::min<size_t>(n, UINT32_MAX)));
+}
+
 absl::StatusOr<std::unique_ptr<TcpSocket>> TcpSocket::Connect(const SocketInfo& endpoint,
                                                                absl::Duration timeout) {
   absl::StatusOr<PosixAddress> address = AddressOf(endpoint);
@@ -296,7 +334,7 @@ absl::StatusOr<size_t> TcpSocket::ReadSomeFromTransport(absl::Span<char> buf) {
   for (;;) {
     const ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
     if (n > 0) {
-      stats_.CountReceive(static_cast<uint64_t>(n));
+      counters_.CountReceive(static_cast<size_t>(n));
       return static_cast<size_t>(n);
     }
     if (n == 0) return PeerClosedError("recv");
@@ -328,7 +366,7 @@ absl::StatusOr<size_t> TcpSocket::WriteSome(absl::Span<const absl::string_view> 
             : ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
     if (n >= 0) {
       if (n == 0) return WouldBlockError("send");
-      stats_.CountSend(static_cast<uint64_t>(n));
+      counters_.CountSend(static_cast<size_t>(n));
       return static_cast<size_t>(n);
     }
     if (errno == EINTR) continue;
@@ -344,7 +382,7 @@ absl::StatusOr<size_t> TcpSocket::SendfileSome(int file_fd, uint64_t offset, siz
   for (;;) {
     const ssize_t n = ::sendfile(fd_.get(), file_fd, &at, length);
     if (n > 0) {
-      stats_.CountSend(static_cast<uint64_t>(n));
+      counters_.CountSend(static_cast<size_t>(n));
       return static_cast<size_t>(n);
     }
     if (n == 0) return absl::OutOfRangeError("sendfile: the file ended early");
@@ -373,12 +411,32 @@ absl::StatusOr<SocketInfo> TcpSocket::LocalInfo() const {
 
 absl::StatusOr<SocketInfo> TcpSocket::PeerInfo() const {
   if (!fd_) return ClosedError("peer_info");
-  return PeerInfoOfFd(fd_.get());
+  if (peer_port_ == 0) return PeerInfoOfFd(fd_.get());
+  // What accept(2) said (a connected socket's peer never changes): no system call, and
+  // an answer still for a peer that has reset the connection since.
+  if (family_ == AddressFamily::kIpv4) {
+    sockaddr_in v4 = {};
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons(peer_port_);
+    std::memcpy(&v4.sin_addr, peer_address_.data(), sizeof(v4.sin_addr));
+    return InfoFromAddress(reinterpret_cast<const sockaddr*>(&v4), sizeof(v4));
+  }
+  sockaddr_in6 v6 = {};
+  v6.sin6_family = AF_INET6;
+  v6.sin6_port = htons(peer_port_);
+  std::memcpy(&v6.sin6_addr, peer_address_.data(), sizeof(v6.sin6_addr));
+  return InfoFromAddress(reinterpret_cast<const sockaddr*>(&v6), sizeof(v6));
 }
 
 absl::StatusOr<SocketStats> TcpSocket::GetStat() const {
   if (!fd_) return ClosedError("getstat");
-  SocketStats stats = stats_;
+  SocketStats stats;
+  stats.bytes_received = counters_.bytes_received;
+  stats.receive_calls = counters_.receive_calls;
+  stats.largest_receive = counters_.largest_receive;
+  stats.bytes_sent = counters_.bytes_sent;
+  stats.send_calls = counters_.send_calls;
+  stats.largest_send = counters_.largest_send;
   int queued = 0;
   if (::ioctl(fd_.get(), SIOCOUTQ, &queued) == 0 && queued > 0) {
     stats.send_pending = static_cast<uint64_t>(queued);

@@ -105,6 +105,26 @@ TEST_P(IpConnectedTest, NoDelayIsInheritedByAcceptedSockets) {
   EXPECT_NE(GetIntOption(client_->fd(), IPPROTO_TCP, TCP_NODELAY), 0);
 }
 
+// A connection reset while it waits to be accepted is still accepted (Linux hands it
+// over), and getpeername(2) then has no address for it: PeerInfo reports the one
+// accept(2) returned. Before, it failed (ENOTCONN), and the server said remote=:0.
+TEST_P(IpConnectedTest, PeerInfoOfAConnectionResetBeforeAcceptIsItsRealAddress) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<Listener> listener, ListenOn(GetParam(), dir));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TcpSocket> client, ConnectTo(*listener));
+  ASSERT_OK_AND_ASSIGN(SocketInfo client_local, client->LocalInfo());
+  const linger reset = {1, 0};
+  ASSERT_EQ(::setsockopt(client->fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), 0);
+  client->Close();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> server, AcceptWithin(listener));
+  ASSERT_OK_AND_ASSIGN(SocketInfo peer, server->PeerInfo());
+  EXPECT_EQ(peer, client_local);
+  // The descriptor itself has nothing left to say: the address came from accept(2).
+  sockaddr_storage storage;
+  socklen_t length = sizeof(storage);
+  EXPECT_NE(::getpeername(server->fd(), reinterpret_cast<sockaddr*>(&storage), &length), 0);
+}
+
 TEST(TcpAcceptTest, AcceptBlocksUntilAConnectionArrives) {
   TcpTransport tcp;
   ASSERT_OK_AND_ASSIGN(std::shared_ptr<Listener> listener, tcp.Listen(0, {.address = "127.0.0.1"}));

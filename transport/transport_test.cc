@@ -502,5 +502,19 @@ TEST(ErrorsTest, SharedErrorsAndPredicates) {
   }
 }
 
+TEST(ErrorsTest, PeerCausedMarkKeepsTheCodeAndTravelsWithCopies) {
+  const absl::Status enomem = PosixError(ENOMEM, "send");
+  const absl::Status marked = MarkPeerCaused(absl::ResourceExhaustedError("send: over"));
+  EXPECT_FALSE(IsMarkedPeerCaused(enomem));
+  EXPECT_TRUE(IsMarkedPeerCaused(marked));
+  EXPECT_EQ(marked.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(marked.message(), "send: over");
+  const absl::Status copy = marked;
+  EXPECT_TRUE(IsMarkedPeerCaused(copy));
+  // Only a failure can be marked; a new status from the message is unmarked.
+  EXPECT_TRUE(MarkPeerCaused(absl::OkStatus()).ok());
+  EXPECT_FALSE(IsMarkedPeerCaused(absl::ResourceExhaustedError(marked.message())));
+}
+
 }  // namespace
 }  // namespace islet

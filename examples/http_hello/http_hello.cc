@@ -278,16 +278,20 @@ HttpHelloHandler::HttpHelloHandler(const std::any& options) {
 
 HandlerResult HttpHelloHandler::HandleData(absl::string_view data, Connection& conn) {
   Replies replies(conn);
+  // A stopping server answers what had arrived, each connection's last request with
+  // Connection: close: HandleShutdown follows, and the client must not send more.
+  const bool last = conn.stopping();
+  int answered = 0;
   Verdict verdict;
   if (partial_.empty()) {
     // The steady path: parse straight from the read buffer, copy nothing.
     absl::string_view input = data;
-    verdict = Serve(input, replies);
+    verdict = Serve(input, replies, last, answered);
     if (verdict == Verdict::kNeedMore) partial_.assign(input.data(), input.size());
   } else {
     partial_.append(data.data(), data.size());
     absl::string_view input = partial_;
-    verdict = Serve(input, replies);
+    verdict = Serve(input, replies, last, answered);
     // Erasing keeps the capacity: a client that splits its requests often costs no
     // allocation per request either.
     partial_.erase(0, partial_.size() - input.size());
@@ -296,8 +300,10 @@ HandlerResult HttpHelloHandler::HandleData(absl::string_view data, Connection& c
   if (!sent.ok()) return HandlerResult::Error(sent);
   switch (verdict) {
     case Verdict::kNeedMore:
-      // A head begun and not finished has head_timeout in all, from its first byte.
-      if (!partial_.empty() && body_left_ == 0 && !head_deadline_) {
+      // A head begun and not finished has head_timeout in all, from its first byte. A
+      // head that began in this read after an answered request (pipelined) is a new
+      // one: its own deadline, not what was left of the one before.
+      if (!partial_.empty() && body_left_ == 0 && (!head_deadline_ || answered > 0)) {
         conn.SetDeadline(options_.head_timeout, TimeoutScaling::kShrinkUnderPressure);
         head_deadline_ = true;
       } else if (partial_.empty() && head_deadline_) {
@@ -313,7 +319,8 @@ HandlerResult HttpHelloHandler::HandleData(absl::string_view data, Connection& c
   return HandlerResult::Continue();
 }
 
-HttpHelloHandler::Verdict HttpHelloHandler::Serve(absl::string_view& input, Replies& replies) {
+HttpHelloHandler::Verdict HttpHelloHandler::Serve(absl::string_view& input, Replies& replies,
+                                                  bool last, int& answered) {
   for (;;) {
     if (body_left_ > 0) {
       const uint64_t skip = std::min<uint64_t>(body_left_, input.size());
@@ -344,7 +351,8 @@ HttpHelloHandler::Verdict HttpHelloHandler::Serve(absl::string_view& input, Repl
     }
     input.remove_prefix(head.size);
     body_left_ = head.content_length;
-    if (!head.keep_alive) {
+    ++answered;
+    if (!head.keep_alive || last) {
       replies.Add(kHelloCloseReply);
       return Verdict::kClose;
     }

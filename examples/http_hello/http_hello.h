@@ -2,7 +2,10 @@
 // pipelining and correct framing. Request bodies framed by Content-Length are read and
 // ignored. A malformed request (answered as soon as its first bad line is complete), an
 // HTTP version other than 1.x (505), a chunked body, or a head over the size limit gets
-// an error response and a close. The server's lingering close (half-close, then input
+// an error response and a close. A request answered while the server stops
+// (Connection::stopping) gets "Connection: close", and the connection closes after
+// it. A request head must be complete within head_timeout of its first byte, pipelined
+// heads each within their own. The server's lingering close (half-close, then input
 // drained for at most ServerOptions::linger_timeout in all) keeps a reset from
 // destroying the response before the client reads it.
 #ifndef ISLET_EXAMPLES_HTTP_HELLO_HTTP_HELLO_H_
@@ -51,7 +54,9 @@ class HttpHelloHandler : public Handler {
   class Replies;
 
   // Parses and answers complete requests in `input`; what it consumed is removed.
-  Verdict Serve(absl::string_view& input, Replies& replies);
+  // `last`: the server is stopping, so the first request answered is the last
+  // (Connection: close). `answered`: how many requests it answered.
+  Verdict Serve(absl::string_view& input, Replies& replies, bool last, int& answered);
   HandlerResult Reject(Connection& conn, absl::string_view status_line);
 
   HttpHelloOptions options_;

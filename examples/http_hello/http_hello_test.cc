@@ -1,6 +1,8 @@
 #include "examples/http_hello/http_hello.h"
 
 #include <algorithm>
+#include <any>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -9,10 +11,12 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "examples/example_test_util.h"
 #include "gtest/gtest.h"
+#include "server/telemetry.h"
 #include "transport/errors.h"
 #include "transport/tcp_transport.h"
 
@@ -414,6 +418,111 @@ TEST(HttpHelloHeadTimeoutTest, TheDeadlineEndsWithTheHead) {
   absl::SleepFor(absl::Milliseconds(400));  // twice the head timeout, idle
   ASSERT_TRUE(client->Send(kGet).ok());
   EXPECT_EQ(*client->Recv(kHelloSize, absl::Seconds(10)), Hello());
+}
+
+// A complete request and the first bytes of the next head in one read, then nothing:
+// the next head has a deadline of its own at once, so a 408 comes within head_timeout
+// (the read timeout is 60 s).
+TEST(HttpHelloHeadTimeoutTest, APipelinedHeadLeftIncompleteGets408) {
+  HttpHelloOptions options;
+  options.head_timeout = absl::Milliseconds(300);
+  ExampleServer server(HandlerFactoryOf<HttpHelloHandler>(), options);
+  auto client = server.Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send(absl::StrCat(kGet, "GET / HTTP/1.1\r\nHo")).ok());
+  ReadToEnd got = ReadUntilClosed(*client, absl::Seconds(10));
+  EXPECT_TRUE(got.orderly_close) << got.last;
+  EXPECT_TRUE(absl::StartsWith(got.data, Hello())) << got.data;
+  EXPECT_TRUE(absl::StrContains(got.data.substr(kHelloSize), "HTTP/1.1 408 Request Timeout\r\n"))
+      << got.data;
+}
+
+// The pipelined head's deadline is its own, not what was left of the head before it:
+// the first head was trickled (its deadline running), and the read that completed it
+// also began the next. That next head then had only the remainder (here 400 of 1000 ms)
+// and got a 408 early.
+TEST(HttpHelloHeadTimeoutTest, APipelinedHeadGetsItsOwnDeadline) {
+  HttpHelloOptions options;
+  options.head_timeout = absl::Seconds(1);
+  ExampleServer server(HandlerFactoryOf<HttpHelloHandler>(), options);
+  auto client = server.Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send("GET / HTTP/1.1\r\nHo").ok());
+  absl::SleepFor(absl::Milliseconds(600));
+  const absl::Time second_head_sent = absl::Now();
+  ASSERT_TRUE(client->Send("st: x\r\n\r\nGET / HTTP/1.1\r\nHo").ok());
+  EXPECT_EQ(*client->Recv(kHelloSize, absl::Seconds(10)), Hello());
+  ReadToEnd got = ReadUntilClosed(*client, absl::Seconds(10));
+  const absl::Duration waited = absl::Now() - second_head_sent;
+  EXPECT_TRUE(absl::StartsWith(got.data, "HTTP/1.1 408 Request Timeout\r\n")) << got.data;
+  // Not before its own head_timeout (a lower bound: no machine makes it come early).
+  EXPECT_GE(waited, options.head_timeout);
+}
+
+// Wraps the HTTP handler factory: the first handler is made only when the test says,
+// so that the worker making it is busy meanwhile.
+struct HeldFactory {
+  absl::Notification entered;
+  absl::Notification release;
+  std::atomic<int> calls{0};
+
+  HandlerFactory Wrap(HandlerFactory inner) {
+    return [this, inner = std::move(inner)](const std::any& options) {
+      if (calls.fetch_add(1) == 1) {
+        entered.Notify();
+        release.WaitForNotification();
+      }
+      return inner(options);
+    };
+  }
+};
+
+// A request that arrived before Stop and is answered during it (Stop hands input that
+// had arrived to HandleData before HandleShutdown) says Connection: close, and the
+// connection then closes in order. Before, it answered keep-alive and then closed.
+TEST(HttpHelloStopTest, ARequestAnsweredWhileStoppingSaysConnectionClose) {
+  HeldFactory held;
+  // Stop posts the workers' shutdown, then waits for the acceptors, then reports
+  // listener.stop: once that is seen, the shutdown is queued on the held worker.
+  absl::Notification listener_stopped;
+  const uint64_t sink = Telemetry::Attach(
+      [&](const TelemetryEvent& e) {
+        if (e.server == "http-hello-stop" && !listener_stopped.HasBeenNotified()) {
+          listener_stopped.Notify();
+        }
+      },
+      TelemetryBit(TelemetryEventType::kListenerStop));
+  ServerOptions server_options;
+  server_options.name = "http-hello-stop";
+  server_options.num_workers = 1;
+  server_options.dedicated_acceptor_threads = true;  // the acceptor is not the held worker
+  ExampleServer server(held.Wrap(HandlerFactoryOf<HttpHelloHandler>()), HttpHelloOptions{},
+                       std::move(server_options));
+  auto client = server.Connect();
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send(kGet).ok());
+  ASSERT_EQ(*client->Recv(kHelloSize, absl::Seconds(10)), Hello());
+  // A second connection holds the only worker busy, making its handler; the request
+  // sent meanwhile waits, unread, until Stop hands it over.
+  auto holder = server.Connect();
+  ASSERT_NE(holder, nullptr);
+  ASSERT_TRUE(held.entered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(client->Send(kGet).ok());
+
+  std::thread stopper([&] { EXPECT_TRUE(server.server().Stop(absl::Seconds(10)).ok()); });
+  const bool shutdown_queued = listener_stopped.WaitForNotificationWithTimeout(absl::Seconds(10));
+  held.release.Notify();
+  ReadToEnd got = ReadUntilClosed(*client);
+  ReadToEnd holder_got = ReadUntilClosed(*holder);
+  client->Close();  // ends the server's lingering close at once
+  holder->Close();
+  stopper.join();
+  Telemetry::Detach(sink);
+  ASSERT_TRUE(shutdown_queued);
+  EXPECT_TRUE(got.orderly_close) << got.last;
+  EXPECT_EQ(got.data, HelloClose());
+  EXPECT_TRUE(holder_got.orderly_close) << holder_got.last;
+  EXPECT_EQ(holder_got.data, "");
 }
 
 }  // namespace
