@@ -329,6 +329,50 @@ absl::StatusOr<std::unique_ptr<TcpSocket>> TcpSocket::Connect(const SocketInfo& 
   return socket;
 }
 
+absl::StatusOr<std::unique_ptr<TcpSocket>> TcpSocket::StartConnect(const SocketInfo& endpoint) {
+  absl::StatusOr<PosixAddress> address = AddressOf(endpoint);
+  if (!address.ok()) return address.status();
+  UniqueFd fd(::socket(address->domain(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return PosixError(errno, "connect: socket");
+  int rc;
+  do {
+    rc = ::connect(fd.get(), address->get(), address->length);
+  } while (rc != 0 && errno == EINTR);
+  // EAGAIN on a unix socket: its listener's backlog is full, and nothing was started.
+  if (rc != 0 && errno != EINPROGRESS) {
+    return PosixError(errno, absl::StrCat("connect ", endpoint.ToString()));
+  }
+  auto socket = std::make_unique<TcpSocket>(std::move(fd), address->family, address->get(),
+                                            address->length);
+  socket->connecting_ = rc != 0;
+  if (address->family != AddressFamily::kUnix) {
+    absl::Status s = socket->SetOptions({SocketOption::NoDelay(true)});
+    if (!s.ok()) return s;
+  }
+  return socket;
+}
+
+absl::StatusOr<IoInterest> TcpSocket::HandshakeStep() {
+  if (!connecting_) return IoInterest::kNone;
+  if (!fd_) return ClosedError("connect");
+  int error = 0;
+  socklen_t length = sizeof(error);
+  if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+  if (error != 0) {
+    absl::StatusOr<SocketInfo> peer = PeerInfo();
+    return PosixError(error, absl::StrCat("connect ", peer.ok() ? peer->ToString() : ""));
+  }
+  // No error yet is not success: the connect may still be under way.
+  sockaddr_storage peer;
+  socklen_t peer_length = sizeof(peer);
+  if (::getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0) {
+    if (errno == ENOTCONN) return IoInterest::kWrite;
+    return PosixError(errno, "connect: getpeername");
+  }
+  connecting_ = false;
+  return IoInterest::kNone;
+}
+
 absl::StatusOr<size_t> TcpSocket::ReadSomeFromTransport(absl::Span<char> buf) {
   if (!fd_) return ClosedError("recv");
   for (;;) {

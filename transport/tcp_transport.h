@@ -48,6 +48,14 @@ class TcpSocket : public Socket {
   // For clients: tests, proxies, the benchmarks.
   static absl::StatusOr<std::unique_ptr<TcpSocket>> Connect(const SocketInfo& endpoint,
                                                             absl::Duration timeout);
+  // Starts connecting to `endpoint` (an IP literal and port, or a unix path) without
+  // waiting, for an event loop: HandshakeStep finishes the connect (kWrite while it is
+  // under way; the connect's error, such as a refusal, if it failed). The caller bounds
+  // it in time.
+  static absl::StatusOr<std::unique_ptr<TcpSocket>> StartConnect(const SocketInfo& endpoint);
+
+  // Finishes a connect begun by StartConnect; kNone at once for any other socket.
+  absl::StatusOr<IoInterest> HandshakeStep() override;
 
   absl::Status Shutdown(ShutdownWay way) override;
   void Close() override { fd_.reset(); }
@@ -85,6 +93,7 @@ class TcpSocket : public Socket {
 
   UniqueFd fd_;
   AddressFamily family_;
+  bool connecting_ = false;  // StartConnect's connect is under way
   uint16_t peer_port_ = 0;  // host order; 0: no address kept (see the constructor)
   std::array<uint8_t, 16> peer_address_{};  // in_addr (first 4 bytes) or in6_addr
   Counters counters_;
