@@ -214,18 +214,8 @@ bool Acceptor::HasRoom() const {
           context_.admitted.load(std::memory_order_acquire) < o.max_connections);
 }
 
-bool Acceptor::InDescriptorReserve(const Socket& socket) const {
-  const int reserve = context_.options.descriptor_reserve;
-  if (reserve <= 0 || socket.fd() < 0) return false;
-  // The kernel hands out the lowest free descriptor: one this high means the table is
-  // within `reserve` of RLIMIT_NOFILE (read again each time: it may be raised).
-  rlimit limit;
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return false;
-  return static_cast<rlim_t>(socket.fd()) + static_cast<rlim_t>(reserve) >= limit.rlim_cur;
-}
-
 bool Acceptor::RefusedForReserve(Socket& socket, absl::Duration* backoff) {
-  if (!InDescriptorReserve(socket)) return false;
+  if (!InDescriptorReserve(socket.fd(), context_.options.descriptor_reserve)) return false;
   // As out of descriptors: the rest of the table is for files, sendfile and logs.
   const absl::Status reserved = absl::ResourceExhaustedError(absl::StrCat(
       "accept: descriptor ", socket.fd(), " is within descriptor_reserve (",

@@ -78,8 +78,6 @@ class Acceptor : private EventLoop::Watcher {
   bool WaitForBudget();  // the thread: sleeps through the retry window
   // Room in this acceptor's budget and under the server's max_connections.
   bool HasRoom() const;
-  // Whether the new socket's descriptor lies in ServerOptions::descriptor_reserve.
-  bool InDescriptorReserve(const Socket& socket) const;
   // A socket in the reserve is closed and reported as acceptor.emfile: true, with the
   // back-off to take.
   bool RefusedForReserve(Socket& socket, absl::Duration* backoff);

@@ -30,6 +30,8 @@
 
 namespace islet {
 
+struct OutboundOptions;  // server/handler.h
+
 // Whether a deadline a handler sets shrinks while the server is under pressure.
 enum class TimeoutScaling : uint8_t { kFixed, kShrinkUnderPressure };
 
@@ -91,6 +93,20 @@ class Connection {
   // `low_water` bytes: on a later turn of the loop, even if it already is. Calling it
   // again replaces the mark; a connection that closes first never calls it.
   virtual void NotifyWhenDrained(size_t low_water) = 0;
+
+  // ---- Beyond this connection ----
+  // Opens an outbound connection on this connection's worker, served by
+  // `options.handler`: a proxy's two sides share one loop, and reach each other with
+  // Sibling, without a cross-thread hand-off. Returns its handle at once; the connect
+  // never blocks the worker. HandleConnection runs once connected (on a later turn of
+  // the loop), HandleError with the reason on a refusal or when connect_timeout passes.
+  // It has the Connection API, limits, telemetry (its span's parent is this
+  // connection's) and Stop's drain of any other connection. FailedPrecondition while the
+  // server stops; InvalidArgument for a bad endpoint, a missing handler or timeout.
+  virtual absl::StatusOr<ConnectionHandle> Open(OutboundOptions options) = 0;
+  // The connection behind `handle` when it lives on this worker and has not closed,
+  // else nullptr. Use it within the current callback only; never keep the pointer.
+  virtual Connection* Sibling(const ConnectionHandle& handle) = 0;
 
   // ---- Timers ----
   using TimerId = uint64_t;

@@ -7,9 +7,13 @@
 #include <memory>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "server/connection.h"
+#include "server/connection_handle.h"
 #include "server/event_loop.h"
+#include "server/handler.h"
 #include "server/server_context.h"
 #include "server/server_options.h"
 
@@ -45,6 +49,10 @@ class ConnectionHost {
   // `timeout` as the server's overload state shrinks it now (see overload_state.h).
   // The worker re-times its connections when timeouts get shorter.
   virtual absl::Duration ScaledTimeout(absl::Duration timeout) const = 0;
+  // Connection::Open and Connection::Sibling, on this worker.
+  virtual absl::StatusOr<ConnectionHandle> Open(OutboundOptions options,
+                                                uint64_t parent_span_id) = 0;
+  virtual Connection* Sibling(uint64_t id) = 0;
 };
 
 }  // namespace islet

@@ -46,7 +46,16 @@ ConnectionImpl::~ConnectionImpl() {
   CancelAllTimers();
 }
 
-uint64_t ConnectionImpl::parent_span_id() const { return acceptor_ ? acceptor_->span_id : 0; }
+uint64_t ConnectionImpl::parent_span_id() const {
+  if (outbound_ != nullptr) return outbound_->parent_span_id;
+  return acceptor_ ? acceptor_->span_id : 0;
+}
+
+void ConnectionImpl::MakeOutbound(uint64_t parent_span_id, absl::Duration connect_timeout,
+                                  std::shared_ptr<ConnectionInbox> inbox) {
+  outbound_ = std::make_unique<Outbound>(Outbound{parent_span_id, connect_timeout});
+  inbox_ = std::move(inbox);
+}
 
 ConnectionHandle ConnectionImpl::handle() const {
   AssertInLoopThread();
@@ -539,6 +548,8 @@ void ConnectionImpl::StartHandshakeClock() {
 }
 
 absl::Duration ConnectionImpl::HandshakeDeadline() const {
+  // An outbound connection's handshake is its connect, bounded by the opener's timeout.
+  if (outbound_ != nullptr) return handshake_started_ + outbound_->connect_timeout;
   return handshake_started_ + host_.ScaledTimeout(options_.handshake_timeout);
 }
 
@@ -560,6 +571,13 @@ void ConnectionImpl::OnTimer() {
     case Phase::kHandshaking:
       if (now >= HandshakeDeadline()) {
         const absl::Duration allowed = HandshakeDeadline() - handshake_started_;
+        if (outbound_ != nullptr) {
+          Close(Ending::kError, CloseType::kNoFlush,
+                absl::DeadlineExceededError(absl::StrCat(
+                    "connect ", remote_.ToString(), ": not connected within ",
+                    absl::FormatDuration(allowed))));
+          return;
+        }
         Close(Ending::kError, CloseType::kNoFlush,
               absl::DeadlineExceededError(absl::StrCat(
                   "handshake: not done within ", absl::FormatDuration(allowed),

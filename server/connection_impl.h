@@ -80,6 +80,10 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   // the descriptor closes as `type` says. Every way a connection ends comes here.
   void Close(Ending ending, CloseType type, absl::Status error = absl::OkStatus());
   ConnectionSummary Summary() const;
+  // An outbound connection (Connection::Open): its parent span, its connect timeout
+  // (in place of handshake_timeout) and the inbox its handle was made with. Before Start.
+  void MakeOutbound(uint64_t parent_span_id, absl::Duration connect_timeout,
+                    std::shared_ptr<ConnectionInbox> inbox);
   // Its timeouts may have shrunk (the server's overload state changed): the timer is
   // moved earlier if a deadline now comes sooner.
   void Retime() { ArmTimer(); }
@@ -107,6 +111,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   void NotifyWhenDrained(size_t low_water) override;
   absl::StatusOr<TimerId> SendAfter(absl::Duration delay, std::any message) override;
   bool CancelTimer(TimerId id) override;
+  absl::StatusOr<ConnectionHandle> Open(OutboundOptions options) override;
+  Connection* Sibling(const ConnectionHandle& handle) override;
   absl::Status SetOptions(absl::Span<const SocketOption> options) override;
   absl::StatusOr<std::vector<SocketOption>> GetOptions(
       absl::Span<const SocketOptionName> names) override;
@@ -257,6 +263,12 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
     TimerId next_id = 1;
   };
   std::unique_ptr<HandlerTimers> timers_;
+  // Only for an outbound connection: an accepted one has none.
+  struct Outbound {
+    uint64_t parent_span_id = 0;
+    absl::Duration connect_timeout;
+  };
+  std::unique_ptr<Outbound> outbound_;
   EventLoop::TimerId timer_id_ = 0;
   absl::Duration timer_at_ = absl::InfiniteDuration();
 };

@@ -156,6 +156,21 @@ void ConnectionImpl::CheckDrained() {
   host_.RunLater(id_, [](ConnectionImpl& c) { c.RunDrained(); });
 }
 
+// ---- Beyond this connection ----
+
+absl::StatusOr<ConnectionHandle> ConnectionImpl::Open(OutboundOptions options) {
+  AssertInLoopThread();
+  if (phase_ == Phase::kClosed || ended_) return ClosedError("open");
+  return host_.Open(std::move(options), span_id_);
+}
+
+Connection* ConnectionImpl::Sibling(const ConnectionHandle& handle) {
+  AssertInLoopThread();
+  Connection* sibling = host_.Sibling(handle.id());
+  // Ids are unique across the server: a connection of another worker is not found.
+  return sibling;
+}
+
 // ---- Timers ----
 
 absl::StatusOr<Connection::TimerId> ConnectionImpl::SendAfter(absl::Duration delay,

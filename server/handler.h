@@ -39,6 +39,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "transport/socket_types.h"
 
 namespace islet {
 
@@ -139,6 +140,16 @@ class Handler {
   virtual void HandleError(const absl::Status& error, Connection& conn) {}
   virtual void HandleShutdown(Connection& conn) {}
   virtual void HandleTimeout(Connection& conn) {}
+};
+
+// An outbound connection to open (Connection::Open, Server::Open).
+struct OutboundOptions {
+  // An IP literal and port ("127.0.0.1", 6379), or a unix path. Names are not resolved.
+  SocketInfo endpoint;
+  // The connect must succeed within this, or HandleError runs (DeadlineExceeded).
+  absl::Duration connect_timeout = absl::Seconds(5);
+  // Serves the connection; required.
+  std::unique_ptr<Handler> handler;
 };
 
 // Makes the handler for a new connection from ServerOptions::handler_options.

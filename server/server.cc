@@ -223,6 +223,18 @@ ServerInfo Server::Info() const {
   return info;
 }
 
+absl::StatusOr<ConnectionHandle> Server::Open(OutboundOptions options) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (status_ == ServerStatus::kStopped) {
+      return absl::FailedPreconditionError("open: the server has stopped");
+    }
+  }
+  Worker& worker =
+      *workers_[next_open_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()];
+  return worker.Open(std::move(options), context_->listener_span_id.load());
+}
+
 std::vector<ConnectionSummary> Server::Connections() const {
   std::vector<ConnectionSummary> all;
   for (const auto& w : workers_) {

@@ -18,6 +18,7 @@
 #ifndef ISLET_SERVER_SERVER_H_
 #define ISLET_SERVER_SERVER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -80,6 +81,12 @@ class Server {
   // The live connections, each with a handle to post to or close it.
   std::vector<ConnectionSummary> Connections() const;
 
+  // Opens an outbound connection served by `options.handler`, on the workers in turn:
+  // for a client not tied to an accepted connection (a handler opens its own with
+  // Connection::Open, on its worker). As Connection::Open; its span's parent is the
+  // listener's. Thread-safe, also from a handler.
+  absl::StatusOr<ConnectionHandle> Open(OutboundOptions options);
+
  private:
   explicit Server(std::unique_ptr<ServerContext> context);
   absl::Status Listen(uint16_t port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -92,6 +99,7 @@ class Server {
   std::unique_ptr<ListenerSet> listeners_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::atomic<uint64_t> next_open_worker_{0};
 
   // Serializes Stop calls; held while the connections drain, when mu_ is not.
   absl::Mutex stop_mu_ ABSL_ACQUIRED_BEFORE(mu_);

@@ -23,6 +23,13 @@ ServerContext::ServerContext(ServerOptions o)
                  Telemetry::Emit(e);
                }) {}
 
+bool InDescriptorReserve(int fd, int reserve) {
+  if (reserve <= 0 || fd < 0) return false;
+  rlimit limit;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return false;
+  return static_cast<rlim_t>(fd) + static_cast<rlim_t>(reserve) >= limit.rlim_cur;
+}
+
 OverloadInputs ServerContext::ReadOverloadInputs() const {
   OverloadInputs in;
   in.connections = admitted.load(std::memory_order_relaxed);

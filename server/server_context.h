@@ -85,6 +85,11 @@ class PeerLimiter {
   absl::flat_hash_map<std::string, int> counts_ ABSL_GUARDED_BY(mu_);
 };
 
+// Whether descriptor `fd` falls within `reserve` of RLIMIT_NOFILE: the kernel hands out
+// the lowest free descriptor, so one this high means the table is nearly full. Reads
+// the limit each time (it may be raised). False when `reserve` is 0.
+bool InDescriptorReserve(int fd, int reserve);
+
 // Options are immutable once the server starts.
 struct ServerContext {
   explicit ServerContext(ServerOptions o);

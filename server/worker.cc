@@ -4,7 +4,9 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/strings/str_cat.h"
 #include "transport/io_wait.h"
+#include "transport/tcp_transport.h"
 
 namespace islet {
 namespace {
@@ -73,6 +75,61 @@ void Worker::Adopt(std::unique_ptr<Socket> socket, std::shared_ptr<AcceptorSlot>
     // Handed over before the stop reached this loop: served under the shutdown.
     if (shutting_down_) c->BeginShutdown(shutdown_deadline_);
   });
+}
+
+absl::StatusOr<ConnectionHandle> Worker::Open(OutboundOptions options,
+                                              uint64_t parent_span_id) {
+  if (options.handler == nullptr) return absl::InvalidArgumentError("open: no handler given");
+  if (options.connect_timeout <= absl::ZeroDuration() ||
+      options.connect_timeout == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError("open: connect_timeout must be positive and finite");
+  }
+  if (closing_.load(std::memory_order_acquire) || (IsCurrentThread() && shutting_down_)) {
+    return absl::FailedPreconditionError("open: the server is stopping");
+  }
+  absl::StatusOr<std::unique_ptr<TcpSocket>> socket = TcpSocket::StartConnect(options.endpoint);
+  if (!socket.ok()) return socket.status();
+  const int reserve = context_.options.descriptor_reserve;
+  if (InDescriptorReserve((*socket)->fd(), reserve)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("open: descriptor ", (*socket)->fd(), " is within descriptor_reserve (",
+                     reserve, ") of RLIMIT_NOFILE"));
+  }
+  const uint64_t id = next_connection_id.fetch_add(1, std::memory_order_relaxed);
+  auto inbox = std::make_shared<ConnectionInbox>(mailbox_, context_.options.max_pending_messages);
+  {
+    absl::MutexLock lock(&context_.mu);
+    ++context_.live_connections;
+  }
+  auto start = [this, id, inbox, parent_span_id, timeout = options.connect_timeout,
+                socket = *std::move(socket), handler = std::move(options.handler)]() mutable {
+    auto connection = std::make_unique<ConnectionImpl>(*this, id, std::move(socket), nullptr,
+                                                       std::move(handler));
+    ConnectionImpl* c = connection.get();
+    c->MakeOutbound(parent_span_id, timeout, inbox);
+    connections_.emplace(id, std::move(connection));
+    if (closing_.load(std::memory_order_acquire)) {
+      // Its handler was made: it gets its one final callback.
+      c->Close(Ending::kError, CloseType::kNoFlush,
+               absl::FailedPreconditionError("open: the server stopped first"));
+      return;
+    }
+    c->Start();
+    if (shutting_down_) c->BeginShutdown(shutdown_deadline_);
+  };
+  if (IsCurrentThread()) {
+    loop_->Post(std::move(start));
+  } else if (!mailbox_->PostToLoop(std::move(start))) {
+    DropLive();
+    return absl::FailedPreconditionError("open: the server has stopped");
+  }
+  return ConnectionHandle(std::move(inbox), id);
+}
+
+Connection* Worker::Sibling(uint64_t id) {
+  loop_->AssertInLoopThread();
+  auto it = connections_.find(id);
+  return it == connections_.end() ? nullptr : it->second.get();
 }
 
 void Worker::CheckOverload() {

@@ -67,6 +67,12 @@ class Worker final : public ConnectionHost {
   absl::Duration ScaledTimeout(absl::Duration timeout) const override {
     return context_.overload.Scale(timeout, timeout_scale_);
   }
+  // Thread-safe (Server::Open calls it too). The connect starts on the calling thread,
+  // so a bad endpoint fails here; the connection starts on a later turn of this loop,
+  // even when called from it, never inside the caller's callback. Live from this call.
+  absl::StatusOr<ConnectionHandle> Open(OutboundOptions options,
+                                        uint64_t parent_span_id) override;
+  Connection* Sibling(uint64_t id) override;
 
  private:
   // One connection fewer in the server's live count (Stop waits on it).
