@@ -35,7 +35,8 @@
 #include "absl/time/time.h"
 #include "tools/harness/harness_server.h"
 
-ABSL_FLAG(std::string, handler, "echo", "echo, daytime, http_hello or messenger");
+ABSL_FLAG(std::string, handler, "echo", "echo, daytime, http_hello, messenger or proxy");
+ABSL_FLAG(std::string, upstream, "", "proxy: where to relay each connection, HOST:PORT");
 ABSL_FLAG(std::string, ip, "127.0.0.1", "the IP address to listen on");
 ABSL_FLAG(int32_t, port, 4000, "the port to listen on; 0 picks a free one");
 ABSL_FLAG(std::string, unix_socket, "", "listen on this unix socket path instead");
@@ -114,7 +115,8 @@ void ParseFlags(int argc, char** argv) {
     if (arg == "--help" || arg == "-h" || arg == "--helpfull") {
       std::printf("%s\n", absl::ProgramUsageMessage().data());
       for (const char* name :
-           {"handler", "ip", "port", "unix_socket", "transport", "certfile", "keyfile",
+           {"handler", "upstream", "ip", "port", "unix_socket", "transport", "certfile",
+            "keyfile",
             "cacertfile", "verify_peer", "alpn", "num_acceptors", "num_listen_sockets",
             "num_workers", "num_connections", "max_connections_retry_wait",
             "max_connections_retry_count", "read_timeout", "handshake_timeout",
@@ -155,6 +157,7 @@ void ParseFlags(int argc, char** argv) {
 islet::harness::HarnessConfig ConfigFromFlags() {
   islet::harness::HarnessConfig c;
   c.handler = absl::GetFlag(FLAGS_handler);
+  c.upstream = absl::GetFlag(FLAGS_upstream);
   c.ip = absl::GetFlag(FLAGS_ip);
   const int32_t port = absl::GetFlag(FLAGS_port);
   if (port < 0 || port > 65535) Fail(absl::StrCat("bad value for --port: ", port));

@@ -2,11 +2,14 @@
 
 #include <cstdio>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "examples/daytime/daytime.h"
 #include "examples/echo/echo.h"
 #include "examples/http_hello/http_hello.h"
 #include "examples/messenger/messenger.h"
+#include "examples/proxy/proxy.h"
 #include "tls/tls_options.h"
 #include "tls/tls_transport.h"
 
@@ -19,6 +22,7 @@ absl::Status Bad(absl::string_view flag, absl::string_view why) {
 
 absl::Status ChooseHandler(const HarnessConfig& config, ServerOptions& options) {
   const std::string& name = config.handler;
+  if (!config.upstream.empty() && name != "proxy") return Bad("upstream", "needs --handler=proxy");
   if (name == "echo") {
     options.handler_factory = HandlerFactoryOf<examples::EchoHandler>();
   } else if (name == "daytime") {
@@ -28,11 +32,29 @@ absl::Status ChooseHandler(const HarnessConfig& config, ServerOptions& options) 
     examples::HttpHelloOptions http;
     http.head_timeout = config.head_timeout;
     options.handler_options = http;
+  } else if (name == "proxy") {
+    if (config.upstream.empty()) return Bad("upstream", "is required with --handler=proxy");
+    // HOST:PORT, the host an IP literal ("[::1]:8080" for IPv6).
+    const size_t colon = config.upstream.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos || !absl::SimpleAtoi(config.upstream.substr(colon + 1), &port) ||
+        port <= 0 || port > 65535) {
+      return Bad("upstream", absl::StrCat("\"", config.upstream, "\" is not HOST:PORT"));
+    }
+    std::string host = config.upstream.substr(0, colon);
+    const bool v6 = absl::StartsWith(host, "[") && absl::EndsWith(host, "]");
+    if (v6) host = host.substr(1, host.size() - 2);
+    examples::ProxyOptions proxy;
+    proxy.upstream = {.family = v6 ? AddressFamily::kIpv6 : AddressFamily::kIpv4,
+                      .address = host,
+                      .port = static_cast<uint16_t>(port)};
+    options.handler_factory = HandlerFactoryOf<examples::ProxyHandler>();
+    options.handler_options = proxy;
   } else if (name == "messenger") {
     options.handler_factory = HandlerFactoryOf<examples::MessengerHandler>();
     options.handler_options = std::make_shared<examples::MessengerRoom>(stdout);
   } else {
-    return Bad("handler", absl::StrCat("\"", name, "\" is not one of echo, daytime, http_hello, messenger"));
+    return Bad("handler", absl::StrCat("\"", name, "\" is not one of echo, daytime, http_hello, messenger, proxy"));
   }
   return absl::OkStatus();
 }

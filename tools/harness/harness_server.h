@@ -44,6 +44,8 @@ struct HarnessConfig {
   absl::Duration linger_timeout = absl::Seconds(2);
   double overload_scale_from = 0.75;
   absl::Duration overload_timeout_floor = absl::Seconds(1);
+  // The proxy's upstream, HOST:PORT.
+  std::string upstream;
   // http_hello's HttpHelloOptions::head_timeout (other handlers have no request head).
   absl::Duration head_timeout = absl::Seconds(10);
   std::string log = "info";

@@ -258,6 +258,10 @@ INSTANTIATE_TEST_SUITE_P(
                     std::vector<std::string>{"--output_budget=-1"},
                     std::vector<std::string>{"--linger_timeout=-1s"},
                     std::vector<std::string>{"--head_timeout=0s"},
+                    std::vector<std::string>{"--handler=proxy"},
+                    std::vector<std::string>{"--handler=proxy", "--upstream=nowhere"},
+                    std::vector<std::string>{"--handler=proxy", "--upstream=127.0.0.1:0"},
+                    std::vector<std::string>{"--upstream=127.0.0.1:80"},
                     std::vector<std::string>{"--overload_scale_from=0"},
                     std::vector<std::string>{"--overload_scale_from=1.5"},
                     std::vector<std::string>{"--overload_timeout_floor=0s"},
@@ -593,6 +597,21 @@ void ExpectBroadcast(Chat& chat, size_t from) {
   for (size_t i = 0; i < n; ++i) {
     EXPECT_TRUE(got[i]) << "client " << i << " never got a line from client " << from;
   }
+}
+
+TEST(HarnessTest, ProxyRelaysToItsUpstream) {
+  Harness upstream;
+  ASSERT_NO_FATAL_FAILURE(StartHarness({"--port=0"}, &upstream));
+  Harness proxy;
+  ASSERT_NO_FATAL_FAILURE(StartHarness(
+      {"--port=0", "--handler=proxy", absl::StrCat("--upstream=127.0.0.1:", upstream.port)},
+      &proxy));
+  auto client = Connect(Loopback(proxy.port));
+  ASSERT_NE(client, nullptr);
+  ASSERT_NO_FATAL_FAILURE(ExpectEchoes(*client, "through the proxy\n"));
+  client.reset();
+  ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*proxy.process));
+  ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*upstream.process));
 }
 
 TEST(HarnessTest, MessengerLineReachesEveryOtherClient) {
