@@ -34,6 +34,7 @@
 #include <any>
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -158,6 +159,21 @@ using HandlerFactory = std::function<std::unique_ptr<Handler>(const std::any& op
 // A factory for handlers constructible from handler_options (a const std::any&), or
 // from nothing. A handler with both constructors gets the options: a default one
 // beside it must not silently drop what the server was given.
+template <typename H>
+HandlerFactory HandlerFactoryOf();
+
+// A factory that makes each handler from `options`, typed: H(const Options&). The
+// server's handler_options is then not used (leave it empty); no std::any_cast.
+//   options.handler_factory = HandlerFactoryOf<ProxyHandler>(ProxyOptions{...});
+template <typename H, typename Options>
+HandlerFactory HandlerFactoryOf(Options options) {
+  static_assert(std::is_constructible_v<H, const Options&>,
+                "the handler needs a constructor taking const Options&");
+  return [options = std::move(options)](const std::any&) -> std::unique_ptr<Handler> {
+    return std::make_unique<H>(options);
+  };
+}
+
 template <typename H>
 HandlerFactory HandlerFactoryOf() {
   return [](const std::any& options) -> std::unique_ptr<Handler> {

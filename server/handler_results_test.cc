@@ -101,6 +101,31 @@ TEST_F(HandlerTest, HandlerOptionsAreUsedWhenAHandlerAlsoHasADefaultConstructor)
   EXPECT_TRUE(rec_.WaitFor("made with options", kDeadline));
 }
 
+// Takes its options typed: no std::any on the way.
+class TypedOptionsHandler : public Handler {
+ public:
+  explicit TypedOptionsHandler(const Greeting& greeting) : greeting_(greeting) {}
+  HandlerResult HandleConnection(Connection& conn) override {
+    greeting_.rec->Record(absl::StrCat("typed ", greeting_.text));
+    return HandlerResult::Close();
+  }
+
+ private:
+  Greeting greeting_;
+};
+
+TEST_F(HandlerTest, ATypedFactoryMakesEachHandlerFromItsOptions) {
+  ServerOptions options = testutil::LoopbackOptions(
+      HandlerFactoryOf<TypedOptionsHandler>(Greeting{"hello", &rec_}));
+  ASSERT_TRUE(Start(std::move(options)));
+  for (int i = 0; i < 2; ++i) {
+    auto client = Connect();
+    ASSERT_NE(client, nullptr);
+    ASSERT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds(""));
+  }
+  EXPECT_EQ(rec_.Count("typed hello"), 2);
+}
+
 // ---- HandleConnection results ----
 
 TEST_F(HandlerTest, HandleConnectionCanSendAndContinueKeepsTheConnectionOpen) {

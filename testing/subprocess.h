@@ -246,6 +246,8 @@ class ChildProcess {
   // Waits up to `timeout` for the child to exit: its status as waitpid(2) reports it
   // (WIFEXITED, WEXITSTATUS), or nullopt when it is still running.
   std::optional<int> Wait(absl::Duration timeout) { return child_.Wait(timeout); }
+  // Sends `sig`; false when the child has been reaped already.
+  bool Signal(int sig) { return child_.Signal(sig); }
 
  private:
   ChildProcess(ChildPid child, UniqueFd from_child, UniqueFd to_child)

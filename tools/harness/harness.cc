@@ -12,7 +12,6 @@
 // - A bad flag, a bad value, a missing certificate, a port in use: exactly one line on
 //   stderr, and exit 2.
 // - It raises its soft RLIMIT_NOFILE to the hard limit.
-#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -20,7 +19,6 @@
 #include <cstdio>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/flags/commandlineflag.h"
@@ -33,6 +31,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "server/stop_signal.h"
 #include "tools/harness/harness_server.h"
 
 ABSL_FLAG(std::string, handler, "echo", "echo, daytime, http_hello, messenger or proxy");
@@ -222,16 +221,11 @@ int main(int argc, char** argv) {
     ::setrlimit(RLIMIT_NOFILE, &files);  // a failure leaves the soft limit as it was
   }
 
-  // Signals are taken by sigwait in this thread alone: block them before any thread
-  // starts, so every thread inherits the mask.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  // A reader of our stdout that goes away (`harness | head -1` with the messenger
-  // printing chat lines) must not kill the server.
-  signal(SIGPIPE, SIG_IGN);
+  // Signals are taken by sigwait in this thread alone: blocked before any thread starts,
+  // so every thread inherits the mask. SIGPIPE is ignored: a reader of our stdout that
+  // goes away (`harness | head -1` with the messenger printing chat lines) must not kill
+  // the server.
+  islet::BlockStopSignals();
 
   absl::StatusOr<std::unique_ptr<islet::harness::HarnessServer>> harness =
       islet::harness::HarnessServer::Start(config);
@@ -240,20 +234,17 @@ int main(int argc, char** argv) {
               config.transport.c_str(), (*harness)->listening().c_str());
   std::fflush(stdout);
 
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
-  std::fprintf(stderr, "harness: %s: draining (up to %s); a second signal stops at once\n",
-               strsignal(signal_number), absl::FormatDuration(config.shutdown_timeout).c_str());
-  std::fflush(stderr);
-  std::thread second([&] {
-    int again = 0;
-    sigwait(&stop_signals, &again);
-    std::fprintf(stderr, "harness: %s again: stopping now\n", strsignal(again));
-    std::fflush(stderr);
-    std::_Exit(1);
-  });
-  second.detach();
-  absl::Status stopped = (*harness)->Stop();
+  absl::Status stopped =
+      islet::RunUntilStopSignal((*harness)->server(), [&config](int signal, bool again) {
+        if (again) {
+          std::fprintf(stderr, "harness: %s again: stopping now\n", strsignal(signal));
+        } else {
+          std::fprintf(stderr,
+                       "harness: %s: draining (up to %s); a second signal stops at once\n",
+                       strsignal(signal), absl::FormatDuration(config.shutdown_timeout).c_str());
+        }
+        std::fflush(stderr);
+      });
   if (!stopped.ok()) {
     std::fprintf(stderr, "harness: stop: %s\n", std::string(stopped.message()).c_str());
     std::_Exit(1);

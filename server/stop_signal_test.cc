@@ -1,0 +1,86 @@
+// RunUntilStopSignal, in a forked child that is a whole server process: SIGTERM drains
+// and returns Stop's status; a second signal during the drain exits 1 at once.
+#include "server/stop_signal.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "server/server.h"
+#include "server/test_util.h"
+#include "testing/subprocess.h"
+
+namespace islet {
+namespace {
+
+// The child: a server whose connections hold a long shutdown (HandleShutdown answers,
+// and the client reads nothing, so with `stall` the drain lasts the whole timeout).
+class Goodbye : public Handler {
+ public:
+  void HandleShutdown(Connection& conn) override {
+    conn.Send(std::string(stall ? 64 << 20 : 3, 'g')).IgnoreError();
+  }
+  static bool stall;
+};
+bool Goodbye::stall = false;
+
+// Forks the server process; sends its port up the pipe, then runs until a signal.
+// Exits 0 when Stop returned OK, 2 when it did not, 3 when it could not start.
+std::unique_ptr<ChildProcess> ForkServer(bool stall, uint16_t* port) {
+  Goodbye::stall = stall;
+  std::unique_ptr<ChildProcess> child = ChildProcess::Fork([](int to_parent, int) -> int {
+    BlockStopSignals();
+    ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<Goodbye>());
+    options.shutdown_timeout = absl::Seconds(20);
+    options.send_queue_limit = 128 << 20;
+    options.send_queue_high_water = 128 << 20;
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
+    if (!server.ok()) return 3;
+    const uint16_t p = (*server)->ListenerInfo()->port;
+    if (!WriteAll(to_parent, &p, sizeof(p))) return 3;
+    return RunUntilStopSignal(**server).ok() ? 0 : 2;
+  });
+  if (child != nullptr && !child->Read(port, sizeof(*port), testutil::kWait)) child.reset();
+  return child;
+}
+
+TEST(StopSignalTest, SigtermDrainsTheServerAndReturns) {
+  uint16_t port = 0;
+  std::unique_ptr<ChildProcess> child = ForkServer(/*stall=*/false, &port);
+  ASSERT_NE(child, nullptr);
+  UniqueFd client = testutil::RawConnect(port);
+  ASSERT_TRUE(client.valid());
+  ASSERT_TRUE(testutil::WriteAll(client.get(), "x", 1));  // connected and served
+  ASSERT_TRUE(child->Signal(SIGTERM));
+  // The drain ran: HandleShutdown's goodbye came, then the end.
+  char bye[3];
+  ASSERT_TRUE(testutil::ReadAll(client.get(), bye, sizeof(bye), testutil::kWait));
+  EXPECT_EQ(std::string(bye, 3), "ggg");
+  std::optional<int> status = child->Wait(testutil::kWait);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+}
+
+TEST(StopSignalTest, ASecondSignalDuringTheDrainExitsOneAtOnce) {
+  uint16_t port = 0;
+  std::unique_ptr<ChildProcess> child = ForkServer(/*stall=*/true, &port);
+  ASSERT_NE(child, nullptr);
+  UniqueFd client = testutil::RawConnect(port, /*recv_buffer=*/4096);
+  ASSERT_TRUE(client.valid());
+  ASSERT_TRUE(testutil::WriteAll(client.get(), "x", 1));
+  ASSERT_TRUE(child->Signal(SIGINT));
+  // Draining for up to 20 s: 64 MiB to a client that reads nothing.
+  EXPECT_FALSE(child->Wait(absl::Milliseconds(300)).has_value()) << "did not drain";
+  ASSERT_TRUE(child->Signal(SIGTERM));
+  std::optional<int> status = child->Wait(testutil::kWait);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << *status;
+}
+
+}  // namespace
+}  // namespace islet
