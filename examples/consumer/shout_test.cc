@@ -1,6 +1,7 @@
 #include "shout.h"
 
 #include "gtest/gtest.h"
+#include "testing/status_matchers.h"
 #include "transport/tcp_transport.h"
 
 namespace consumer {
@@ -11,10 +12,8 @@ TEST(ShoutTest, AnswersInCapitalsOverLoopback) {
   ASSERT_TRUE(server.ok()) << server.status();
   auto client = islet::TcpSocket::Connect(*(*server)->ListenerInfo(), absl::Seconds(10));
   ASSERT_TRUE(client.ok()) << client.status();
-  ASSERT_TRUE((*client)->Send("hello islet\n").ok());
-  auto got = (*client)->Recv(12, absl::Seconds(10));
-  ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_EQ(*got, "HELLO ISLET\n");
+  ASSERT_THAT((*client)->Send("hello islet\n"), islet::IsOk());
+  EXPECT_THAT((*client)->Recv(12, absl::Seconds(10)), islet::IsOkAndHolds("HELLO ISLET\n"));
 }
 
 TEST(ShoutTest, BadTlsCredentialsFailToStart) {
