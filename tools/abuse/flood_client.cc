@@ -8,6 +8,7 @@
 //   flood_client --target=127.0.0.1:4000 --mode=trickle --reconnect --connections=10000
 //   flood_client --target=127.0.0.1:4000 --mode=noread --payload=bytes --connections=1000
 //   flood_client --target=127.0.0.1:4000 --mode=reset --connections=20000 --concurrency=256
+//   flood_client --target=127.0.0.1:4000 --mode=silent --connections=200  # a chat room
 //
 // Modes:
 // - trickle: each connection sends the next byte of an HTTP request head that never
@@ -16,17 +17,20 @@
 //   in a burst. What comes back is read and discarded.
 // - noread: each connection sends --payload (pipelined HTTP GETs, or bytes for echo)
 //   whenever its socket takes more, and never reads: the server's answers pile up.
+//   --payload=lines sends 1 KiB lines (a chat flood for the messenger).
 //   --rcvbuf shrinks the receive buffer so that they pile up in the server, not in the
 //   kernel.
+// - silent: connections that send nothing and read nothing (members of a chat room
+//   who never read what it broadcasts to them).
 // - reset: --connections connections in all, --concurrency at a time; each connects,
 //   sends one request and closes with SO_LINGER 0, so the server sees a reset.
-// With --reconnect (trickle, noread) a connection the server closes or resets is opened
+// With --reconnect (trickle, noread, silent) a connection the server closes or resets is opened
 // again at once, as an attacker would. Failed connects (refused, no free local port,
 // out of descriptors, no answer within --connect_timeout) are counted and retried after
 // 100 ms; nothing here crashes or waits without a bound.
 //
 // Output on stdout, one line each, "flood: WHAT key=value ...":
-// - trickle, noread: once, "flood: ready connected=N of=N elapsed_ms=T" when N are open at
+// - trickle, noread, silent: once, "flood: ready connected=N of=N elapsed_ms=T" when N are open at
 //   once, or "flood: not_ready connected=K of=N elapsed_ms=T" after --ready_timeout.
 // - every --status_every (if set): "flood: status open=... connected=... eof=... ...".
 // - at the end (--duration, SIGTERM or SIGINT, or every reset sent): "flood: summary
@@ -66,13 +70,14 @@
 #include "tools/bench/load_target.h"
 
 ABSL_FLAG(std::string, target, "", "127.0.0.1:PORT (any 127.0.0.0/8 address); required");
-ABSL_FLAG(std::string, mode, "trickle", "trickle, noread or reset");
+ABSL_FLAG(std::string, mode, "trickle", "trickle, noread, silent or reset");
 ABSL_FLAG(int, connections, 100, "connections at once (reset: in all)");
 ABSL_FLAG(int, concurrency, 256, "reset: connections at once");
 ABSL_FLAG(absl::Duration, duration, absl::Seconds(10), "stop after this long");
 ABSL_FLAG(absl::Duration, interval, absl::Seconds(1), "trickle: one byte per connection this often");
-ABSL_FLAG(bool, reconnect, false, "trickle, noread: reopen a connection the server ends");
-ABSL_FLAG(std::string, payload, "http", "noread: http (pipelined GETs) or bytes (for echo)");
+ABSL_FLAG(bool, reconnect, false, "trickle, noread, silent: reopen a connection the server ends");
+ABSL_FLAG(std::string, payload, "http",
+          "noread: http (pipelined GETs), bytes (for echo) or lines (for the messenger)");
 ABSL_FLAG(int, rcvbuf, 0, "noread: SO_RCVBUF of each connection; 0 = the kernel's default");
 ABSL_FLAG(int, sndbuf, 0, "SO_SNDBUF of each connection; 0 = the kernel's default");
 ABSL_FLAG(int, mss, 0,
@@ -92,7 +97,7 @@ constexpr absl::Duration kRetryBackoff = absl::Milliseconds(100);
 // not starve the others.
 constexpr size_t kMaxWritePerEvent = 256 << 10;
 
-enum class Mode : uint8_t { kTrickle, kNoRead, kReset };
+enum class Mode : uint8_t { kTrickle, kNoRead, kSilent, kReset };
 
 struct Counters {
   uint64_t connected = 0;
@@ -385,7 +390,7 @@ class Flood {
       if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) DrainInput(index, now);
       return;
     }
-    // noread: the server's end shows as EPOLLRDHUP; we never read what it sent.
+    // noread, silent: the server's end shows as EPOLLRDHUP; we never read what it sent.
     if (events & (EPOLLRDHUP | EPOLLHUP)) {
       Ended(index, /*was_reset=*/false, now);
       return;
@@ -427,6 +432,10 @@ class Flood {
         return;
       case Mode::kNoRead:
         ev.events = EPOLLOUT | EPOLLRDHUP;
+        epoll_ctl(epoll_, EPOLL_CTL_MOD, slot.fd, &ev);
+        return;
+      case Mode::kSilent:
+        ev.events = EPOLLRDHUP;
         epoll_ctl(epoll_, EPOLL_CTL_MOD, slot.fd, &ev);
         return;
     }
@@ -565,10 +574,13 @@ int main(int argc, char** argv) {
     mode = Mode::kTrickle;
   } else if (mode_name == "noread") {
     mode = Mode::kNoRead;
+  } else if (mode_name == "silent") {
+    mode = Mode::kSilent;
   } else if (mode_name == "reset") {
     mode = Mode::kReset;
   } else {
-    UsageError(absl::StrCat("--mode must be trickle, noread or reset, not \"", mode_name, "\""));
+    UsageError(
+        absl::StrCat("--mode must be trickle, noread, silent or reset, not \"", mode_name, "\""));
   }
   if (absl::GetFlag(FLAGS_connections) < 1 || absl::GetFlag(FLAGS_concurrency) < 1 ||
       absl::GetFlag(FLAGS_max_connecting) < 1) {
@@ -586,8 +598,11 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 2048; ++i) payload += "GET / HTTP/1.1\r\nHost: flood\r\n\r\n";
   } else if (payload_name == "bytes") {
     payload.assign(64 << 10, 'x');
+  } else if (payload_name == "lines") {
+    for (int i = 0; i < 64; ++i) payload += std::string(1023, 'x') + "\n";
   } else {
-    UsageError(absl::StrCat("--payload must be http or bytes, not \"", payload_name, "\""));
+    UsageError(
+        absl::StrCat("--payload must be http, bytes or lines, not \"", payload_name, "\""));
   }
   islet::bench::RaiseDescriptorLimit();
   Flood flood(mode, target, std::move(payload));
