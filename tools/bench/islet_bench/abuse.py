@@ -146,5 +146,17 @@ def report(when: str, command: str, machine: Sequence[str], f: Figures, trickle_
         "| --- | --- |",
         *[f"| {case} | {figure} |" for case, figure in rows],
         "",
+        "Notes:",
+        "",
+        "- The capped case is what the server's scaled timeouts under pressure",
+        "  (`overload_scale_from`, `overload_timeout_floor`) are for: without them the good",
+        "  client waits in the listen backlog behind connections held for 60 s, and gets no",
+        "  answer within its 30 s (it gives up after two such requests).",
+        "- Peak memory is the harness's VmHWM minus its VmRSS before the flood. Past the",
+        "  budget a connection stops reading, but what it read last is still answered: up to",
+        "  one 64 KiB read per connection more. Messenger lines posted to a member and not yet",
+        "  handled wait in its inbox (bounded by `max_pending_messages`), not in the output",
+        "  budget.",
+        "",
     ]
     return "\n".join(lines)
