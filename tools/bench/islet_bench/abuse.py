@@ -155,8 +155,8 @@ def report(when: str, command: str, machine: Sequence[str], f: Figures, trickle_
         "- Peak memory is the harness's VmHWM minus its VmRSS before the flood. Past the",
         "  budget a connection stops reading, but what it read last is still answered: up to",
         "  one 64 KiB read per connection more. Messenger lines posted to a member and not yet",
-        "  handled wait in its inbox (bounded by `max_pending_messages`), not in the output",
-        "  budget.",
+        "  handled wait as tasks on its worker's loop (at most `max_pending_messages` per",
+        "  member), outside the output budget.",
         "",
     ]
     return "\n".join(lines)
