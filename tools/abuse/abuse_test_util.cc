@@ -64,7 +64,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> StartFlood(uint16_t port,
   std::vector<std::string> argv = {harness::RunfilePath("tools/abuse/flood_client"),
                                    absl::StrCat("--target=127.0.0.1:", port)};
   argv.insert(argv.end(), flags.begin(), flags.end());
-  return Subprocess::Start(argv);
+  return Subprocess::Start(argv, SubprocessOptions{});
 }
 
 namespace {

@@ -137,7 +137,8 @@ TEST(FloodClientTest, NothingListeningIsCountedAndRetriedWithinTheDuration) {
 TEST(FloodClientTest, RefusesATargetOffLoopback) {
   for (const char* target : {"--target=10.0.0.1:80", "--target=localhost:80", "--target="}) {
     absl::StatusOr<std::unique_ptr<Subprocess>> flood =
-        Subprocess::Start({harness::RunfilePath("tools/abuse/flood_client"), target});
+        Subprocess::Start({harness::RunfilePath("tools/abuse/flood_client"), target},
+                          SubprocessOptions{});
     ASSERT_TRUE(flood.ok()) << flood.status();
     std::optional<Subprocess::Exit> exit = (*flood)->Wait(kBound);
     ASSERT_TRUE(exit.has_value()) << Describe(**flood);
