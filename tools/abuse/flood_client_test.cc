@@ -99,6 +99,19 @@ TEST(FloodClientTest, NonReadersSendAndNeverRead) {
   StopAndExpectExit0(*server.process);
 }
 
+TEST(FloodClientTest, SilentConnectionsSendNothingAndSeeTheServerClose) {
+  Harness server;
+  ASSERT_NO_FATAL_FAILURE(StartHarness(
+      {"--handler=echo", "--port=0", "--read_timeout=300ms", "--log=warning"}, &server));
+  FloodLine summary =
+      RunToEnd(server.port, {"--mode=silent", "--connections=10", "--duration=2s"});
+  EXPECT_EQ(summary.Get("bytes_sent"), 0) << summary.text;
+  // The read timeout closes each; without --reconnect they stay closed.
+  EXPECT_EQ(summary.Get("eof"), 10) << summary.text;
+  EXPECT_EQ(summary.Get("open"), 0) << summary.text;
+  StopAndExpectExit0(*server.process);
+}
+
 TEST(FloodClientTest, ResetStormSendsEveryResetAndTheServerStillServes) {
   Harness server;
   ASSERT_NO_FATAL_FAILURE(

@@ -15,6 +15,7 @@
 // it means here: there the flood is 200 connections, the test checks only that they
 // are shed and the server stops cleanly, and the control is skipped.
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -71,6 +72,10 @@ void RunFlood(int64_t budget, int readers, absl::Duration length, int64_t stop_a
     absl::SleepFor(absl::Milliseconds(50));
   }
   out->peak_kb = ProcStatusKb(pid, "VmHWM");
+  std::printf("budget %lld kB: baseline %lld kB, peak %lld kB (growth %lld kB)\n",
+              static_cast<long long>(budget >> 10), static_cast<long long>(out->baseline_kb),
+              static_cast<long long>(out->peak_kb),
+              static_cast<long long>(out->peak_kb - out->baseline_kb));
   absl::StatusOr<FloodLine> summary = StopFlood(**flood, absl::Seconds(20));
   ASSERT_TRUE(summary.ok()) << summary.status();
   out->summary = *summary;
