@@ -68,6 +68,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tools/bench/load_target.h"
+#include "transport/unique_fd.h"
 
 ABSL_FLAG(std::string, target, "", "127.0.0.1:PORT (any 127.0.0.0/8 address); required");
 ABSL_FLAG(std::string, mode, "trickle", "trickle, noread, silent or reset");
@@ -129,7 +130,7 @@ class EndlessHead {
 
 struct Slot {
   enum class State : uint8_t { kIdle, kConnecting, kOpen };
-  int fd = -1;
+  islet::UniqueFd socket;
   State state = State::kIdle;
   bool ever_open = false;
   uint32_t generation = 0;  // bumped at every close: stale timers and events are skipped
@@ -161,8 +162,8 @@ class Flood {
         mss_(absl::GetFlag(FLAGS_mss)) {}
 
   int Run() {
-    epoll_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epoll_ < 0) {
+    epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll_) {
       std::fprintf(stderr, "flood_client: epoll_create1: %s\n", strerror(errno));
       return 1;
     }
@@ -172,11 +173,11 @@ class Flood {
     sigaddset(&stop_signals, SIGINT);
     sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
     signal(SIGPIPE, SIG_IGN);
-    const int signals = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    const islet::UniqueFd signals(signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC));
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = kSignalKey;
-    if (signals < 0 || epoll_ctl(epoll_, EPOLL_CTL_ADD, signals, &ev) != 0) {
+    if (!signals || epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals.get(), &ev) != 0) {
       std::fprintf(stderr, "flood_client: signalfd: %s\n", strerror(errno));
       return 1;
     }
@@ -210,7 +211,7 @@ class Flood {
       // rather than spinning.
       const int timeout_ms = static_cast<int>(std::max<int64_t>(
           0, absl::ToInt64Milliseconds(absl::Ceil(wait, absl::Milliseconds(1)))));
-      const int n = epoll_wait(epoll_, events.data(), static_cast<int>(events.size()),
+      const int n = epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
                                timeout_ms);
       if (n < 0 && errno != EINTR) {
         std::fprintf(stderr, "flood_client: epoll_wait: %s\n", strerror(errno));
@@ -279,8 +280,8 @@ class Flood {
   // False when no descriptor was to be had (the slot is queued again).
   bool StartConnect(uint32_t index, absl::Time now) {
     Slot& slot = slots_[index];
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
+    islet::UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
       if (errno == EMFILE || errno == ENFILE) {
         ++counters_.emfile;
       } else {
@@ -289,12 +290,13 @@ class Flood {
       pending_.emplace_back(now + kRetryBackoff, index);
       return false;
     }
-    if (rcvbuf_ > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf_, sizeof(rcvbuf_));
-    if (sndbuf_ > 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf_, sizeof(sndbuf_));
-    if (mss_ > 0) setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss_, sizeof(mss_));
-    slot.fd = fd;
+    if (rcvbuf_ > 0) setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf_, sizeof(rcvbuf_));
+    if (sndbuf_ > 0) setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf_, sizeof(sndbuf_));
+    if (mss_ > 0) setsockopt(fd.get(), IPPROTO_TCP, TCP_MAXSEG, &mss_, sizeof(mss_));
+    slot.socket = std::move(fd);
+    const int fd_number = slot.socket.get();
     if (mode_ == Mode::kReset) ++started_resets_;
-    const int rc = connect(fd, reinterpret_cast<const sockaddr*>(&target_), sizeof(target_));
+    const int rc = connect(fd_number, reinterpret_cast<const sockaddr*>(&target_), sizeof(target_));
     if (rc != 0 && errno != EINPROGRESS) {
       CountConnectError(errno);
       CloseSlot(index);
@@ -308,7 +310,7 @@ class Flood {
     epoll_event ev{};
     ev.events = EPOLLOUT;
     ev.data.u64 = EpollKey(index, slot.generation);
-    if (epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd_number, &ev) != 0) {
       ++counters_.other_errors;
       CloseSlot(index);
       Retry(index, now + kRetryBackoff);
@@ -344,8 +346,7 @@ class Flood {
     Slot& slot = slots_[index];
     if (slot.state == Slot::State::kConnecting) --connecting_;
     if (slot.state == Slot::State::kOpen) --open_;
-    if (slot.fd >= 0) close(slot.fd);
-    slot.fd = -1;
+    slot.socket.reset();
     slot.state = Slot::State::kIdle;
     ++slot.generation;
   }
@@ -362,12 +363,12 @@ class Flood {
     const uint32_t generation = static_cast<uint32_t>(key >> 32);
     if (index >= slots_.size()) return;
     Slot& slot = slots_[index];
-    if (slot.generation != generation || slot.fd < 0) return;
+    if (slot.generation != generation || !slot.socket.valid()) return;
     const absl::Time now = absl::Now();
     if (slot.state == Slot::State::kConnecting) {
       int error = 0;
       socklen_t len = sizeof(error);
-      getsockopt(slot.fd, SOL_SOCKET, SO_ERROR, &error, &len);
+      getsockopt(slot.socket.get(), SOL_SOCKET, SO_ERROR, &error, &len);
       if (error != 0) {
         CountConnectError(error);
         CloseSlot(index);
@@ -380,7 +381,7 @@ class Flood {
     if (events & EPOLLERR) {
       int error = 0;
       socklen_t len = sizeof(error);
-      getsockopt(slot.fd, SOL_SOCKET, SO_ERROR, &error, &len);
+      getsockopt(slot.socket.get(), SOL_SOCKET, SO_ERROR, &error, &len);
       const bool reset = error == ECONNRESET || error == EPIPE;
       if (!reset) ++counters_.other_errors;
       Ended(index, reset, now);
@@ -413,10 +414,10 @@ class Flood {
     switch (mode_) {
       case Mode::kReset: {
         static constexpr std::string_view kRequest = "GET / HTTP/1.1\r\nHost: flood\r\n\r\n";
-        const ssize_t n = send(slot.fd, kRequest.data(), kRequest.size(), MSG_NOSIGNAL);
+        const ssize_t n = send(slot.socket.get(), kRequest.data(), kRequest.size(), MSG_NOSIGNAL);
         if (n > 0) counters_.bytes_sent += static_cast<uint64_t>(n);
         const linger abort_on_close = {.l_onoff = 1, .l_linger = 0};
-        setsockopt(slot.fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close));
+        setsockopt(slot.socket.get(), SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close));
         ++counters_.rst_sent;
         CloseSlot(index);
         if (started_resets_ < target_count_) pending_.emplace_back(now, index);
@@ -424,19 +425,19 @@ class Flood {
       }
       case Mode::kTrickle:
         ev.events = EPOLLIN | EPOLLRDHUP;
-        epoll_ctl(epoll_, EPOLL_CTL_MOD, slot.fd, &ev);
+        epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, slot.socket.get(), &ev);
         // The first byte at once (the server's head deadline starts with it), the rest
         // on this connection's phase of the interval.
         SendNextByte(index, now);
-        if (slot.fd >= 0) timers_.emplace(NextPhase(index, now), EpollKey(index, slot.generation));
+        if (slot.socket.valid()) timers_.emplace(NextPhase(index, now), EpollKey(index, slot.generation));
         return;
       case Mode::kNoRead:
         ev.events = EPOLLOUT | EPOLLRDHUP;
-        epoll_ctl(epoll_, EPOLL_CTL_MOD, slot.fd, &ev);
+        epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, slot.socket.get(), &ev);
         return;
       case Mode::kSilent:
         ev.events = EPOLLRDHUP;
-        epoll_ctl(epoll_, EPOLL_CTL_MOD, slot.fd, &ev);
+        epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, slot.socket.get(), &ev);
         return;
     }
   }
@@ -453,7 +454,7 @@ class Flood {
   void SendNextByte(uint32_t index, absl::Time now) {
     Slot& slot = slots_[index];
     const char byte = head_.At(slot.head_pos);
-    const ssize_t n = send(slot.fd, &byte, 1, MSG_NOSIGNAL);
+    const ssize_t n = send(slot.socket.get(), &byte, 1, MSG_NOSIGNAL);
     if (n == 1) {
       ++slot.head_pos;
       ++counters_.bytes_sent;
@@ -473,7 +474,7 @@ class Flood {
         continue;
       }
       SendNextByte(index, now);
-      if (slot.fd >= 0 && slot.generation == static_cast<uint32_t>(key >> 32)) {
+      if (slot.socket.valid() && slot.generation == static_cast<uint32_t>(key >> 32)) {
         timers_.emplace(now + interval_, key);
       }
     }
@@ -483,7 +484,7 @@ class Flood {
     Slot& slot = slots_[index];
     char buffer[16 << 10];
     for (;;) {
-      const ssize_t n = recv(slot.fd, buffer, sizeof(buffer), 0);
+      const ssize_t n = recv(slot.socket.get(), buffer, sizeof(buffer), 0);
       if (n > 0) {
         counters_.bytes_received += static_cast<uint64_t>(n);
         continue;
@@ -505,7 +506,7 @@ class Flood {
     size_t written = 0;
     while (written < kMaxWritePerEvent) {
       const size_t left = payload_.size() - slot.payload_pos;
-      const ssize_t n = send(slot.fd, payload_.data() + slot.payload_pos, left, MSG_NOSIGNAL);
+      const ssize_t n = send(slot.socket.get(), payload_.data() + slot.payload_pos, left, MSG_NOSIGNAL);
       if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) return;
         Ended(index, errno == ECONNRESET || errno == EPIPE, now);
@@ -544,7 +545,7 @@ class Flood {
   const int rcvbuf_;
   const int sndbuf_;
   const int mss_;
-  int epoll_ = -1;
+  islet::UniqueFd epoll_;
   int target_count_ = 0;
   int started_resets_ = 0;  // reset: connects begun (whose attempt has not failed)
   int connecting_ = 0;
