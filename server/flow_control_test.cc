@@ -2,6 +2,9 @@
 // the read timeout) across callbacks, and NotifyWhenDrained calls HandleDrained once the
 // queued output falls to a mark. Together they let a handler answer a burst of
 // pipelined requests a few at a time instead of queuing every answer at once.
+#include <sys/resource.h>
+#include <sys/socket.h>
+
 #include <any>
 #include <deque>
 #include <memory>
@@ -198,6 +201,49 @@ TEST(FlowControlTest, DrainedRunsOnALaterTurnAndNeverAfterTheClose) {
   ASSERT_TRUE(client->Send("notify").ok());
   EXPECT_THAT(client->Recv(7, kWait), testutil::IsOkAndHolds(std::string("drained")));
   EXPECT_EQ(events.Count("drained"), 1) << "drained after the close";
+}
+
+// Pauses reading as soon as it is connected, and says so; never resumes.
+class PausedAtOnceHandler : public Handler {
+ public:
+  HandlerResult HandleConnection(Connection& conn) override {
+    conn.PauseReading();
+    absl::Status sent = conn.Send("paused");
+    return sent.ok() ? HandlerResult::Continue() : HandlerResult::Error(sent);
+  }
+};
+
+absl::Duration ProcessCpuTime() {
+  rusage usage = {};
+  getrusage(RUSAGE_SELF, &usage);
+  return absl::DurationFromTimeval(usage.ru_utime) + absl::DurationFromTimeval(usage.ru_stime);
+}
+
+TEST(FlowControlTest, APausedConnectionWhosePeerResetsDoesNotSpinItsWorker) {
+  ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<PausedAtOnceHandler>());
+  options.num_workers = 1;
+  std::unique_ptr<Server> server = testutil::MustStart(std::move(options));
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<TcpSocket> client = MustConnect(*server);
+  ASSERT_NE(client, nullptr);
+  ASSERT_THAT(client->Recv(6, kWait), testutil::IsOkAndHolds(std::string("paused")));
+  // Nothing is queued and reading is paused: the connection asks epoll for no event.
+  // A reset still reports EPOLLERR|EPOLLHUP, which epoll delivers whatever the mask; a
+  // connection that stays registered is woken for them on every turn, for ever.
+  const linger reset = {1, 0};
+  ASSERT_EQ(setsockopt(client->fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), 0);
+  client->Close();
+
+  // The worker now idles (its overload check wakes it four times a second). A worker
+  // woken without end burns a core: most of this window. A generous bound, far from
+  // both, so a loaded machine or a sanitizer does not matter.
+  const absl::Duration window = absl::Seconds(1);
+  const absl::Duration cpu_before = ProcessCpuTime();
+  absl::SleepFor(window);
+  const absl::Duration used = ProcessCpuTime() - cpu_before;
+  EXPECT_LT(used, window / 4) << "the process used " << used << " of CPU in " << window;
+
+  EXPECT_TRUE(server->Stop().ok());
 }
 
 }  // namespace
