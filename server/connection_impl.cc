@@ -496,6 +496,13 @@ void ConnectionImpl::UpdateInterest() {
     case Phase::kClosed:
       return;
   }
+  if (want == 0) {
+    // epoll reports EPOLLERR and EPOLLHUP whatever the mask: a descriptor that wants
+    // nothing (reading paused, nothing queued) leaves the set, or a peer's reset would
+    // wake the loop on every turn until reading resumes.
+    registration_.Reset();
+    return;
+  }
   if (registration_.active()) {
     registration_.SetEvents(want).IgnoreError();
     return;
