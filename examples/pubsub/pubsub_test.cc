@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -164,6 +165,40 @@ TEST(PubSubTest, BadInputGetsAClearAnswer) {
   EXPECT_THAT(c.Ask(std::string(200, 'z')), IsOkAndHolds("ERR line too long"));
   absl::StatusOr<std::string> end = c.socket->Recv(0, kWait);
   EXPECT_TRUE(absl::IsOutOfRange(end.status())) << "still open after a line too long";
+}
+
+TEST(PubSubTest, AHeartbeatDueDuringABurstDoesNotDisconnectTheSubscriber) {
+  auto broker = std::make_shared<Broker>();
+  PubSubOptions options = Options(broker);
+  // Due on almost every turn of the loop while the burst lasts.
+  options.heartbeat_interval = absl::Milliseconds(1);
+  ServerOptions server_options;
+  server_options.num_workers = 1;  // the publisher's posts land on the subscriber's loop
+  server_options.max_pending_messages = 64;
+  ExampleServer server(HandlerFactoryOf<PubSubHandler>(options), {}, server_options);
+  Client subscriber{server.Connect()}, publisher{server.Connect()};
+  ASSERT_THAT(subscriber.Ask("SUB feed"), IsOkAndHolds("OK"));
+
+  // One read of the burst publishes thousands of times: the subscriber's inbox is full
+  // when its heartbeat comes due in that turn. It should miss publications (they are
+  // refused: "OK 0"), not be disconnected because its heartbeat found no room.
+  constexpr int kPublications = 50000;
+  std::string burst;
+  for (int i = 0; i < kPublications; ++i) burst += "PUB feed x\n";
+  std::thread writer([&] { ASSERT_TRUE(publisher.socket->Send(burst).ok()); });
+  for (int i = 0; i < kPublications; ++i) {
+    absl::StatusOr<std::string> answer = publisher.Next();
+    ASSERT_TRUE(answer.ok()) << answer.status() << " after " << i << " answers";
+  }
+  writer.join();
+
+  // Still subscribed and served: a command is answered (after what was delivered).
+  ASSERT_TRUE(subscriber.socket->Send("UNSUB feed\n").ok());
+  for (;;) {
+    absl::StatusOr<std::string> line = subscriber.Next();
+    ASSERT_TRUE(line.ok()) << "the subscriber was disconnected: " << line.status();
+    if (*line == "OK") break;
+  }
 }
 
 }  // namespace
