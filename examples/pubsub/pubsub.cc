@@ -79,7 +79,14 @@ HandlerResult PubSubHandler::HandleConnection(Connection& conn) {
   absl::StatusOr<Connection::TimerId> timer =
       conn.SendAfter(options_.heartbeat_interval, Heartbeat{});
   if (!timer.ok()) return HandlerResult::Error(timer.status());
+  heartbeat_armed_ = true;
   return HandlerResult::Continue();
+}
+
+void PubSubHandler::ArmHeartbeat(Connection& conn) {
+  // Refused when the inbox is full of publications (the timer takes a place there too):
+  // the subscriber is behind, not broken. It is tried again with the next message.
+  heartbeat_armed_ = conn.SendAfter(options_.heartbeat_interval, Heartbeat{}).ok();
 }
 
 HandlerResult PubSubHandler::HandleData(absl::string_view data, Connection& conn) {
@@ -156,13 +163,12 @@ bool PubSubHandler::Command(absl::string_view line, Connection& conn, std::strin
 
 HandlerResult PubSubHandler::HandleMessage(std::any& message, Connection& conn) {
   if (std::any_cast<Heartbeat>(&message) != nullptr) {
-    absl::StatusOr<Connection::TimerId> timer =
-        conn.SendAfter(options_.heartbeat_interval, Heartbeat{});
-    if (!timer.ok()) return HandlerResult::Error(timer.status());
+    ArmHeartbeat(conn);
     return SentOrError(conn.Send("PING\n"));
   }
   const Delivery* delivery = std::any_cast<Delivery>(&message);
   if (delivery == nullptr) return HandlerResult::Continue();
+  if (!heartbeat_armed_) ArmHeartbeat(conn);
   if (conn.queued_bytes() > options_.subscriber_high_water) {
     // Slower than the topic: this one is dropped; it hears how many once it catches up.
     ++dropped_;

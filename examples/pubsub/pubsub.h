@@ -74,12 +74,15 @@ class PubSubHandler : public Handler {
   // The reply to one command line (without its '\n'); false ends the connection.
   bool Command(absl::string_view line, Connection& conn, std::string& reply);
   void Leave(Connection& conn);
+  // Sets the next heartbeat, if the connection's inbox has room for it.
+  void ArmHeartbeat(Connection& conn);
 
   PubSubOptions options_;
   std::string partial_;  // a line not yet complete
   absl::flat_hash_set<std::string> topics_;
   uint64_t dropped_ = 0;     // messages dropped since the last DROPPED notice
   bool drain_armed_ = false;
+  bool heartbeat_armed_ = false;  // false: refused for a full inbox, to be retried
 };
 
 }  // namespace islet::examples
