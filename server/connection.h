@@ -104,8 +104,9 @@ class Connection {
   // connection's) and Stop's drain of any other connection. FailedPrecondition while the
   // server stops; InvalidArgument for a bad endpoint, a missing handler or timeout.
   virtual absl::StatusOr<ConnectionHandle> Open(OutboundOptions options) = 0;
-  // The connection behind `handle` when it lives on this worker and has not closed,
-  // else nullptr. Use it within the current callback only; never keep the pointer.
+  // The connection behind `handle` when it lives on this worker and has not ended (its
+  // final callback has not run), else nullptr. Use it within the current callback
+  // only; never keep the pointer.
   virtual Connection* Sibling(const ConnectionHandle& handle) = 0;
 
   // ---- Timers ----
@@ -113,7 +114,9 @@ class Connection {
   // Delivers `message` to HandleMessage after `delay`, on this connection's worker
   // (Erlang's send_after), unless cancelled first or the connection has closed. A
   // pending timer holds a place under max_pending_messages, as a posted message does:
-  // ResourceExhausted beyond it.
+  // ResourceExhausted beyond it. A timer's message keeps its place until HandleMessage
+  // returns, so a timer that re-arms itself there needs a second free place: a periodic
+  // timer must handle ResourceExhausted (retry later) when its inbox can fill.
   virtual absl::StatusOr<TimerId> SendAfter(absl::Duration delay, std::any message) = 0;
   // True when the timer was pending: it will not fire.
   virtual bool CancelTimer(TimerId id) = 0;

@@ -80,6 +80,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   // the descriptor closes as `type` says. Every way a connection ends comes here.
   void Close(Ending ending, CloseType type, absl::Status error = absl::OkStatus());
   ConnectionSummary Summary() const;
+  // Its final callback has run (or is running): it is on its way out.
+  bool ended() const { return ended_; }
   // An outbound connection (Connection::Open): its parent span, its connect timeout
   // (in place of handshake_timeout) and the inbox its handle was made with. Before Start.
   void MakeOutbound(uint64_t parent_span_id, absl::Duration connect_timeout,

@@ -129,7 +129,9 @@ absl::StatusOr<ConnectionHandle> Worker::Open(OutboundOptions options,
 Connection* Worker::Sibling(uint64_t id) {
   loop_->AssertInLoopThread();
   auto it = connections_.find(id);
-  return it == connections_.end() ? nullptr : it->second.get();
+  // One whose final callback has run is on its way out: not a sibling to send to.
+  if (it == connections_.end() || it->second->ended()) return nullptr;
+  return it->second.get();
 }
 
 void Worker::CheckOverload() {
