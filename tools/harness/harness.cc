@@ -7,8 +7,10 @@
 //
 // Contract (scripts drive it):
 // - When listening it prints one line to stdout containing HOST:PORT (or the unix path).
-// - SIGTERM or SIGINT: the listener closes at once, connections drain within
-//   --shutdown_timeout, then exit 0. A second signal exits 1 at once.
+// - With --metrics_port, a second line names the metrics endpoint's HOST:PORT.
+// - SIGTERM or SIGINT: /readyz fails, and after --drain_delay the listener closes,
+//   connections drain within --shutdown_timeout (a stderr line each second with those
+//   still open, then a summary), then exit 0. A second signal exits 1 at once.
 // - A bad flag, a bad value, a missing certificate, a port in use: exactly one line on
 //   stderr, and exit 2.
 #include <pthread.h>
@@ -30,7 +32,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "tools/harness/drain_report.h"
 #include "tools/harness/harness_server.h"
 
 ABSL_FLAG(std::string, handler, "echo", "echo, daytime, http_hello or messenger");
@@ -70,6 +74,11 @@ ABSL_FLAG(absl::Duration, overload_timeout_floor, absl::Seconds(1),
 ABSL_FLAG(absl::Duration, head_timeout, absl::Seconds(10),
           "http_hello: a request head must be complete within this from its first byte");
 ABSL_FLAG(std::string, log, "info", "log level: debug, info, warning, error, off");
+ABSL_FLAG(int32_t, metrics_port, -1,
+          "serve /metrics, /healthz and /readyz on this port; -1 = off, 0 = a free one");
+ABSL_FLAG(std::string, metrics_ip, "127.0.0.1", "the IP address of the metrics endpoint");
+ABSL_FLAG(absl::Duration, drain_delay, absl::ZeroDuration(),
+          "on SIGTERM, /readyz fails this long before the listener closes");
 
 namespace {
 
@@ -103,6 +112,25 @@ std::string OneLine(absl::string_view message) {
   std::_Exit(kUsageError);
 }
 
+// --help lists every flag by concern, each with its default.
+struct FlagGroup {
+  const char* title;
+  std::vector<const char*> flags;
+};
+const std::vector<FlagGroup> kFlagGroups = {
+    {"Listener", {"handler", "ip", "port", "unix_socket", "num_acceptors",
+                  "num_listen_sockets", "num_workers"}},
+    {"Transport and TLS", {"transport", "certfile", "keyfile", "cacertfile", "verify_peer",
+                           "alpn"}},
+    {"Limits and timeouts",
+     {"num_connections", "max_connections", "max_connections_per_peer", "descriptor_reserve",
+      "max_connections_retry_wait", "max_connections_retry_count", "max_pending_messages",
+      "read_timeout", "handshake_timeout", "head_timeout", "linger_timeout",
+      "shutdown_timeout", "drain_delay"}},
+    {"Overload", {"output_budget", "overload_scale_from", "overload_timeout_floor"}},
+    {"Observability", {"log", "metrics_port", "metrics_ip"}},
+};
+
 // Abseil's own parser exits 1 on errors and prints several lines; the harness promises
 // exit 2 and one line, so it parses here and lets each flag parse its own value.
 void ParseFlags(int argc, char** argv) {
@@ -111,18 +139,13 @@ void ParseFlags(int argc, char** argv) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h" || arg == "--helpfull") {
       std::printf("%s\n", absl::ProgramUsageMessage().data());
-      for (const char* name :
-           {"handler", "ip", "port", "unix_socket", "transport", "certfile", "keyfile",
-            "cacertfile", "verify_peer", "alpn", "num_acceptors", "num_listen_sockets",
-            "num_workers", "num_connections", "max_connections_retry_wait",
-            "max_connections_retry_count", "read_timeout", "handshake_timeout",
-            "shutdown_timeout", "max_connections", "max_connections_per_peer",
-            "descriptor_reserve",
-            "max_pending_messages", "output_budget", "linger_timeout", "overload_scale_from",
-            "overload_timeout_floor", "head_timeout", "log"}) {
-        absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-        std::printf("  --%s (default %s)  %s\n", name, flag->DefaultValue().c_str(),
-                    flag->Help().c_str());
+      for (const FlagGroup& group : kFlagGroups) {
+        std::printf("\n%s:\n", group.title);
+        for (const char* name : group.flags) {
+          absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+          std::printf("  --%s (default %s)  %s\n", name, flag->DefaultValue().c_str(),
+                      flag->Help().c_str());
+        }
       }
       std::exit(0);
     }
@@ -200,6 +223,14 @@ islet::harness::HarnessConfig ConfigFromFlags() {
                       " (it must be positive)"));
   }
   c.log = absl::GetFlag(FLAGS_log);
+  c.metrics_ip = absl::GetFlag(FLAGS_metrics_ip);
+  c.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  if (c.metrics_port < -1 || c.metrics_port > 65535) {
+    Fail(absl::StrCat("bad value for --metrics_port: ", c.metrics_port, " (-1: off)"));
+  }
+  if (absl::GetFlag(FLAGS_drain_delay) < absl::ZeroDuration()) {
+    Fail("bad value for --drain_delay: it is negative");
+  }
   return c;
 }
 
@@ -225,7 +256,12 @@ int main(int argc, char** argv) {
   if (!harness.ok()) Fail(harness.status().message());
   std::printf("islet harness: %s over %s listening on %s\n", config.handler.c_str(),
               config.transport.c_str(), (*harness)->listening().c_str());
+  if (!(*harness)->metrics_listening().empty()) {
+    std::printf("islet harness: metrics on %s (/metrics, /healthz, /readyz)\n",
+                (*harness)->metrics_listening().c_str());
+  }
   std::fflush(stdout);
+  const absl::Duration drain_delay = absl::GetFlag(FLAGS_drain_delay);
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
@@ -240,7 +276,12 @@ int main(int argc, char** argv) {
     std::_Exit(1);
   });
   second.detach();
+  (*harness)->MarkDraining();
+  if (drain_delay > absl::ZeroDuration()) absl::SleepFor(drain_delay);
+  islet::harness::DrainReport report((*harness)->server(), "harness", config.shutdown_timeout,
+                                     stderr);
   absl::Status stopped = (*harness)->Stop();
+  report.Finish();
   if (!stopped.ok()) {
     std::fprintf(stderr, "harness: stop: %s\n", std::string(stopped.message()).c_str());
     std::_Exit(1);
