@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 
 #include "absl/strings/str_cat.h"
@@ -12,11 +13,16 @@
 namespace islet {
 namespace {
 
-// A sample value: integers as such, others with enough digits to read back the same.
+// A sample value: integers as such, others in the fewest digits that read back the
+// same (0.05, not 0.050000000000000003).
 std::string Value(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   if (std::isnan(v)) return "NaN";
   if (v == std::floor(v) && std::fabs(v) < 1e15) return absl::StrFormat("%.0f", v);
+  for (int digits = 15; digits < 17; ++digits) {
+    std::string text = absl::StrFormat("%.*g", digits, v);
+    if (std::strtod(text.c_str(), nullptr) == v) return text;
+  }
   return absl::StrFormat("%.17g", v);
 }
 

@@ -28,7 +28,7 @@ MetricsSnapshot Sample(const std::string& server) {
   s.live = 4;
   s.live_per_worker = {3, 1};
   s.listener = "127.0.0.1:4000";
-  s.connection_duration.bounds = {0.5, 1};
+  s.connection_duration.bounds = {0.05, 1};
   s.connection_duration.cumulative = {6, 7};
   s.connection_duration.count = 8;
   s.connection_duration.sum = 12.25;
@@ -59,7 +59,7 @@ TEST(PrometheusTextTest, SamplesWithConventionalNamesAndLabels) {
   EXPECT_THAT(text, HasSubstr("islet_worker_active_connections{server=\"harness\",worker=\"0\"} 3\n"
                               "islet_worker_active_connections{server=\"harness\",worker=\"1\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("# TYPE islet_connection_duration_seconds histogram\n"
-                              "islet_connection_duration_seconds_bucket{server=\"harness\",le=\"0.5\"} 6\n"
+                              "islet_connection_duration_seconds_bucket{server=\"harness\",le=\"0.05\"} 6\n"
                               "islet_connection_duration_seconds_bucket{server=\"harness\",le=\"1\"} 7\n"
                               "islet_connection_duration_seconds_bucket{server=\"harness\",le=\"+Inf\"} 8\n"
                               "islet_connection_duration_seconds_sum{server=\"harness\"} 12.25\n"
