@@ -74,6 +74,8 @@ ABSL_FLAG(absl::Duration, overload_timeout_floor, absl::Seconds(1),
 ABSL_FLAG(absl::Duration, head_timeout, absl::Seconds(10),
           "http_hello: a request head must be complete within this from its first byte");
 ABSL_FLAG(std::string, log, "info", "log level: debug, info, warning, error, off");
+ABSL_FLAG(std::string, log_format, "text",
+          "text, or json: one object per line (server/telemetry_logger.h names the fields)");
 ABSL_FLAG(int32_t, metrics_port, -1,
           "serve /metrics, /healthz and /readyz on this port; -1 = off, 0 = a free one");
 ABSL_FLAG(std::string, metrics_ip, "127.0.0.1", "the IP address of the metrics endpoint");
@@ -128,7 +130,7 @@ const std::vector<FlagGroup> kFlagGroups = {
       "read_timeout", "handshake_timeout", "head_timeout", "linger_timeout",
       "shutdown_timeout", "drain_delay"}},
     {"Overload", {"output_budget", "overload_scale_from", "overload_timeout_floor"}},
-    {"Observability", {"log", "metrics_port", "metrics_ip"}},
+    {"Observability", {"log", "log_format", "metrics_port", "metrics_ip"}},
 };
 
 // Abseil's own parser exits 1 on errors and prints several lines; the harness promises
@@ -223,6 +225,7 @@ islet::harness::HarnessConfig ConfigFromFlags() {
                       " (it must be positive)"));
   }
   c.log = absl::GetFlag(FLAGS_log);
+  c.log_format = absl::GetFlag(FLAGS_log_format);
   c.metrics_ip = absl::GetFlag(FLAGS_metrics_ip);
   c.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   if (c.metrics_port < -1 || c.metrics_port > 65535) {
@@ -265,6 +268,8 @@ int main(int argc, char** argv) {
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
+  // Readiness fails first, so that whoever reads the next line finds it failing.
+  (*harness)->MarkDraining();
   std::fprintf(stderr, "harness: %s: draining (up to %s); a second signal stops at once\n",
                strsignal(signal_number), absl::FormatDuration(config.shutdown_timeout).c_str());
   std::fflush(stderr);
@@ -276,7 +281,6 @@ int main(int argc, char** argv) {
     std::_Exit(1);
   });
   second.detach();
-  (*harness)->MarkDraining();
   if (drain_delay > absl::ZeroDuration()) absl::SleepFor(drain_delay);
   islet::harness::DrainReport report((*harness)->server(), "harness", config.shutdown_timeout,
                                      stderr);

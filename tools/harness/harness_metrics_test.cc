@@ -246,3 +246,48 @@ TEST(HarnessMetricsTest, DrainFailsReadinessAndReportsProgress) {
 
 }  // namespace
 }  // namespace islet::harness
+
+namespace islet::harness {
+namespace {
+
+// --log_format=json: the events are one JSON object per line, with the stable names.
+TEST(HarnessLogFormatTest, JsonLinesCarryTheEventsFields) {
+  Harness h;
+  ASSERT_NO_FATAL_FAILURE(StartHarness({"--port=0", "--log=debug", "--log_format=json"}, &h));
+  {
+    absl::StatusOr<std::unique_ptr<TcpSocket>> client =
+        TcpSocket::Connect(Loopback(h.port), kIoTimeout);
+    ASSERT_TRUE(client.ok()) << client.status();
+    ASSERT_TRUE((*client)->Send("x").ok());
+    ASSERT_TRUE((*client)->Recv(1, kIoTimeout).ok());
+  }
+  Subprocess& child = *h.process;
+  ASSERT_TRUE(child.WaitForStderr(
+      [](absl::string_view s) { return absl::StrContains(s, "\"event\":\"connection.stop\""); },
+      kIoTimeout))
+      << Describe(child);
+  StopAndExpectExit0(child);
+  int events = 0;
+  for (absl::string_view line : absl::StrSplit(child.Stderr(), '\n', absl::SkipEmpty())) {
+    if (absl::StartsWith(line, "harness: ")) continue;  // the harness's own lines
+    ++events;
+    EXPECT_TRUE(absl::StartsWith(line, "{\"time\":\"") && absl::EndsWith(line, "}")) << line;
+    EXPECT_THAT(line, HasSubstr("\"server\":\"harness\"")) << line;
+    if (absl::StrContains(line, "\"event\":\"connection.stop\"")) {
+      EXPECT_THAT(line, HasSubstr("\"level\":\"debug\""));
+      EXPECT_THAT(line, HasSubstr("\"detail\":\"close\""));
+      EXPECT_THAT(line, HasSubstr("\"recv_bytes\":1,\"send_bytes\":1"));
+      EXPECT_THAT(line, HasSubstr("\"duration_seconds\":"));
+    }
+  }
+  EXPECT_GE(events, 5) << child.Stderr();  // listener, acceptor, connection start/stop, ...
+}
+
+TEST(HarnessLogFormatTest, AnUnknownFormatIsAUsageError) {
+  EXPECT_THAT(ExpectUsageError({"--log_format=xml"}), HasSubstr("--log_format"));
+  EXPECT_THAT(ExpectUsageError({"--metrics_port=70000"}), HasSubstr("--metrics_port"));
+  EXPECT_THAT(ExpectUsageError({"--drain_delay=-1s"}), HasSubstr("--drain_delay"));
+}
+
+}  // namespace
+}  // namespace islet::harness

@@ -85,6 +85,8 @@ absl::Status ChooseTransport(const HarnessConfig& config, ServerOptions& options
 absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const HarnessConfig& config) {
   absl::StatusOr<LogLevel> level = ParseLogLevel(config.log);
   if (!level.ok()) return Bad("log", level.status().message());
+  absl::StatusOr<LogFormat> format = ParseLogFormat(config.log_format);
+  if (!format.ok()) return Bad("log_format", format.status().message());
   if (config.metrics_port > 65535) return Bad("metrics_port", "must be at most 65535");
   ServerOptions options;
   options.name = "harness";
@@ -115,7 +117,8 @@ absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const Harnes
 
   auto harness = std::unique_ptr<HarnessServer>(new HarnessServer());
   // The logger comes first so the listener's start is logged too.
-  harness->logger_ = std::make_unique<TelemetryLogger>(*level);
+  harness->logger_ = std::make_unique<TelemetryLogger>(
+      TelemetryLogger::Options{.level = *level, .format = *format});
   if (config.metrics_port >= 0) harness->metrics_ = std::make_unique<ServerMetrics>(options.name);
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
   if (!server.ok()) return server.status();

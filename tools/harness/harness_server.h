@@ -49,6 +49,7 @@ struct HarnessConfig {
   // http_hello's HttpHelloOptions::head_timeout (other handlers have no request head).
   absl::Duration head_timeout = absl::Seconds(10);
   std::string log = "info";
+  std::string log_format = "text";
   // Observability: the metrics endpoint (/metrics, /healthz, /readyz) on an address of
   // its own, off while metrics_port is negative (0 picks a free port).
   std::string metrics_ip = "127.0.0.1";
