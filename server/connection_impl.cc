@@ -17,6 +17,23 @@ constexpr int kShutdownReads = 16;
 // Reads per readiness event while lingering, each into the 64 KiB read buffer.
 constexpr int kLingerReads = 4;
 
+// connection.stop's detail: how the connection ended (telemetry.h lists the names).
+absl::string_view EndingName(Ending ending, bool handshaking) {
+  switch (ending) {
+    case Ending::kLocalClose:
+    case Ending::kPeerClose:
+      return "close";
+    case Ending::kShutdown:
+      return "shutdown";
+    case Ending::kTimeout:
+    case Ending::kError:
+    case Ending::kHandlerError:
+      if (handshaking) return "handshake";
+      return ending == Ending::kTimeout ? "timeout" : "error";
+  }
+  return "error";
+}
+
 }  // namespace
 
 // ---- Set-up and the worker's side ----
@@ -81,6 +98,7 @@ TelemetryEvent ConnectionImpl::NewEvent(TelemetryEventType type) const {
   e.parent_span_id = parent_span_id();
   e.acceptor = acceptor_ ? acceptor_->index : -1;
   e.connection_id = id_;
+  e.worker = host_.index();
   e.remote = &remote_;
   return e;
 }
@@ -148,6 +166,7 @@ void ConnectionImpl::Close(Ending ending, CloseType type, absl::Status error) {
     if (type == CloseType::kNoFlush) CloseSocket();
     return;
   }
+  stop_ending_ = EndingName(ending, phase_ == Phase::kHandshaking);
   RunFinalCallback(ending, error);
   if (type == CloseType::kNoFlush || !pending_error_.ok() || socket_ == nullptr ||
       phase_ == Phase::kHandshaking) {
@@ -267,6 +286,7 @@ void ConnectionImpl::CloseSocket() {
     e.duration = e.monotonic_time - started_;
     e.stats = &stats;
     e.error = stop_error_.ok() ? nullptr : &stop_error_;
+    e.detail = stop_ending_;
     Telemetry::Emit(e);
   }
   if (acceptor_) acceptor_->Release();
@@ -291,7 +311,12 @@ void ConnectionImpl::ContinueHandshake() {
   phase_ = Phase::kOpen;
   phase_deadline_ = absl::InfiniteDuration();
   const bool upgraded = std::exchange(upgrading_, false);
-  Emit(TelemetryEventType::kConnectionReady);
+  if (Telemetry::Enabled(TelemetryEventType::kConnectionReady)) {
+    TelemetryEvent e = NewEvent(TelemetryEventType::kConnectionReady);
+    // Only a real handshake has a length: TCP's is done before it starts.
+    if (socket_->Secure()) e.duration = e.monotonic_time - handshake_started_;
+    Telemetry::Emit(e);
+  }
   if (upgraded) {
     // A transport switch carries on where the handler left off: waiting for data.
     WaitForData(read_timeout_);

@@ -229,6 +229,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   bool upgrading_ = false;      // handshaking after a SwitchTransport
   bool peer_closed_ = false;    // a read found the peer's end of stream
   absl::Status stop_error_;     // reported in connection.stop
+  absl::string_view stop_ending_;  // connection.stop's detail (see telemetry.h)
   absl::Status pending_error_;  // a send failure noticed inside a callback
   IoInterest handshake_wants_ = IoInterest::kRead;
 

@@ -7,7 +7,11 @@
 //               sendfile, sendfile_error, socket_shutdown
 //   server      overload (our own: the overload state changed; see overload_state.h)
 //
-// Every event carries the monotonic time; stop events add the span's duration. The
+// Every event carries the monotonic time; stop events add the span's duration, and
+// connection.ready the TLS handshake's (zero for a transport without a handshake).
+// connection.stop's detail says how the connection ended: "close" (either side closed
+// it), "timeout" (HandleTimeout), "shutdown" (the server stopped), "error" (HandleError),
+// or "handshake" (its handshake failed or timed out: the error says why). The
 // metadata correlates: the server's name, span ids (a connection's parent is its
 // acceptor, an acceptor's parent its listener), acceptor index, connection id, and
 // addresses.
@@ -66,7 +70,8 @@ struct TelemetryEvent {
 
   // Measurements.
   absl::Duration monotonic_time;     // when it happened (CLOCK_MONOTONIC)
-  absl::Duration duration;           // stop events: how long the span lived
+  absl::Duration duration;           // stop events: how long the span lived;
+                                     // connection.ready: how long the handshake took
   uint64_t bytes = 0;                // recv, send, sendfile, async_recv
   uint64_t connections = 0;          // acceptor.stop: connections it accepted
   const SocketStats* stats = nullptr;  // connection.stop: the socket's counters
@@ -77,10 +82,12 @@ struct TelemetryEvent {
   uint64_t parent_span_id = 0;
   int acceptor = -1;                 // acceptor index, where one is involved
   uint64_t connection_id = 0;        // 0 outside connection events
+  int worker = -1;                   // connection events: the worker's index
   const SocketInfo* local = nullptr;   // listener events: the bound address
   const SocketInfo* remote = nullptr;  // connection events: the peer
   const absl::Status* error = nullptr;  // error events, and a stop that ended in error
-  absl::string_view detail;          // sendfile: the path; socket_shutdown: the way
+  absl::string_view detail;          // sendfile: the path; socket_shutdown: the way;
+                                     // connection.stop: how it ended (above)
   const OverloadChange* overload = nullptr;  // server.overload: the new state, the old
 };
 

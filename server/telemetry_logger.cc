@@ -35,7 +35,54 @@ absl::string_view LogLevelName(LogLevel level) {
   return "unknown";
 }
 
+absl::StatusOr<LogFormat> ParseLogFormat(absl::string_view text) {
+  if (text == "text") return LogFormat::kText;
+  if (text == "json") return LogFormat::kJson;
+  return absl::InvalidArgumentError(
+      absl::StrCat("log format: \"", text, "\" is not one of text, json"));
+}
+
 namespace {
+
+// `text` as a JSON string, quotes included. Bytes that do not form UTF-8 become U+FFFD.
+std::string JsonString(absl::string_view text) {
+  std::string out = "\"";
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+      ++i;
+    } else if (c < 0x20 || c == 0x7f) {
+      absl::StrAppend(&out, "\\u00", absl::Hex(c, absl::kZeroPad2));
+      ++i;
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+    } else {
+      // A well-formed sequence is copied as is (overlong forms and surrogates are
+      // accepted: a shipper's parser copes, and nothing here needs to judge them).
+      const size_t length = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+      bool valid = length != 0 && c < 0xf5 && i + length <= text.size();
+      for (size_t k = 1; valid && k < length; ++k) {
+        valid = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+      }
+      if (valid) {
+        out.append(text.data() + i, length);
+        i += length;
+      } else {
+        out += "\\ufffd";
+        ++i;
+      }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string TimeText(absl::Time when) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", when, absl::UTCTimeZone());
+}
 
 // The errors a peer causes; see the header.
 bool IsPeersDoing(const absl::Status* error) {
@@ -59,6 +106,7 @@ constexpr absl::Duration kSecond = absl::Seconds(1);
 
 TelemetryLogger::TelemetryLogger(Options options)
     : level_(options.level),
+      format_(options.format),
       out_(options.out),
       lines_per_second_(options.lines_per_second),
       clock_(options.clock ? std::move(options.clock) : [] { return absl::Now(); }) {
@@ -155,6 +203,48 @@ std::string TelemetryLogger::Format(const TelemetryEvent& e) {
   return line;
 }
 
+std::string TelemetryLogger::FormatJson(const TelemetryEvent& e, absl::Time when, LogLevel level) {
+  std::string line = absl::StrCat("{\"time\":\"", TimeText(when), "\",\"level\":\"",
+                                  LogLevelName(level), "\",\"event\":\"",
+                                  TelemetryEventName(e.type), "\",\"server\":",
+                                  JsonString(e.server), ",\"span\":", e.span_id);
+  if (e.parent_span_id != 0) absl::StrAppend(&line, ",\"parent_span\":", e.parent_span_id);
+  if (e.acceptor >= 0) absl::StrAppend(&line, ",\"acceptor\":", e.acceptor);
+  if (e.connection_id != 0) absl::StrAppend(&line, ",\"connection\":", e.connection_id);
+  if (e.worker >= 0) absl::StrAppend(&line, ",\"worker\":", e.worker);
+  if (e.local != nullptr) absl::StrAppend(&line, ",\"local\":", JsonString(e.local->ToString()));
+  if (e.remote != nullptr) {
+    absl::StrAppend(&line, ",\"remote\":", JsonString(e.remote->ToString()));
+  }
+  if (!e.detail.empty()) absl::StrAppend(&line, ",\"detail\":", JsonString(e.detail));
+  if (e.bytes != 0) absl::StrAppend(&line, ",\"bytes\":", e.bytes);
+  if (e.type == TelemetryEventType::kAcceptorStop) {
+    absl::StrAppend(&line, ",\"connections\":", e.connections);
+  }
+  if (e.overload != nullptr) {
+    const OverloadReading& now = e.overload->now;
+    absl::StrAppend(&line, ",\"state\":\"", OverloadStateName(now.state), "\",\"was\":\"",
+                    OverloadStateName(e.overload->before), "\",\"resource\":\"",
+                    OverloadResourceName(now.resource), "\",\"pressure\":",
+                    absl::StrFormat("%.4g", now.pressure), ",\"timeout_scale\":",
+                    absl::StrFormat("%.4g", now.timeout_scale));
+  }
+  if (e.duration != absl::ZeroDuration()) {
+    absl::StrAppend(&line, ",\"duration_seconds\":",
+                    absl::StrFormat("%.9g", absl::ToDoubleSeconds(e.duration)));
+  }
+  if (e.stats != nullptr) {
+    absl::StrAppend(&line, ",\"recv_bytes\":", e.stats->bytes_received,
+                    ",\"send_bytes\":", e.stats->bytes_sent);
+  }
+  if (e.error != nullptr) {
+    absl::StrAppend(&line, ",\"error\":", JsonString(e.error->message()), ",\"error_code\":\"",
+                    absl::StatusCodeToString(e.error->code()), "\"");
+  }
+  line += '}';
+  return line;
+}
+
 void TelemetryLogger::Write(const TelemetryEvent& e) {
   const LogLevel at = LevelOf(e);
   if (at < level()) return;
@@ -174,13 +264,19 @@ void TelemetryLogger::Write(const TelemetryEvent& e) {
     }
     ++w.written;
   }
-  WriteLine(now, at, Format(e));
+  if (format_ == LogFormat::kJson) {
+    WriteRaw(FormatJson(e, now, at));
+  } else {
+    WriteLine(now, at, Format(e));
+  }
 }
 
 void TelemetryLogger::WriteLine(absl::Time when, LogLevel level, absl::string_view text) {
-  const std::string line =
-      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", when, absl::UTCTimeZone()), " ",
-                   LogLevelName(level), " ", text, "\n");
+  WriteRaw(absl::StrCat(TimeText(when), " ", LogLevelName(level), " ", text));
+}
+
+void TelemetryLogger::WriteRaw(std::string line) {
+  line += '\n';
   std::fwrite(line.data(), 1, line.size(), out_);
   std::fflush(out_);
 }
@@ -195,9 +291,17 @@ void TelemetryLogger::WriteSummaries(absl::Time now, bool all) {
       if (all || now >= end) {
         // Stamped with the end of its second (or now, if sooner), so that "the last
         // second" is the one it counts.
-        WriteLine(std::min(end, now), static_cast<LogLevel>(l),
-                  absl::StrCat(TelemetryEventName(static_cast<TelemetryEventType>(t)),
-                               " ... and ", w.left_out, " more like it in the last second"));
+        const absl::Time when = std::min(end, now);
+        const auto level = static_cast<LogLevel>(l);
+        const absl::string_view event = TelemetryEventName(static_cast<TelemetryEventType>(t));
+        if (format_ == LogFormat::kJson) {
+          WriteRaw(absl::StrCat("{\"time\":\"", TimeText(when), "\",\"level\":\"",
+                                LogLevelName(level), "\",\"event\":\"", event,
+                                "\",\"suppressed\":", w.left_out, "}"));
+        } else {
+          WriteLine(when, level,
+                    absl::StrCat(event, " ... and ", w.left_out, " more like it in the last second"));
+        }
         w.left_out = 0;
       } else {
         summaries_due_ = std::min(summaries_due_, end);

@@ -27,6 +27,21 @@
 // A handler's Error is judged by its code like any other: return Aborted (say) for a
 // client that broke the protocol, Internal for a bug of your own.
 //
+// Formats: text (the default) is one line per event, "<time> <level> <event> key=value
+// ...". JSON is one object per line, for log shippers, with these stable names (a
+// field is left out where the event has nothing for it):
+//   time (RFC 3339, UTC, milliseconds), level, event, server, span, parent_span,
+//   acceptor, connection, worker, local, remote, detail, bytes, connections,
+//   duration_seconds (a number), recv_bytes, send_bytes, error (the message),
+//   error_code ("DEADLINE_EXCEEDED", ...), and for server.overload: state, was,
+//   resource, pressure, timeout_scale; a rate limit's summary: suppressed (the count).
+//   {"time":"2026-01-02T03:04:05.678Z","level":"info","event":"connection.stop",
+//    "server":"harness","span":7,"parent_span":2,"acceptor":0,"connection":3,
+//    "worker":1,"remote":"127.0.0.1:50000","detail":"timeout","duration_seconds":60.001,
+//    "recv_bytes":5,"send_bytes":5,"error":"recv: no data within the read timeout",
+//    "error_code":"DEADLINE_EXCEEDED"}
+// Strings are escaped as JSON requires; bytes that are not UTF-8 become U+FFFD.
+//
 // Rate limit: at most `lines_per_second` lines of one kind (event type and level) in
 // any second; the rest are counted, and when the second is over one line says
 // "<level> <event> ... and K more like it in the last second". It is written before the
@@ -49,15 +64,19 @@
 namespace islet {
 
 enum class LogLevel : uint8_t { kDebug, kInfo, kWarning, kError, kOff };
+enum class LogFormat : uint8_t { kText, kJson };
 
 // "debug", "info", "warning" (or "warn"), "error", "off"; InvalidArgument otherwise.
 absl::StatusOr<LogLevel> ParseLogLevel(absl::string_view text);
 absl::string_view LogLevelName(LogLevel level);
+// "text" or "json"; InvalidArgument otherwise.
+absl::StatusOr<LogFormat> ParseLogFormat(absl::string_view text);
 
 class TelemetryLogger {
  public:
   struct Options {
     LogLevel level = LogLevel::kInfo;
+    LogFormat format = LogFormat::kText;
     FILE* out = stderr;
     // Per kind and second; 0 writes every line.
     int lines_per_second = 10;
@@ -82,6 +101,8 @@ class TelemetryLogger {
   // The level an event is logged at, and its line (without the timestamp and newline).
   static LogLevel LevelOf(const TelemetryEvent& event);
   static std::string Format(const TelemetryEvent& event);
+  // The JSON line (without the newline) of an event logged at `level` at `when`.
+  static std::string FormatJson(const TelemetryEvent& event, absl::Time when, LogLevel level);
   // The event types that can be logged at `level`.
   static TelemetryMask InterestAt(LogLevel level);
 
@@ -99,11 +120,13 @@ class TelemetryLogger {
   void Write(const TelemetryEvent& event);
   void WriteLine(absl::Time when, LogLevel level, absl::string_view text)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteRaw(std::string line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes the summary of every window with lines left out that has ended by `now`
   // (every one, when `all`), and works out when the next is due.
   void WriteSummaries(absl::Time now, bool all) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::atomic<LogLevel> level_;
+  const LogFormat format_;
   FILE* const out_;
   const int lines_per_second_;
   const std::function<absl::Time()> clock_;

@@ -440,3 +440,59 @@ INSTANTIATE_TEST_SUITE_P(Overs, PeerNeverReadsTest,
 
 }  // namespace
 }  // namespace islet
+
+namespace islet {
+namespace {
+
+TEST(LogFormatTest, ParsesNamesAndRefusesOthers) {
+  EXPECT_EQ(*ParseLogFormat("text"), LogFormat::kText);
+  EXPECT_EQ(*ParseLogFormat("json"), LogFormat::kJson);
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseLogFormat("xml").status()));
+}
+
+// One object per line with the documented names; strings escaped, numbers as numbers.
+TEST(TelemetryLoggerTest, JsonIsOneObjectPerLineWithStableNames) {
+  FILE* out = std::tmpfile();
+  ASSERT_NE(out, nullptr);
+  FakeClock clock;
+  auto logger = std::make_unique<TelemetryLogger>(
+      TelemetryLogger::Options{.level = LogLevel::kInfo,
+                               .format = LogFormat::kJson,
+                               .out = out,
+                               .lines_per_second = 1,
+                               .clock = clock.AsFunction()});
+  const SocketInfo peer{.family = AddressFamily::kIpv4, .address = "127.0.0.1", .port = 50000};
+  const SocketStats stats{.bytes_received = 5, .bytes_sent = 7};
+  const absl::Status error = absl::DeadlineExceededError("recv: \"idle\"\n\x01 caf\xc3\xa9 \xff");
+  TelemetryEvent stop{TelemetryEventType::kConnectionStop};
+  stop.server = "json";
+  stop.span_id = 7;
+  stop.parent_span_id = 2;
+  stop.acceptor = 0;
+  stop.connection_id = 3;
+  stop.worker = 1;
+  stop.remote = &peer;
+  stop.detail = "timeout";
+  stop.duration = absl::Milliseconds(1500);
+  stop.stats = &stats;
+  stop.error = &error;
+  Telemetry::Emit(stop);
+  Telemetry::Emit(stop);  // over the rate limit: counted
+  logger.reset();
+  const std::vector<std::string> lines = Lines(out);
+  ASSERT_EQ(lines.size(), 2u) << Contents(out);
+  EXPECT_EQ(lines[0],
+            "{\"time\":\"2023-11-14T22:13:20.000Z\",\"level\":\"info\","
+            "\"event\":\"connection.stop\",\"server\":\"json\",\"span\":7,\"parent_span\":2,"
+            "\"acceptor\":0,\"connection\":3,\"worker\":1,\"remote\":\"127.0.0.1:50000\","
+            "\"detail\":\"timeout\",\"duration_seconds\":1.5,\"recv_bytes\":5,\"send_bytes\":7,"
+            "\"error\":\"recv: \\\"idle\\\"\\u000a\\u0001 caf\xc3\xa9 \\ufffd\","
+            "\"error_code\":\"DEADLINE_EXCEEDED\"}");
+  EXPECT_EQ(lines[1],
+            "{\"time\":\"2023-11-14T22:13:20.000Z\",\"level\":\"info\","
+            "\"event\":\"connection.stop\",\"suppressed\":1}");
+  std::fclose(out);
+}
+
+}  // namespace
+}  // namespace islet

@@ -4,7 +4,7 @@
 tools/bench/run.sh and tools/bench/tls_bench.sh build the binaries and call this program;
 it builds nothing. The cases (islet_bench/suite.py and tls.py): HTTP hello and echo
 throughput against minimal epoll servers and nginx, idle-connection footprint, 1 against
-2 workers, and TLS against nginx. Every server runs on 127.0.0.1 pinned to core 0, the
+2 workers, the metrics sink's overhead, and TLS against nginx. Every server runs on 127.0.0.1 pinned to core 0, the
 load generator on core 1; every process started here runs under `timeout` and every
 server is stopped on exit. A full run takes the median of --runs runs (TLS: of 3) with
 min and max, rewrites the block between the markers of docs/BENCHMARKS.md and appends a
@@ -27,7 +27,7 @@ from islet_bench.context import Context
 from islet_bench.suite import Suite
 from islet_bench.tls import TlsCases
 
-TCP_PARTS = ("http", "echo", "footprint", "scaling")
+TCP_PARTS = ("http", "echo", "metrics", "footprint", "scaling")
 SUITE_BINARIES = ("harness", "epoll_echo", "epoll_http", "echo_load", "pipelined_load", "idle_conns")
 TLS_BINARIES = ("harness", "tls_handshake_load", "tls_idle_conns")
 
@@ -39,8 +39,9 @@ def parse_options(argv):
                         help="each case once for about a second; no medians, writes nothing")
     parser.add_argument("--runs", type=int, default=5, metavar="N", help="runs per figure (5; TLS: 3)")
     parser.add_argument("--duration", type=int, default=10, metavar="SECONDS", help="seconds per run (10)")
-    parser.add_argument("--only", default="http,echo,footprint,scaling,tls", metavar="LIST",
-                        help="the cases to run (http,echo,footprint,scaling,tls)")
+    parser.add_argument("--only", default="http,echo,metrics,footprint,scaling,tls", metavar="LIST",
+                        help="the cases to run (http,echo,metrics,footprint,scaling,tls); metrics: the "
+                             "harness with its metrics sink against without")
     parser.add_argument("--idle_connections", type=int, default=None, metavar="N",
                         help="connections of the footprint case (10000; smoke: 1000)")
     parser.add_argument("--no_write", "--no-record", dest="write", action="store_false",

@@ -7,8 +7,10 @@
 //
 // Contract (scripts drive it):
 // - When listening it prints one line to stdout containing HOST:PORT (or the unix path).
-// - SIGTERM or SIGINT: the listener closes at once, connections drain within
-//   --shutdown_timeout, then exit 0. A second signal exits 1 at once.
+// - With --metrics_port, a second line names the metrics endpoint's HOST:PORT.
+// - SIGTERM or SIGINT: /readyz fails, and after --drain_delay the listener closes,
+//   connections drain within --shutdown_timeout (a stderr line each second with those
+//   still open, then a summary), then exit 0. A second signal exits 1 at once.
 // - A bad flag, a bad value, a missing certificate, a port in use: exactly one line on
 //   stderr, and exit 2.
 // - It raises its soft RLIMIT_NOFILE to the hard limit.
@@ -19,6 +21,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/commandlineflag.h"
@@ -30,8 +33,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/stop_signal.h"
+#include "tools/harness/drain_report.h"
 #include "tools/harness/harness_server.h"
 
 ABSL_FLAG(std::string, handler, "echo", "echo, daytime, http_hello, messenger or proxy");
@@ -72,6 +77,13 @@ ABSL_FLAG(absl::Duration, overload_timeout_floor, absl::Seconds(1),
 ABSL_FLAG(absl::Duration, head_timeout, absl::Seconds(10),
           "http_hello: a request head must be complete within this from its first byte");
 ABSL_FLAG(std::string, log, "info", "log level: debug, info, warning, error, off");
+ABSL_FLAG(std::string, log_format, "text",
+          "text, or json: one object per line (server/telemetry_logger.h names the fields)");
+ABSL_FLAG(int32_t, metrics_port, -1,
+          "serve /metrics, /healthz and /readyz on this port; -1 = off, 0 = a free one");
+ABSL_FLAG(std::string, metrics_ip, "127.0.0.1", "the IP address of the metrics endpoint");
+ABSL_FLAG(absl::Duration, drain_delay, absl::ZeroDuration(),
+          "on SIGTERM, /readyz fails this long before the listener closes");
 
 namespace {
 
@@ -105,6 +117,25 @@ std::string OneLine(absl::string_view message) {
   std::_Exit(kUsageError);
 }
 
+// --help lists every flag by concern, each with its default.
+struct FlagGroup {
+  const char* title;
+  std::vector<const char*> flags;
+};
+const std::vector<FlagGroup> kFlagGroups = {
+    {"Listener", {"handler", "upstream", "ip", "port", "unix_socket", "num_acceptors",
+                  "num_listen_sockets", "num_workers"}},
+    {"Transport and TLS", {"transport", "certfile", "keyfile", "cacertfile", "verify_peer",
+                           "alpn"}},
+    {"Limits and timeouts",
+     {"num_connections", "max_connections", "max_connections_per_peer", "descriptor_reserve",
+      "max_connections_retry_wait", "max_connections_retry_count", "max_pending_messages",
+      "read_timeout", "handshake_timeout", "head_timeout", "linger_timeout",
+      "shutdown_timeout", "drain_delay"}},
+    {"Overload", {"output_budget", "overload_scale_from", "overload_timeout_floor"}},
+    {"Observability", {"log", "log_format", "metrics_port", "metrics_ip"}},
+};
+
 // Abseil's own parser exits 1 on errors and prints several lines; the harness promises
 // exit 2 and one line, so it parses here and lets each flag parse its own value.
 void ParseFlags(int argc, char** argv) {
@@ -113,19 +144,13 @@ void ParseFlags(int argc, char** argv) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h" || arg == "--helpfull") {
       std::printf("%s\n", absl::ProgramUsageMessage().data());
-      for (const char* name :
-           {"handler", "upstream", "ip", "port", "unix_socket", "transport", "certfile",
-            "keyfile",
-            "cacertfile", "verify_peer", "alpn", "num_acceptors", "num_listen_sockets",
-            "num_workers", "num_connections", "max_connections_retry_wait",
-            "max_connections_retry_count", "read_timeout", "handshake_timeout",
-            "shutdown_timeout", "max_connections", "max_connections_per_peer",
-            "descriptor_reserve",
-            "max_pending_messages", "output_budget", "linger_timeout", "overload_scale_from",
-            "overload_timeout_floor", "head_timeout", "log"}) {
-        absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-        std::printf("  --%s (default %s)  %s\n", name, flag->DefaultValue().c_str(),
-                    flag->Help().c_str());
+      for (const FlagGroup& group : kFlagGroups) {
+        std::printf("\n%s:\n", group.title);
+        for (const char* name : group.flags) {
+          absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+          std::printf("  --%s (default %s)  %s\n", name, flag->DefaultValue().c_str(),
+                      flag->Help().c_str());
+        }
       }
       std::exit(0);
     }
@@ -204,6 +229,15 @@ islet::harness::HarnessConfig ConfigFromFlags() {
                       " (it must be positive)"));
   }
   c.log = absl::GetFlag(FLAGS_log);
+  c.log_format = absl::GetFlag(FLAGS_log_format);
+  c.metrics_ip = absl::GetFlag(FLAGS_metrics_ip);
+  c.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  if (c.metrics_port < -1 || c.metrics_port > 65535) {
+    Fail(absl::StrCat("bad value for --metrics_port: ", c.metrics_port, " (-1: off)"));
+  }
+  if (absl::GetFlag(FLAGS_drain_delay) < absl::ZeroDuration()) {
+    Fail("bad value for --drain_delay: it is negative");
+  }
   return c;
 }
 
@@ -232,19 +266,31 @@ int main(int argc, char** argv) {
   if (!harness.ok()) Fail(harness.status().message());
   std::printf("islet harness: %s over %s listening on %s\n", config.handler.c_str(),
               config.transport.c_str(), (*harness)->listening().c_str());
+  if (!(*harness)->metrics_listening().empty()) {
+    std::printf("islet harness: metrics on %s (/metrics, /healthz, /readyz)\n",
+                (*harness)->metrics_listening().c_str());
+  }
   std::fflush(stdout);
+  const absl::Duration drain_delay = absl::GetFlag(FLAGS_drain_delay);
 
-  absl::Status stopped =
-      islet::RunUntilStopSignal((*harness)->server(), [&config](int signal, bool again) {
-        if (again) {
-          std::fprintf(stderr, "harness: %s again: stopping now\n", strsignal(signal));
-        } else {
-          std::fprintf(stderr,
-                       "harness: %s: draining (up to %s); a second signal stops at once\n",
-                       strsignal(signal), absl::FormatDuration(config.shutdown_timeout).c_str());
-        }
-        std::fflush(stderr);
-      });
+  const int signal_number = islet::WaitForStopSignal();
+  // Readiness fails first, so that whoever reads the next line finds it failing.
+  (*harness)->MarkDraining();
+  std::fprintf(stderr, "harness: %s: draining (up to %s); a second signal stops at once\n",
+               strsignal(signal_number), absl::FormatDuration(config.shutdown_timeout).c_str());
+  std::fflush(stderr);
+  std::thread second([&] {
+    const int again = islet::WaitForStopSignal();
+    std::fprintf(stderr, "harness: %s again: stopping now\n", strsignal(again));
+    std::fflush(stderr);
+    std::_Exit(1);
+  });
+  second.detach();
+  if (drain_delay > absl::ZeroDuration()) absl::SleepFor(drain_delay);
+  islet::harness::DrainReport report((*harness)->server(), "harness", config.shutdown_timeout,
+                                     stderr);
+  absl::Status stopped = (*harness)->Stop();
+  report.Finish();
   if (!stopped.ok()) {
     std::fprintf(stderr, "harness: stop: %s\n", std::string(stopped.message()).c_str());
     std::_Exit(1);

@@ -107,6 +107,9 @@ absl::Status ChooseTransport(const HarnessConfig& config, ServerOptions& options
 absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const HarnessConfig& config) {
   absl::StatusOr<LogLevel> level = ParseLogLevel(config.log);
   if (!level.ok()) return Bad("log", level.status().message());
+  absl::StatusOr<LogFormat> format = ParseLogFormat(config.log_format);
+  if (!format.ok()) return Bad("log_format", format.status().message());
+  if (config.metrics_port > 65535) return Bad("metrics_port", "must be at most 65535");
   ServerOptions options;
   options.name = "harness";
   options.port = config.port;
@@ -136,7 +139,9 @@ absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const Harnes
 
   auto harness = std::unique_ptr<HarnessServer>(new HarnessServer());
   // The logger comes first so the listener's start is logged too.
-  harness->logger_ = std::make_unique<TelemetryLogger>(*level);
+  harness->logger_ = std::make_unique<TelemetryLogger>(
+      TelemetryLogger::Options{.level = *level, .format = *format});
+  if (config.metrics_port >= 0) harness->metrics_ = std::make_unique<ServerMetrics>(options.name);
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
   if (!server.ok()) return server.status();
   harness->server_ = *std::move(server);
@@ -144,6 +149,17 @@ absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const Harnes
   if (!where.ok()) return where.status();
   harness->listening_ =
       where->family == AddressFamily::kUnix ? where->address : where->ToString();
+  if (harness->metrics_ != nullptr) {
+    absl::StatusOr<std::unique_ptr<MetricsEndpoint>> endpoint = MetricsEndpoint::Start(
+        {.address = config.metrics_ip, .port = static_cast<uint16_t>(config.metrics_port)},
+        *harness->metrics_, harness->server_.get());
+    if (!endpoint.ok()) {
+      return absl::Status(endpoint.status().code(),
+                          absl::StrCat("--metrics_port: ", endpoint.status().message()));
+    }
+    harness->endpoint_ = *std::move(endpoint);
+    harness->metrics_listening_ = harness->endpoint_->local().ToString();
+  }
   return harness;
 }
 

@@ -11,6 +11,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "metrics/metrics_endpoint.h"
+#include "metrics/server_metrics.h"
 #include "server/server.h"
 #include "server/telemetry_logger.h"
 
@@ -49,6 +51,11 @@ struct HarnessConfig {
   // http_hello's HttpHelloOptions::head_timeout (other handlers have no request head).
   absl::Duration head_timeout = absl::Seconds(10);
   std::string log = "info";
+  std::string log_format = "text";
+  // Observability: the metrics endpoint (/metrics, /healthz, /readyz) on an address of
+  // its own, off while metrics_port is negative (0 picks a free port).
+  std::string metrics_ip = "127.0.0.1";
+  int metrics_port = -1;
 };
 
 class HarnessServer {
@@ -60,12 +67,21 @@ class HarnessServer {
   // "127.0.0.1:4000", "[::1]:4000" or the unix socket path.
   const std::string& listening() const { return listening_; }
   Server& server() { return *server_; }
+  // Where the metrics endpoint listens ("127.0.0.1:9464"); empty when it is off.
+  const std::string& metrics_listening() const { return metrics_listening_; }
+  // /readyz fails from now on: called before Stop, so balancers stop sending first.
+  void MarkDraining() {
+    if (endpoint_ != nullptr) endpoint_->MarkDraining();
+  }
   absl::Status Stop() { return server_->Stop(); }
 
  private:
   std::unique_ptr<TelemetryLogger> logger_;
+  std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Server> server_;
+  std::unique_ptr<MetricsEndpoint> endpoint_;  // destroyed first: it reads the two above
   std::string listening_;
+  std::string metrics_listening_;
 };
 
 }  // namespace islet::harness

@@ -13,12 +13,18 @@ END = "<!-- END tools/bench/run.sh output -->"
 
 LABELS = {
     "islet_http": "islet harness (http_hello)",
+    "islet_http_metrics": "islet harness (http_hello), metrics sink attached",
     "islet_echo": "islet harness (echo)",
+    "islet_echo_metrics": "islet harness (echo), metrics sink attached",
     "epoll_http": "epoll_http (ceiling)",
     "epoll_echo": "epoll_echo (ceiling)",
     "nginx": "nginx",
 }
-SERVER_ORDER = ["islet_http", "islet_echo", "epoll_http", "epoll_echo", "nginx"]
+SERVER_ORDER = ["islet_http", "islet_http_metrics", "islet_echo", "islet_echo_metrics", "epoll_http",
+                "epoll_echo", "nginx"]
+# A server that is the islet harness with the metrics sink attached: its ratio cell is its
+# CPU per operation over the harness's without it (the sink's overhead).
+METRICS_SUFFIX = "_metrics"
 
 
 class Row(NamedTuple):
@@ -134,9 +140,13 @@ def throughput_table(results: Sequence[Row]) -> List[str]:
             f = _figures(rows)
             cpu, rate = f["cpu"], f["rate"]
             islet = server.startswith("islet_")
-            if islet:
-                ours = cpu.median
-            shown_ratio = "—" if islet else ("?" if ours is None else "%.2fx" % (ours / cpu.median))
+            if server.endswith(METRICS_SUFFIX):
+                shown_ratio = "?" if ours is None else "sink: %+.1f%% CPU/op" % (
+                    (cpu.median / ours - 1) * 100)
+            else:
+                if islet:
+                    ours = cpu.median
+                shown_ratio = "—" if islet else ("?" if ours is None else "%.2fx" % (ours / cpu.median))
             p99 = "— (a)" if f["p99"] is None else "%.2f" % (f["p99"].median / 1000)
             lines.append(
                 f"| {case} | {label(server)} | **{cpu.median:.2f}** ({cpu.low:.2f}–{cpu.high:.2f}) | "

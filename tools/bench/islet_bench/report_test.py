@@ -44,6 +44,17 @@ class ThroughputTableTest(unittest.TestCase):
         ])
 
 
+    def test_metrics_sink_overhead_against_the_harness_without_it(self):
+        case = "Metrics sink: HTTP hello, wrk -c 50"
+        rows = [row(case, "islet_http_metrics", 6.30, 140000, 380.0), row(case, "islet_http", 6.00, 142000, 370.0)]
+        self.assertEqual(report.throughput_table(rows)[2:], [
+            "| Metrics sink: HTTP hello, wrk -c 50 | islet harness (http_hello) | **6.00** (6.00–6.00) "
+            "| 142k (142k–142k) | 0.37 | 88% | — |",
+            "| Metrics sink: HTTP hello, wrk -c 50 | islet harness (http_hello), metrics sink attached "
+            "| **6.30** (6.30–6.30) | 140k (140k–140k) | 0.38 | 88% | sink: +5.0% CPU/op |",
+        ])
+
+
 class ScalingTableTest(unittest.TestCase):
     def test_one_against_two_workers(self):
         rows = [

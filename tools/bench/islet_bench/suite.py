@@ -51,15 +51,17 @@ class Suite:
 
     def start_peer(self, kind: str, lifetime: float, workers: int = 1,
                    pinned: bool = True) -> Optional[Server]:
-        """Kinds: islet_http, islet_echo, epoll_http, epoll_echo, nginx."""
+        """Kinds: islet_http, islet_echo, epoll_http, epoll_echo, nginx; islet_http_metrics and
+        islet_echo_metrics are the harness with its metrics sink attached (--metrics_port)."""
         ctx = self.ctx
         cpu = ctx.server_cpu if pinned else None
         start = ctx.processes.start
-        if kind in ("islet_http", "islet_echo"):
-            handler = "http_hello" if kind == "islet_http" else "echo"
+        if kind.startswith("islet_"):
+            handler = "http_hello" if kind.startswith("islet_http") else "echo"
+            metrics = ["--metrics_port=0"] if kind.endswith("_metrics") else []
             return start(kind, cpu, lifetime, [ctx.bins["harness"], f"--handler={handler}", "--port=0",
                                                f"--num_workers={workers}", "--log=off",
-                                               "--shutdown_timeout=1s"])
+                                               "--shutdown_timeout=1s"] + metrics)
         if kind in ("epoll_http", "epoll_echo"):
             return start(kind, cpu, lifetime, [ctx.bins[kind], "--port=0", f"--threads={workers}"])
         return ctx.processes.start_nginx("nginx", cpu, lifetime, ctx.tools["nginx"], ctx.nofile)
@@ -219,6 +221,13 @@ class Suite:
         if ctx.wants("echo"):
             self.run_case("Echo 64 B, 50 conns, depth 1", "echo", 50, 1, ["islet_echo", "epoll_echo"])
             self.run_case("Echo 64 B, 50 conns, depth 16", "echo", 50, 16, ["islet_echo", "epoll_echo"])
+        if ctx.wants("metrics"):
+            # The metrics sink's cost: the harness with and without it, in turn in each run.
+            if ctx.tools["wrk"]:
+                self.run_case("Metrics sink: HTTP hello, wrk -c 50", "wrk", 50, 1,
+                              ["islet_http", "islet_http_metrics"])
+            self.run_case("Metrics sink: echo 64 B, 50 conns, depth 1", "echo", 50, 1,
+                          ["islet_echo", "islet_echo_metrics"])
         if ctx.wants("footprint"):
             for kind in ["islet_echo", "islet_http", "epoll_echo"] + (["nginx"] if ctx.tools["nginx"] else []):
                 self.run_footprint(kind)

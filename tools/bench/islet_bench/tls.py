@@ -102,9 +102,10 @@ class TlsCases:
 
     def check_ours_log(self, server: Server) -> None:
         """The harness logs at error level: any line but its banner and its stop notice
-        is an error."""
+        and drain lines ("harness: draining: ...", "harness: drained in ...") is an error."""
         self._check_log(server, [server.out, server.err],
-                        lambda l: not l.startswith("islet harness:") and "draining (up to" not in l)
+                        lambda l: not l.startswith(("islet harness:", "harness: draining:", "harness: drained in "))
+                        and "draining (up to" not in l)
 
     def check_nginx_log(self, server: Server) -> None:
         self._check_log(server, [server.error_log],
