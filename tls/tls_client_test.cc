@@ -6,6 +6,8 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <memory>
 #include <string>
@@ -59,6 +61,7 @@ class Probe : public Handler {
       events_->Record(absl::StrCat("peer:", CommonNameOfCertificate(*peer->peer_certificate)));
     }
     events_->Record("connected");
+    if (expect_.empty()) return HandlerResult::Close();  // only the handshake was wanted
     conn.Send(request_).IgnoreError();
     return HandlerResult::Continue();
   }
@@ -427,6 +430,77 @@ TEST_F(TlsClientOpensslTest, VerifiesResumesAndSpeaksWithOpensslSServer) {
   OpenAndWait(port, client, absl::Seconds(10), request, "HTTP/1.0 200 ok");
   EXPECT_TRUE(events_.Contains("answered")) << absl::StrJoin(events_.Events(), " | ");
   EXPECT_TRUE(events_.Contains("resumed:1")) << absl::StrJoin(events_.Events(), " | ");
+}
+
+// ---- Against nginx ----
+
+TEST_F(TlsClientOpensslTest, VerifiesResumesAndNegotiatesAlpnWithNginx) {
+  constexpr char kNginx[] = "/usr/sbin/nginx";
+  if (::access(kNginx, X_OK) != 0) GTEST_SKIP() << "no " << kNginx << " (tools/setup.sh)";
+  const TestCertificate cert = ca_.IssueServer("localhost");
+  const std::string cert_file = WriteTestFile("nginx.pem", cert.chain_pem());
+  const std::string key_file = WriteTestFile("nginx.key", cert.key_pem);
+  const std::string prefix = TestTempPath("nginx");
+  ASSERT_EQ(::mkdir(prefix.c_str(), 0755), 0);
+  uint16_t port = 0;
+  {
+    UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    socklen_t length = sizeof(addr);
+    ASSERT_EQ(::getsockname(probe.get(), reinterpret_cast<sockaddr*>(&addr), &length), 0);
+    port = ntohs(addr.sin_port);
+  }
+  // One process in the foreground, everything under the test's scratch directory,
+  // listening on loopback only.
+  const std::string conf = WriteTestFile(
+      "nginx.conf",
+      absl::StrCat("daemon off;\nmaster_process off;\nerror_log stderr warn;\n",
+                   "pid ", prefix, "/nginx.pid;\n",
+                   "events { worker_connections 64; }\n",
+                   "http {\n  access_log off;\n",
+                   "  client_body_temp_path ", prefix, "/body;\n",
+                   "  proxy_temp_path ", prefix, "/proxy;\n",
+                   "  fastcgi_temp_path ", prefix, "/fastcgi;\n",
+                   "  uwsgi_temp_path ", prefix, "/uwsgi;\n",
+                   "  scgi_temp_path ", prefix, "/scgi;\n",
+                   "  server {\n    listen 127.0.0.1:", port, " ssl http2;\n",
+                   "    ssl_certificate ", cert_file, ";\n",
+                   "    ssl_certificate_key ", key_file, ";\n",
+                   "    ssl_session_cache shared:islet:1m;\n",
+                   "    location / { return 200 \"hello from nginx\\n\"; }\n",
+                   "  }\n}\n"));
+  absl::StatusOr<std::unique_ptr<Subprocess>> nginx = Subprocess::Start(
+      {kNginx, "-p", prefix, "-c", conf}, SubprocessOptions{.stderr_to_stdout = true});
+  ASSERT_TRUE(nginx.ok()) << nginx.status();
+  ASSERT_TRUE(testutil::WaitFor([&] { return testutil::ConnectErrno(port) == 0; }))
+      << (*nginx)->Stdout();
+
+  OutboundTlsOptions options;
+  options.ca_pem = ca_.cert_pem();
+  options.server_name = "localhost";
+  options.alpn_protocols = {"http/1.1"};  // nginx would pick h2 if offered first
+  std::shared_ptr<TlsClient> client = MustClient(std::move(options));
+  const std::string request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  OpenAndWait(port, client, absl::Seconds(10), request, "hello from nginx");
+  EXPECT_TRUE(events_.Contains("answered")) << absl::StrJoin(events_.Events(), " | ")
+                                            << (*nginx)->Stdout();
+  EXPECT_TRUE(events_.Contains("alpn:http/1.1"));
+  EXPECT_TRUE(events_.Contains("resumed:0"));
+  OpenAndWait(port, client, absl::Seconds(10), request, "hello from nginx");
+  EXPECT_TRUE(events_.Contains("answered")) << absl::StrJoin(events_.Events(), " | ");
+  EXPECT_TRUE(events_.Contains("resumed:1")) << absl::StrJoin(events_.Events(), " | ");
+
+  // h2 first: nginx prefers it too.
+  OutboundTlsOptions h2;
+  h2.ca_pem = ca_.cert_pem();
+  h2.server_name = "localhost";
+  h2.alpn_protocols = {"h2", "http/1.1"};
+  OpenAndWait(port, MustClient(std::move(h2)), absl::Seconds(10), "", "");
+  EXPECT_TRUE(events_.Contains("alpn:h2")) << absl::StrJoin(events_.Events(), " | ");
+  (*nginx)->Kill();
 }
 
 }  // namespace
