@@ -99,7 +99,9 @@ class Connection {
   // `options.handler`: a proxy's two sides share one loop, and reach each other with
   // Sibling, without a cross-thread hand-off. Returns its handle at once; the connect
   // never blocks the worker. HandleConnection runs once connected (on a later turn of
-  // the loop), HandleError with the reason on a refusal or when connect_timeout passes.
+  // the loop) and, with options.tls, once the TLS handshake has verified the server;
+  // HandleError with the reason on a refusal, a failed verification or handshake, or
+  // when connect_timeout passes (it bounds connect and handshake together).
   // It has the Connection API, limits, telemetry (its span's parent is this
   // connection's) and Stop's drain of any other connection. FailedPrecondition while the
   // server stops; InvalidArgument for a bad endpoint, a missing handler or timeout.

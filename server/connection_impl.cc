@@ -606,7 +606,9 @@ void ConnectionImpl::OnTimer() {
         if (outbound_ != nullptr) {
           Close(Ending::kError, CloseType::kNoFlush,
                 absl::DeadlineExceededError(absl::StrCat(
-                    "connect ", remote_.ToString(), ": not connected within ",
+                    "connect ", remote_.ToString(),
+                    socket_->Secure() ? ": connect and TLS handshake not done within "
+                                      : ": not connected within ",
                     absl::FormatDuration(allowed))));
           return;
         }

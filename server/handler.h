@@ -41,6 +41,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "transport/socket_types.h"
+#include "transport/transport.h"
 
 namespace islet {
 
@@ -147,8 +148,14 @@ class Handler {
 struct OutboundOptions {
   // An IP literal and port ("127.0.0.1", 6379), or a unix path. Names are not resolved.
   SocketInfo endpoint;
-  // The connect must succeed within this, or HandleError runs (DeadlineExceeded).
+  // The connect (and, with `tls`, the TLS handshake after it) must succeed within
+  // this, or HandleError runs (DeadlineExceeded).
   absl::Duration connect_timeout = absl::Seconds(5);
+  // When set, the connection is secured after its connect: TlsClient
+  // (tls/tls_client.h) verifies the server and runs the TLS handshake before
+  // HandleConnection; a failed verification or handshake runs HandleError with its
+  // reason. Null: plain TCP.
+  std::shared_ptr<ClientSecurity> tls;
   // Serves the connection; required.
   std::unique_ptr<Handler> handler;
 };

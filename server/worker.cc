@@ -87,13 +87,20 @@ absl::StatusOr<ConnectionHandle> Worker::Open(OutboundOptions options,
   if (closing_.load(std::memory_order_acquire) || (IsCurrentThread() && shutting_down_)) {
     return absl::FailedPreconditionError("open: the server is stopping");
   }
-  absl::StatusOr<std::unique_ptr<TcpSocket>> socket = TcpSocket::StartConnect(options.endpoint);
-  if (!socket.ok()) return socket.status();
+  absl::StatusOr<std::unique_ptr<TcpSocket>> tcp = TcpSocket::StartConnect(options.endpoint);
+  if (!tcp.ok()) return tcp.status();
   const int reserve = context_.options.descriptor_reserve;
-  if (InDescriptorReserve((*socket)->fd(), reserve)) {
+  if (InDescriptorReserve((*tcp)->fd(), reserve)) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("open: descriptor ", (*socket)->fd(), " is within descriptor_reserve (",
+        absl::StrCat("open: descriptor ", (*tcp)->fd(), " is within descriptor_reserve (",
                      reserve, ") of RLIMIT_NOFILE"));
+  }
+  absl::StatusOr<std::unique_ptr<Socket>> socket = std::unique_ptr<Socket>(*std::move(tcp));
+  if (options.tls != nullptr) {
+    // The connection's handshake phase then finishes the connect and runs the TLS
+    // client handshake, both under connect_timeout.
+    socket = options.tls->WrapClient(*std::move(socket), options.endpoint);
+    if (!socket.ok()) return socket.status();
   }
   const uint64_t id = next_connection_id.fetch_add(1, std::memory_order_relaxed);
   auto inbox = std::make_shared<ConnectionInbox>(mailbox_, context_.options.max_pending_messages);

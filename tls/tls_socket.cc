@@ -105,12 +105,26 @@ absl::StatusOr<std::unique_ptr<TlsSocket>> TlsSocket::Create(
   if (inner == nullptr) return absl::InvalidArgumentError("tls: no socket to wrap");
   if (inner->IsClosed()) return ClosedError("tls");
   bssl::UniquePtr<SSL> ssl = context->NewSsl();
+  return Wrap(std::move(inner), std::move(ssl), std::move(context), /*client=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<TlsSocket>> TlsSocket::CreateClient(
+    std::unique_ptr<Socket> inner, bssl::UniquePtr<SSL> ssl, std::shared_ptr<const void> owner) {
+  if (inner == nullptr) return absl::InvalidArgumentError("tls: no socket to wrap");
+  if (inner->IsClosed()) return ClosedError("tls");
+  return Wrap(std::move(inner), std::move(ssl), std::move(owner), /*client=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<TlsSocket>> TlsSocket::Wrap(std::unique_ptr<Socket> inner,
+                                                           bssl::UniquePtr<SSL> ssl,
+                                                           std::shared_ptr<const void> owner,
+                                                           bool client) {
   if (!ssl) {
     tls_internal::ConsumeSslErrorReason();
     return absl::ResourceExhaustedError("tls: out of memory for a connection");
   }
   std::unique_ptr<TlsSocket> socket(
-      new TlsSocket(std::move(inner), std::move(context), std::move(ssl)));
+      new TlsSocket(std::move(inner), std::move(owner), std::move(ssl)));
   BIO* bio = BIO_new(BioMethod());
   if (bio == nullptr) {
     tls_internal::ConsumeSslErrorReason();
@@ -124,14 +138,18 @@ absl::StatusOr<std::unique_ptr<TlsSocket>> TlsSocket::Create(
   SSL_set_bio(s, bio, bio);  // one reference, owned by the SSL
   SSL_set_ex_data(s, SocketIndex(), socket.get());
   SSL_set_info_callback(s, &TlsSocket::InfoCallback);
-  SSL_set_accept_state(s);
+  if (client) {
+    SSL_set_connect_state(s);
+    socket->inner_connecting_ = true;
+  } else {
+    SSL_set_accept_state(s);
+  }
   return socket;
 }
 
-TlsSocket::TlsSocket(std::unique_ptr<Socket> inner,
-                     std::shared_ptr<const tls_internal::TlsContext> context,
+TlsSocket::TlsSocket(std::unique_ptr<Socket> inner, std::shared_ptr<const void> owner,
                      bssl::UniquePtr<SSL> ssl)
-    : inner_(std::move(inner)), context_(std::move(context)), ssl_(std::move(ssl)) {}
+    : inner_(std::move(inner)), owner_(std::move(owner)), ssl_(std::move(ssl)) {}
 
 TlsSocket::~TlsSocket() { Close(); }
 
@@ -228,6 +246,16 @@ absl::StatusOr<IoInterest> TlsSocket::HandshakeStep() {
   if (closed_) return ClosedError("handshake");
   if (!handshake_failure_.ok()) return handshake_failure_;
   if (!SSL_in_init(ssl_.get())) return IoInterest::kNone;
+  if (inner_connecting_) {
+    // An outbound socket: its TCP connect comes first.
+    absl::StatusOr<IoInterest> connect = inner_->HandshakeStep();
+    if (!connect.ok()) {
+      handshake_failure_ = connect.status();
+      return handshake_failure_;
+    }
+    if (*connect != IoInterest::kNone) return *connect;
+    inner_connecting_ = false;
+  }
   SslCall call(this);
   ERR_clear_error();
   const int result = SSL_do_handshake(ssl_.get());

@@ -1,6 +1,9 @@
-// TlsSocket: the server side of a TLS connection (BoringSSL) over another connected
-// Socket, the "inner" one: the TCP socket TlsTransport's listener accepted, or whatever
-// plain socket TlsTransport::Upgrade took over for STARTTLS. Made only by TlsTransport.
+// TlsSocket: one side of a TLS connection (BoringSSL) over another Socket, the "inner"
+// one. The server side over the TCP socket TlsTransport's listener accepted, or whatever
+// plain socket TlsTransport::Upgrade took over for STARTTLS; the client side over an
+// outbound TCP socket whose connect may still be under way (TlsClient, tls_client.h),
+// which HandshakeStep finishes before the TLS handshake. Made only by TlsTransport and
+// TlsClient.
 //
 // BoringSSL talks to the inner socket through a custom BIO that calls the inner
 // socket's own non-blocking primitives (ReadSome / WriteSome), not its descriptor. So
@@ -63,6 +66,13 @@ class TlsSocket : public Socket {
   // for a closed one (which is then dropped).
   static absl::StatusOr<std::unique_ptr<TlsSocket>> Create(
       std::unique_ptr<Socket> inner, std::shared_ptr<const tls_internal::TlsContext> context);
+
+  // Wraps `inner` (connected, or with a connect under way that its HandshakeStep
+  // finishes) as the client side, with `ssl` already configured for the server it
+  // verifies. `owner` keeps alive what `ssl` refers to (its SSL_CTX and callbacks'
+  // state). Errors as for Create.
+  static absl::StatusOr<std::unique_ptr<TlsSocket>> CreateClient(
+      std::unique_ptr<Socket> inner, bssl::UniquePtr<SSL> ssl, std::shared_ptr<const void> owner);
 
   // Closes (sending close_notify when it can without waiting).
   ~TlsSocket() override;
@@ -144,8 +154,13 @@ class TlsSocket : public Socket {
     const bool outer_;
   };
 
-  TlsSocket(std::unique_ptr<Socket> inner, std::shared_ptr<const tls_internal::TlsContext> context,
+  TlsSocket(std::unique_ptr<Socket> inner, std::shared_ptr<const void> owner,
             bssl::UniquePtr<SSL> ssl);
+  // Attaches the BIO and callbacks; server or client state.
+  static absl::StatusOr<std::unique_ptr<TlsSocket>> Wrap(std::unique_ptr<Socket> inner,
+                                                         bssl::UniquePtr<SSL> ssl,
+                                                         std::shared_ptr<const void> owner,
+                                                         bool client);
 
   // The BIO's callbacks (tls_socket_bio.cc), and the info callback that records alerts.
   static BIO_METHOD* BioMethod();
@@ -171,7 +186,8 @@ class TlsSocket : public Socket {
   absl::Status ProtocolError(const char* op);
 
   std::unique_ptr<Socket> inner_;
-  std::shared_ptr<const tls_internal::TlsContext> context_;  // outlives ssl_
+  // The TlsContext or TlsClient state ssl_ was made from; outlives ssl_.
+  std::shared_ptr<const void> owner_;
   bssl::UniquePtr<SSL> ssl_;
 
   // The plaintext of the record SSL_write encrypted but could not hand to the inner
@@ -190,6 +206,7 @@ class TlsSocket : public Socket {
   int alert_received_ = -1;
   absl::Status handshake_failure_;
   bool transport_eof_ = false;  // the inner socket reported EOF through the BIO
+  bool inner_connecting_ = false;  // client: the inner socket's connect is not finished
   bool in_ssl_call_ = false;    // an SslCall is running
   bool close_notify_sent_ = false;
   bool closed_ = false;

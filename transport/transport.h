@@ -239,6 +239,21 @@ class Transport {
   virtual absl::StatusOr<std::unique_ptr<Socket>> Upgrade(std::unique_ptr<Socket> socket);
 };
 
+// The client side of a secure protocol, for outbound connections: TLS's is TlsClient
+// (tls/tls_client.h). One object serves many connections, from any thread.
+class ClientSecurity {
+ public:
+  virtual ~ClientSecurity() = default;
+
+  // Wraps `socket`, connected or with its connect under way (TcpSocket::StartConnect),
+  // to `endpoint`, as the client side. The result's HandshakeStep first finishes the
+  // connect, then runs the client handshake; a caller bounds both in time. Errors:
+  // InvalidArgument for a null socket, FailedPrecondition for a closed one,
+  // ResourceExhausted when out of memory.
+  virtual absl::StatusOr<std::unique_ptr<Socket>> WrapClient(std::unique_ptr<Socket> socket,
+                                                             const SocketInfo& endpoint) = 0;
+};
+
 }  // namespace islet
 
 #endif  // ISLET_TRANSPORT_TRANSPORT_H_

@@ -83,6 +83,7 @@ HandlerResult ProxyHandler::HandleConnection(Connection& conn) {
   absl::StatusOr<ConnectionHandle> upstream =
       conn.Open({.endpoint = pair_->options.upstream,
                  .connect_timeout = pair_->options.connect_timeout,
+                 .tls = pair_->options.upstream_tls,
                  .handler = std::make_unique<UpstreamHandler>(pair_)});
   if (!upstream.ok()) return HandlerResult::Error(upstream.status());
   pair_->upstream = *upstream;

@@ -13,9 +13,16 @@
 // - When either side ends, the other is closed after its queued output is sent.
 //   (Half-closes are not passed through: a peer's end of stream ends its side.)
 //
+// - TLS on either side. Termination: give the server a TlsTransport (tls/tls_transport.h)
+//   and the handler sees plaintext. To the upstream: upstream_tls, a TlsClient
+//   (tls/tls_client.h) that verifies the upstream; its handshake is part of the connect,
+//   under connect_timeout, and a failed one closes the client having sent it nothing.
+//
 //   ServerOptions options;
 //   options.handler_factory = HandlerFactoryOf<ProxyHandler>();
 //   options.handler_options = ProxyOptions{.upstream = {..., "127.0.0.1", 8080}};
+//   options.transport = *TlsTransport::Create(...);             // optional: TLS clients
+//   // optional: TLS upstream, ProxyOptions::upstream_tls = *TlsClient::Create(...)
 #ifndef ISLET_EXAMPLES_PROXY_PROXY_H_
 #define ISLET_EXAMPLES_PROXY_PROXY_H_
 
@@ -27,6 +34,7 @@
 #include "server/connection.h"
 #include "server/handler.h"
 #include "transport/socket_types.h"
+#include "transport/transport.h"
 
 namespace islet::examples {
 
@@ -36,6 +44,8 @@ struct ProxyOptions {
   absl::Duration idle_timeout = absl::Minutes(5);
   size_t high_water = 256 << 10;
   size_t low_water = 64 << 10;
+  // Secures the upstream connections (TlsClient); null: plain TCP.
+  std::shared_ptr<ClientSecurity> upstream_tls;
 };
 
 // What the two sides of one proxied connection share. Both live on one worker, so it

@@ -41,6 +41,12 @@
 
 ABSL_FLAG(std::string, handler, "echo", "echo, daytime, http_hello, messenger or proxy");
 ABSL_FLAG(std::string, upstream, "", "proxy: where to relay each connection, HOST:PORT");
+ABSL_FLAG(bool, upstream_tls, false, "proxy: reach the upstream over TLS, verifying it");
+ABSL_FLAG(std::string, upstream_cacertfile, "",
+          "proxy with --upstream_tls: CA bundle for the upstream (PEM); empty: the system store");
+ABSL_FLAG(std::string, upstream_server_name, "",
+          "proxy with --upstream_tls: the name the upstream's certificate must carry (also "
+          "SNI); empty: the upstream's IP address");
 ABSL_FLAG(std::string, ip, "127.0.0.1", "the IP address to listen on");
 ABSL_FLAG(int32_t, port, 4000, "the port to listen on; 0 picks a free one");
 ABSL_FLAG(std::string, unix_socket, "", "listen on this unix socket path instead");
@@ -123,8 +129,10 @@ struct FlagGroup {
   std::vector<const char*> flags;
 };
 const std::vector<FlagGroup> kFlagGroups = {
-    {"Listener", {"handler", "upstream", "ip", "port", "unix_socket", "num_acceptors",
+    {"Listener", {"handler", "ip", "port", "unix_socket", "num_acceptors",
                   "num_listen_sockets", "num_workers"}},
+    {"Proxy (--handler=proxy)",
+     {"upstream", "upstream_tls", "upstream_cacertfile", "upstream_server_name"}},
     {"Transport and TLS", {"transport", "certfile", "keyfile", "cacertfile", "verify_peer",
                            "alpn"}},
     {"Limits and timeouts",
@@ -167,6 +175,10 @@ void ParseFlags(int argc, char** argv) {
     if (flag == nullptr || flag->Filename() != __FILE__) {
       Fail(absl::StrCat("unknown flag: --", name));
     }
+    if (!has_value && flag->IsOfType<bool>()) {
+      value = "true";  // --upstream_tls alone
+      has_value = true;
+    }
     if (!has_value) {
       if (i + 1 >= argc) Fail(absl::StrCat("flag --", name, " needs a value"));
       value = argv[++i];
@@ -182,6 +194,9 @@ islet::harness::HarnessConfig ConfigFromFlags() {
   islet::harness::HarnessConfig c;
   c.handler = absl::GetFlag(FLAGS_handler);
   c.upstream = absl::GetFlag(FLAGS_upstream);
+  c.upstream_tls = absl::GetFlag(FLAGS_upstream_tls);
+  c.upstream_cacertfile = absl::GetFlag(FLAGS_upstream_cacertfile);
+  c.upstream_server_name = absl::GetFlag(FLAGS_upstream_server_name);
   c.ip = absl::GetFlag(FLAGS_ip);
   const int32_t port = absl::GetFlag(FLAGS_port);
   if (port < 0 || port > 65535) Fail(absl::StrCat("bad value for --port: ", port));

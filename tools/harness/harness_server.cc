@@ -10,6 +10,7 @@
 #include "examples/http_hello/http_hello.h"
 #include "examples/messenger/messenger.h"
 #include "examples/proxy/proxy.h"
+#include "tls/tls_client.h"
 #include "tls/tls_options.h"
 #include "tls/tls_transport.h"
 
@@ -23,6 +24,13 @@ absl::Status Bad(absl::string_view flag, absl::string_view why) {
 absl::Status ChooseHandler(const HarnessConfig& config, ServerOptions& options) {
   const std::string& name = config.handler;
   if (!config.upstream.empty() && name != "proxy") return Bad("upstream", "needs --handler=proxy");
+  if (config.upstream_tls && name != "proxy") return Bad("upstream_tls", "needs --handler=proxy");
+  if (!config.upstream_tls) {
+    if (!config.upstream_cacertfile.empty()) return Bad("upstream_cacertfile", "needs --upstream_tls");
+    if (!config.upstream_server_name.empty()) {
+      return Bad("upstream_server_name", "needs --upstream_tls");
+    }
+  }
   if (name == "echo") {
     options.handler_factory = HandlerFactoryOf<examples::EchoHandler>();
   } else if (name == "daytime") {
@@ -48,6 +56,20 @@ absl::Status ChooseHandler(const HarnessConfig& config, ServerOptions& options) 
     proxy.upstream = {.family = v6 ? AddressFamily::kIpv6 : AddressFamily::kIpv4,
                       .address = host,
                       .port = static_cast<uint16_t>(port)};
+    if (config.upstream_tls) {
+      OutboundTlsOptions tls;
+      tls.ca_file = config.upstream_cacertfile;
+      tls.server_name = config.upstream_server_name;
+      absl::StatusOr<std::shared_ptr<TlsClient>> client = TlsClient::Create(std::move(tls));
+      if (!client.ok()) {
+        // The field names in TlsClient's messages become the flags they came from.
+        const std::string flag = absl::StrContains(client.status().message(), "server_name")
+                                     ? "upstream_server_name"
+                                     : "upstream_cacertfile";
+        return Bad(flag, client.status().message());
+      }
+      proxy.upstream_tls = *std::move(client);
+    }
     options.handler_factory = HandlerFactoryOf<examples::ProxyHandler>();
     options.handler_options = proxy;
   } else if (name == "messenger") {

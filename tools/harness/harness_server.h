@@ -48,6 +48,11 @@ struct HarnessConfig {
   absl::Duration overload_timeout_floor = absl::Seconds(1);
   // The proxy's upstream, HOST:PORT.
   std::string upstream;
+  // The proxy reaches its upstream over TLS, verified against upstream_cacertfile (empty:
+  // the system store) and upstream_server_name (empty: the upstream's IP address).
+  bool upstream_tls = false;
+  std::string upstream_cacertfile;
+  std::string upstream_server_name;
   // http_hello's HttpHelloOptions::head_timeout (other handlers have no request head).
   absl::Duration head_timeout = absl::Seconds(10);
   std::string log = "info";

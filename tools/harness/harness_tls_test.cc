@@ -284,6 +284,38 @@ TEST(HarnessTlsTest, SClientEchoesOverTls) {
   ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*h.process));
 }
 
+// --handler=proxy with TLS on both sides: s_client reaches the proxy over TLS, and the
+// proxy reaches a TLS upstream, verified with --upstream_cacertfile and
+// --upstream_server_name. A name the upstream's certificate lacks gets no echo.
+TEST(HarnessTlsTest, ProxyTerminatesTlsAndReachesATlsUpstream) {
+  REQUIRE_OPENSSL();
+  Harness upstream;
+  ASSERT_NO_FATAL_FAILURE(StartTlsHarness({"--handler=echo"}, &upstream));
+  const std::string to_upstream = absl::StrCat("--upstream=127.0.0.1:", upstream.port);
+  Harness proxy;
+  ASSERT_NO_FATAL_FAILURE(StartTlsHarness(
+      {"--handler=proxy", to_upstream, "--upstream_tls",
+       "--upstream_cacertfile=" + pki().ca_file, "--upstream_server_name=localhost"},
+      &proxy));
+  const std::string token = Token("proxied");
+  CommandResult r = SClientEcho(proxy.port, {"-quiet", "-no_ign_eof"}, token);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(token + "\n"));
+
+  Harness misnamed;
+  ASSERT_NO_FATAL_FAILURE(StartTlsHarness(
+      {"--handler=proxy", to_upstream, "--upstream_tls",
+       "--upstream_cacertfile=" + pki().ca_file, "--upstream_server_name=elsewhere.test"},
+      &misnamed));
+  const std::string lost = Token("misnamed");
+  r = SClientEcho(misnamed.port, {"-quiet", "-no_ign_eof"}, lost);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_THAT(r.output, Not(HasSubstr(lost + "\n")));
+  ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*misnamed.process));
+  ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*proxy.process));
+  ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*upstream.process));
+}
+
 TEST(HarnessTlsTest, BoringSslClientGetsEveryByteBack) {
   Harness h;
   ASSERT_NO_FATAL_FAILURE(StartTlsHarness({"--handler=echo"}, &h));
