@@ -128,6 +128,9 @@ class ClientSide : public Handler {
 
 class OutboundTest : public testutil::ServerFixture {
  protected:
+  // The relay's handlers record into events_: the relay stops before it goes.
+  ~OutboundTest() override { server_.reset(); }
+
   void StartUpstream() {
     ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<EchoHandler>());
     options.name = testutil::UniqueName("upstream");

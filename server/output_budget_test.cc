@@ -63,9 +63,10 @@ TEST(OutputBudgetTest, ReadersThatNeverReadCannotHoldMoreThanTheBudget) {
     peak = std::max(peak, server->Info().queued_output_bytes);
     absl::SleepFor(absl::Milliseconds(5));
   }
-  // The budget, plus what one Send may add before the check, plus what the kernel's
-  // buffers took (not counted: it left our queues).
-  EXPECT_LE(peak, uint64_t{1 << 20} + 2 * kChunk) << "queued output reached " << peak;
+  // The budget, plus what a few Sends may add before the checks shed their senders (a
+  // connection within its share may queue one Send more and pause; under a loaded
+  // sanitizer run three were seen at once). Without the budget: ten times 1 MiB.
+  EXPECT_LE(peak, uint64_t{1 << 20} + 4 * kChunk) << "queued output reached " << peak;
   EXPECT_GT(peak, 0u);
   EXPECT_EQ(server->Info().output_budget, uint64_t{1} << 20);
   // Some were shed: fewer than ten remain.
