@@ -59,7 +59,8 @@ has_sha256 "$cache_dir/$archive" && exit 0
 # untouched: a private source list, with a deb-src entry for each of its deb entries
 # (one-line .list files and deb822 .sources files), private package lists and cache.
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# apt may have run through sudo and left root-owned files there.
+trap '"${sudo[@]}" rm -rf "$work"' EXIT
 mkdir -p "$work/parts" "$work/lists/partial" "$work/cache/archives/partial" "$work/download"
 for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
   [[ -f $f ]] && sed -n 's/^[[:space:]]*deb[[:space:]]/deb-src /p' "$f"
@@ -85,17 +86,21 @@ apt_options=(
   -o "Dir::State::Lists=$work/lists"
   -o "Dir::Cache=$work/cache"
 )
-log="${TMPDIR:-/tmp}/islet-setup-boringssl.log"
-need_root "write $cache_dir"
+log=$(mktemp "${TMPDIR:-/tmp}/islet-setup-boringssl.XXXXXX.log")
+if [[ ! -w $cache_dir && ! ( ! -e $cache_dir && -w $(dirname "$cache_dir") ) ]]; then
+  need_root "write $cache_dir"
+fi
 # The download directory must be writable by apt's unprivileged download user.
 chmod 755 "$work" && chmod 777 "$work/download"
-if ! { "${sudo[@]}" apt-get "${apt_options[@]}" update &&
+# An unreachable third-party entry fails the update but not the fetch from the others.
+if ! { "${sudo[@]}" apt-get "${apt_options[@]}" update
        (cd "$work/download" && "${sudo[@]}" apt-get "${apt_options[@]}" source --download-only \
          android-platform-external-boringssl); } >"$log" 2>&1 ||
    [[ ! -f $work/download/$archive ]]; then
   echo "setup: could not fetch $archive with apt (deb-src entries derived from this machine's deb entries); apt's output is in $log" >&2
   exit 1
 fi
+rm -f "$log"
 if ! has_sha256 "$work/download/$archive"; then
   echo "setup: $archive from apt has sha256 $(sha256sum "$work/download/$archive" | cut -d' ' -f1), expected $sha256 (bazel/repositories.bzl)" >&2
   exit 1
@@ -103,5 +108,4 @@ fi
 "${sudo[@]}" mkdir -p "$cache_dir"
 "${sudo[@]}" cp "$work/download/$archive" "$cache_dir/$archive.partial"
 "${sudo[@]}" mv "$cache_dir/$archive.partial" "$cache_dir/$archive"
-rm -f "$log"
 echo "setup: fetched $archive into $cache_dir" >&2
