@@ -5,10 +5,24 @@
     islet_dependencies(islet_path = "/path/to/islet")
 
 Offline, Bazel 4's built-in rules ask for repositories it would download; Islet ships
-local stand-ins for them under third_party/offline/. BoringSSL's headers come from
-Debian's android-libboringssl-dev. A workspace with internet access can declare the real
-repositories instead and skip the stand-ins (with_offline_stand_ins = False).
+local stand-ins for them under third_party/offline/. A workspace with internet access can
+declare the real repositories instead and skip the stand-ins (with_offline_stand_ins =
+False).
+
+BoringSSL is built from source (@boringssl, third_party/boringssl.BUILD): the orig
+tarball of Debian's source package android-platform-external-boringssl, which
+tools/setup.sh fetches once with apt into BORINGSSL_CACHE_DIR. Bazel checks its sha256
+and keeps it in its repository cache. A workspace that declares its own @boringssl
+(with upstream's `crypto` and `ssl` targets) before calling islet_dependencies keeps it.
 """
+
+load("@bazel_tools//tools/build_defs/repo:http.bzl", "http_archive")
+
+# tools/setup.sh reads the last three: keep each a one-line assignment.
+BORINGSSL_VERSION = "13.0.0+r24"
+BORINGSSL_ARCHIVE = "android-platform-external-boringssl_13.0.0+r24.orig.tar.xz"
+BORINGSSL_SHA256 = "583b7aeee1fca68b8244d086cea6fca23bd19d517bd63f0b9de714e048f92a7d"
+BORINGSSL_CACHE_DIR = "/var/cache/islet"
 
 _STAND_INS = [
     "bazel_skylib",
@@ -29,11 +43,11 @@ def islet_dependencies(islet_path, with_offline_stand_ins = True):
                     name = name,
                     path = islet_path + "/third_party/offline/" + name,
                 )
-    # BoringSSL's headers get a repository of their own so that they reach the compiler
-    # through -isystem ahead of /usr/include, where OpenSSL's headers of the same names
-    # may live. The libraries are linked in //third_party:boringssl.
-    native.new_local_repository(
-        name = "system_boringssl_headers",
-        build_file = "@islet//third_party:boringssl_headers.BUILD",
-        path = "/usr/include/android",
-    )
+    if "boringssl" not in native.existing_rules():
+        http_archive(
+            name = "boringssl",
+            urls = ["file://%s/%s" % (BORINGSSL_CACHE_DIR, BORINGSSL_ARCHIVE)],
+            sha256 = BORINGSSL_SHA256,
+            strip_prefix = "android-platform-external-boringssl-" + BORINGSSL_VERSION,
+            build_file = "@islet//third_party:boringssl.BUILD",
+        )

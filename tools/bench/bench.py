@@ -100,7 +100,7 @@ def tls_machine(ctx) -> str:
     openssl = " ".join(host.first_line(["openssl", "version"]).split()[:2])
     return (f"{ctx.cores} cores ({ctx.proc.cpu_model()}), kernel {os.uname().release}, "
             f"{host.first_line(['gcc', '--version'], '')}, "
-            f"BoringSSL {host.package_version('android-libboringssl')} (Debian android-libboringssl), "
+            f"BoringSSL {host.boringssl_version(ctx.repo)} (built from source, with assembly), "
             f"{host.nginx_version(ctx.tools['nginx'])} with {openssl}, "
             f"{host.first_line([ctx.tools['h2load'], '--version'])}")
 

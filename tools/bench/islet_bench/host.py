@@ -1,6 +1,7 @@
 """The machine and its tools: where a tool is, which version, which cores to pin to."""
 
 import os
+import re
 import shutil
 import subprocess
 from typing import Optional, Sequence, Tuple
@@ -30,6 +31,17 @@ def first_line(cmd: Sequence[str], default: str = "?") -> str:
 def package_version(package: str) -> str:
     """A Debian package's version; "?" when it is not installed."""
     return (output(["dpkg-query", "-W", "-f=${Version}", package]) or "").strip() or "?"
+
+
+def boringssl_version(repo: str) -> str:
+    """The BoringSSL version the build compiles from source (BORINGSSL_VERSION in
+    bazel/repositories.bzl, e.g. "13.0.0+r24"); "?" when it cannot be read."""
+    try:
+        with open(os.path.join(repo, "bazel", "repositories.bzl"), encoding="utf-8") as f:
+            match = re.search(r'^BORINGSSL_VERSION = "([^"]+)"$', f.read(), re.MULTILINE)
+    except OSError:
+        return "?"
+    return match.group(1) if match else "?"
 
 
 def nginx_version(nginx: Optional[str]) -> str:
