@@ -1,5 +1,6 @@
 // Running a server until SIGTERM or SIGINT, then draining it: what every server's main
-// does (the harness uses it).
+// does. (The harness uses BlockStopSignals and WaitForStopSignal, with its own drain
+// steps between: readiness first, then progress lines.)
 //
 //   int main() {
 //     islet::BlockStopSignals();              // first: before any thread starts
