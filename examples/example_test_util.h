@@ -2,6 +2,8 @@
 #ifndef ISLET_EXAMPLES_EXAMPLE_TEST_UTIL_H_
 #define ISLET_EXAMPLES_EXAMPLE_TEST_UTIL_H_
 
+#include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <utility>
@@ -46,6 +48,26 @@ struct ReadToEnd {
   bool orderly_close = false;
   absl::Status last;
 };
+
+// Bytes that differ from position to position (xorshift from `seed`), so a lost,
+// repeated or reordered chunk shows.
+inline std::string Pattern(size_t size, uint32_t seed) {
+  std::string out(size, '\0');
+  uint32_t x = seed * 2654435761u + 1;
+  for (size_t i = 0; i < size; ++i) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    out[i] = static_cast<char>(x);
+  }
+  return out;
+}
+
+// `bytes`, or an eighth of it under a sanitizer (ISLET_SANITIZER), where everything is
+// several times slower.
+inline size_t ScaledForSanitizer(size_t bytes) {
+  return std::getenv("ISLET_SANITIZER") != nullptr ? bytes / 8 : bytes;
+}
 
 inline ReadToEnd ReadUntilClosed(Socket& socket, absl::Duration timeout = absl::Seconds(10)) {
   ReadToEnd out;

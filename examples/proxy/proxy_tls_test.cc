@@ -27,20 +27,6 @@ namespace {
 
 constexpr absl::Duration kWait = absl::Seconds(30);
 
-size_t Scaled(size_t bytes) { return std::getenv("ISLET_SANITIZER") ? bytes / 8 : bytes; }
-
-std::string Pattern(size_t size, uint32_t seed) {
-  std::string out(size, '\0');
-  uint32_t x = seed * 2654435761u + 1;
-  for (size_t i = 0; i < size; ++i) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    out[i] = static_cast<char>(x);
-  }
-  return out;
-}
-
 class ProxyTlsTest : public ::testing::Test {
  protected:
   ServerOptions TlsServer() {
@@ -123,7 +109,7 @@ TEST_F(ProxyTlsTest, RelaysALargeTransferByteExactWithTlsOnBothSides) {
   std::unique_ptr<Socket> client = ConnectTls(proxy.where());
   ASSERT_NE(client, nullptr);
 
-  const std::string sent = Pattern(Scaled(64 << 20), 3);
+  const std::string sent = Pattern(ScaledForSanitizer(64 << 20), 3);
   absl::StatusOr<std::string> received = EchoThrough(*client, sent);
   ASSERT_TRUE(received.ok()) << received.status();
   ASSERT_EQ(received->size(), sent.size());
