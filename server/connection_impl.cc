@@ -601,8 +601,8 @@ void ConnectionImpl::OnTimer() {
   const absl::Duration now = loop_.now();
   switch (phase_) {
     case Phase::kHandshaking:
-      if (now >= HandshakeDeadline()) {
-        const absl::Duration allowed = HandshakeDeadline() - handshake_started_;
+      if (const absl::Duration deadline = HandshakeDeadline(); now >= deadline) {
+        const absl::Duration allowed = deadline - handshake_started_;
         if (outbound_ != nullptr) {
           Close(Ending::kError, CloseType::kNoFlush,
                 absl::DeadlineExceededError(absl::StrCat(

@@ -166,9 +166,8 @@ absl::StatusOr<ConnectionHandle> ConnectionImpl::Open(OutboundOptions options) {
 
 Connection* ConnectionImpl::Sibling(const ConnectionHandle& handle) {
   AssertInLoopThread();
-  Connection* sibling = host_.Sibling(handle.id());
   // Ids are unique across the server: a connection of another worker is not found.
-  return sibling;
+  return host_.Sibling(handle.id());
 }
 
 // ---- Timers ----
