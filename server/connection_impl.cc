@@ -360,7 +360,17 @@ void ConnectionImpl::OnReady(uint32_t events) {
     if (out_.empty()) Upgrade();
     return;
   }
-  if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0 && ReadingAllowed()) ReadAndDispatch();
+  if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0 && ReadingAllowed()) {
+    ReadAndDispatch();
+    return;
+  }
+  // Half-closed by the peer and kept open by the handler: with nothing left to write, a
+  // hang-up or an error (the peer's reset) means the connection is gone, and epoll
+  // would keep reporting it.
+  if (peer_closed_ && (events & (EPOLLHUP | EPOLLERR)) != 0 && phase_ == Phase::kOpen &&
+      !ended_) {
+    Close(Ending::kPeerClose, CloseType::kNoFlush);
+  }
 }
 
 bool ConnectionImpl::ReadAndDispatch() {
@@ -372,7 +382,7 @@ bool ConnectionImpl::ReadAndDispatch() {
     if (IsWouldBlock(got.status())) return false;
     if (IsPeerClosed(got.status())) {
       peer_closed_ = true;
-      Close(Ending::kPeerClose, CloseType::kFlushWrite);
+      RunCallback([&] { return handler_->HandlePeerFinished(*this); }, Source::kPeerFinished);
       return false;
     }
     Emit(TelemetryEventType::kConnectionRecvError, 0, &got.status());
@@ -425,7 +435,8 @@ void ConnectionImpl::Apply(HandlerResult result, Source source) {
       WaitForData(result.has_timeout() ? result.timeout() : read_timeout_);
       return;
     case HandlerResult::Kind::kClose:
-      Close(Ending::kLocalClose, CloseType::kFlushWrite);
+      Close(source == Source::kPeerFinished ? Ending::kPeerClose : Ending::kLocalClose,
+            CloseType::kFlushWrite);
       return;
     case HandlerResult::Kind::kError:
       Close(Ending::kHandlerError, CloseType::kFlushWrite, result.error());
@@ -485,7 +496,9 @@ void ConnectionImpl::WaitForData(absl::Duration timeout) {
   // The wait starts now, when the callback returns: not at loop_.now(), the start of
   // this loop turn, which would count the callback's own run time (a slow callback,
   // or a blocking Recv) against the client.
-  waiting_since_ = ReadingAllowed() ? MonotonicNow() : absl::InfiniteDuration();
+  // A peer that finished sending keeps the clock running: it bounds the half-closed
+  // connection's life (HandlePeerFinished).
+  waiting_since_ = ReadingAllowed() || peer_closed_ ? MonotonicNow() : absl::InfiniteDuration();
   UpdateInterest();
   ArmTimer();
   PostReadIfBuffered();
@@ -510,6 +523,9 @@ void ConnectionImpl::UpdateInterest() {
     case Phase::kOpen:
       if (ReadingAllowed() && !ended_) want |= EPOLLIN;
       if (!out_.empty() || write_shutdown_ == WriteShutdown::kSending) want |= EPOLLOUT;
+      // Half-closed by the peer and kept open (HandlePeerFinished): nothing to read, but
+      // the peer's reset or hang-up must still be heard, or the connection would stay.
+      if (want == 0 && peer_closed_) want = EPOLLHUP;
       break;
     case Phase::kSwitching:
     case Phase::kDraining:

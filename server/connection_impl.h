@@ -139,7 +139,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   // for room to send what the transport sends last (a TLS close_notify).
   enum class WriteShutdown : uint8_t { kNone, kAfterOutput, kSending };
   // Whether a callback's result came from HandleMessage (see Apply).
-  enum class Source : uint8_t { kClient, kMessage };
+  enum class Source : uint8_t { kClient, kMessage, kPeerFinished };
 
   void OnReady(uint32_t events) override;
   void ContinueHandshake();
@@ -169,7 +169,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   // Stops reading until queued output drains to its low water mark (backpressure).
   void PauseForBackpressure();
   // Neither backpressure nor the handler holds reading back.
-  bool ReadingAllowed() const { return !reading_paused_ && !handler_paused_; }
+  bool ReadingAllowed() const { return !reading_paused_ && !handler_paused_ && !peer_closed_; }
   // NotifyWhenDrained's mark reached: HandleDrained on a later turn.
   void CheckDrained();
   void RunDrained();

@@ -15,6 +15,7 @@
 //   handshake (bounded by handshake_timeout; failure -> HandleError)
 //   -> HandleConnection -> (data arrives -> HandleData)* , with HandleMessage for
 //      messages posted through a ConnectionHandle, and HandleContinue after ContinueThen
+//   -> HandlePeerFinished when the peer half-closes (by default it closes the connection)
 //   -> exactly one of: HandleClose (the peer or the handler closed), HandleError,
 //      HandleTimeout (no data within the timeout), HandleShutdown (the server stops).
 // Data that arrived while HandleConnection ran is delivered right after it returns; data
@@ -136,6 +137,14 @@ class Handler {
   // Queued output fell to the mark given to Connection::NotifyWhenDrained. Like a
   // message, it is not client activity.
   virtual HandlerResult HandleDrained(Connection& conn) { return HandlerResult::Continue(); }
+  // The peer finished sending (its half-close, or a TLS close_notify): no more data will
+  // come. By default the connection ends here, with HandleClose. A handler that still
+  // has things to say (a proxy passing the half-close on, a server answering a request
+  // ended by the client's half-close) returns Continue: the connection stays open for
+  // writing, with no reading, until the handler closes it. The wait's timeout still
+  // runs (HandleTimeout ends it; an infinite one waits for the handler), and a peer that
+  // then resets or goes away entirely ends it with HandleClose.
+  virtual HandlerResult HandlePeerFinished(Connection& conn) { return HandlerResult::Close(); }
 
   // Exactly one of these ends every connection whose handler was made.
   virtual void HandleClose(Connection& conn) {}

@@ -94,6 +94,9 @@ struct Script {
   std::function<HandlerResult(const Ctx&, absl::string_view, Connection&)> data;
   std::function<HandlerResult(const Ctx&, Connection&)> cont;
   std::function<HandlerResult(const Ctx&, std::any&, Connection&)> message;
+  // When set, HandlePeerFinished is recorded ("peer_finished") and runs it; otherwise
+  // the handler keeps the default (the connection closes).
+  std::function<HandlerResult(const Ctx&, Connection&)> peer_finished;
   std::function<void(const Ctx&, Connection&)> close;
   std::function<void(const Ctx&, const absl::Status&, Connection&)> error;
   std::function<void(const Ctx&, Connection&)> shutdown;
@@ -126,6 +129,11 @@ class ScriptedHandler : public Handler {
     const std::string* text = std::any_cast<std::string>(&message);
     ctx_.Note(text != nullptr ? absl::StrCat("message:", *text) : "message");
     return script_->message ? script_->message(ctx_, message, conn) : HandlerResult::Continue();
+  }
+  HandlerResult HandlePeerFinished(Connection& conn) override {
+    if (!script_->peer_finished) return Handler::HandlePeerFinished(conn);
+    ctx_.Note("peer_finished");
+    return script_->peer_finished(ctx_, conn);
   }
   void HandleClose(Connection& conn) override {
     ctx_.Note("close");

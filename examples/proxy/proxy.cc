@@ -11,6 +11,8 @@ struct ProxyPair {
   ConnectionHandle client;
   ConnectionHandle upstream;
   absl::Duration last_relayed;  // MonotonicNow() when a byte last went either way
+  bool client_finished = false;    // the client half-closed
+  bool upstream_finished = false;  // the upstream half-closed
 };
 
 namespace {
@@ -37,6 +39,23 @@ void CloseOther(Connection& conn, const ConnectionHandle& other) {
   if (Connection* c = conn.Sibling(other)) c->Close();
 }
 
+// The peer of `conn` finished sending: the other side's peer is told the same (a
+// half-close, after what is queued for it) and may still answer. Once both have
+// finished, nothing more can come either way: both close once their output is sent.
+HandlerResult PassHalfClose(bool& finished, bool other_finished, Connection& conn,
+                            const ConnectionHandle& other) {
+  finished = true;
+  Connection* to = conn.Sibling(other);
+  if (to == nullptr) return HandlerResult::Close();
+  if (other_finished) {
+    to->Close();
+    return HandlerResult::Close();
+  }
+  absl::Status shut = to->Shutdown(ShutdownWay::kWrite);
+  if (!shut.ok()) return HandlerResult::Error(shut);
+  return HandlerResult::Continue();
+}
+
 // What each side waits for: no read timeout of its own (see the header's "Idle").
 HandlerResult WaitWithoutReadTimeout() {
   return HandlerResult::ContinueWithPersistentTimeout(absl::InfiniteDuration());
@@ -56,6 +75,10 @@ class UpstreamHandler : public Handler {
   HandlerResult HandleDrained(Connection& conn) override {
     if (Connection* client = conn.Sibling(pair_->client)) client->ResumeReading();
     return HandlerResult::Continue();
+  }
+  HandlerResult HandlePeerFinished(Connection& conn) override {
+    return PassHalfClose(pair_->upstream_finished, pair_->client_finished, conn,
+                         pair_->client);
   }
   void HandleClose(Connection& conn) override { CloseOther(conn, pair_->client); }
   // A refused or timed-out connect too: the client is closed, having been sent nothing.
@@ -102,6 +125,11 @@ HandlerResult ProxyHandler::HandleData(absl::string_view data, Connection& conn)
 HandlerResult ProxyHandler::HandleDrained(Connection& conn) {
   if (Connection* upstream = conn.Sibling(pair_->upstream)) upstream->ResumeReading();
   return HandlerResult::Continue();
+}
+
+HandlerResult ProxyHandler::HandlePeerFinished(Connection& conn) {
+  return PassHalfClose(pair_->client_finished, pair_->upstream_finished, conn,
+                       pair_->upstream);
 }
 
 HandlerResult ProxyHandler::HandleMessage(std::any& message, Connection& conn) {

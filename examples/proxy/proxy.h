@@ -10,8 +10,11 @@
 // - Idle: a pair that relays nothing for idle_timeout is closed, checked by a timer
 //   (SendAfter). Each side alone would look idle during a one-way transfer, so their
 //   own read timeouts are off.
-// - When either side ends, the other is closed after its queued output is sent.
-//   (Half-closes are not passed through: a peer's end of stream ends its side.)
+// - Half-closes pass through: a peer that finishes sending (shutdown(SHUT_WR), as
+//   `nc -N` does after its request) is heard as a half-close by the other side's
+//   peer, after what is queued for it, and its answer still flows back. Once both
+//   have finished, or when either side ends otherwise (a reset, an error, the idle
+//   timer), the other is closed after its queued output is sent.
 //
 // - TLS on either side. Termination: give the server a TlsTransport (tls/tls_transport.h)
 //   and the handler sees plaintext. To the upstream: upstream_tls, a TlsClient
@@ -62,6 +65,7 @@ class ProxyHandler : public Handler {
   HandlerResult HandleConnection(Connection& conn) override;
   HandlerResult HandleData(absl::string_view data, Connection& conn) override;
   HandlerResult HandleDrained(Connection& conn) override;
+  HandlerResult HandlePeerFinished(Connection& conn) override;
   HandlerResult HandleMessage(std::any& message, Connection& conn) override;
   void HandleClose(Connection& conn) override;
   void HandleError(const absl::Status& error, Connection& conn) override;

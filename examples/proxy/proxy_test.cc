@@ -1,8 +1,9 @@
 // The proxy example over real loopback sockets: byte-exact both ways, bounded memory
-// for a client that does not read, many clients at once, a refused upstream, the idle
-// timer, and Stop.
+// for a client that does not read, many clients at once, half-closes passed on both
+// ways, a refused upstream, the idle timer, and Stop.
 #include "examples/proxy/proxy.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -47,6 +48,48 @@ class FirehoseHandler : public Handler {
   }
   std::string data_;
   size_t sent_ = 0;
+};
+
+// An upstream whose request ends with the client's half-close: it counts the bytes,
+// and answers with the count once the client has finished sending.
+class CountUntilFinishedHandler : public Handler {
+ public:
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
+    count_ += data.size();
+    return HandlerResult::Continue();
+  }
+  HandlerResult HandlePeerFinished(Connection& conn) override {
+    absl::Status s = conn.Send(absl::StrCat("received ", count_));
+    if (!s.ok()) return HandlerResult::Error(s);
+    return HandlerResult::Close();
+  }
+
+ private:
+  size_t count_ = 0;
+};
+
+// An upstream that speaks first and finishes at once (a banner, then its half-close),
+// and still reads: what it received is noted when the client finishes in turn.
+std::atomic<int64_t> banner_heard{-1};
+class BannerThenListenHandler : public Handler {
+ public:
+  HandlerResult HandleConnection(Connection& conn) override {
+    if (!conn.Send("banner").ok() || !conn.Shutdown(ShutdownWay::kWrite).ok()) {
+      return HandlerResult::Close();
+    }
+    return HandlerResult::Continue();
+  }
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
+    count_ += data.size();
+    return HandlerResult::Continue();
+  }
+  HandlerResult HandlePeerFinished(Connection& conn) override {
+    banner_heard = static_cast<int64_t>(count_);
+    return HandlerResult::Close();
+  }
+
+ private:
+  size_t count_ = 0;
 };
 
 ProxyOptions To(const SocketInfo& upstream) {
@@ -131,6 +174,43 @@ TEST(ProxyTest, ServesThreeHundredClientsAtOnce) {
     EXPECT_EQ(*got, want);
   }
   EXPECT_EQ(proxy.server().active_connections(), 600);  // each client and its upstream
+}
+
+TEST(ProxyTest, AClientsHalfCloseReachesTheUpstreamWhoseAnswerStillComesBack) {
+  ExampleServer upstream(HandlerFactoryOf<CountUntilFinishedHandler>());
+  ExampleServer proxy(HandlerFactoryOf<ProxyHandler>(), To(upstream.where()), Workers(1));
+  std::unique_ptr<TcpSocket> client = proxy.Connect();
+  ASSERT_NE(client, nullptr);
+  const std::string request = Pattern(ScaledForSanitizer(4 << 20), 3);
+  ASSERT_TRUE(client->Send(request).ok());
+  ASSERT_TRUE(client->Shutdown(ShutdownWay::kWrite).ok());
+  ReadToEnd answer = ReadUntilClosed(*client, kWait);
+  EXPECT_TRUE(answer.orderly_close) << answer.last;
+  EXPECT_EQ(answer.data, absl::StrCat("received ", request.size()));
+  // Both sides have finished: the pair is gone from the proxy.
+  const absl::Time give_up = absl::Now() + kWait;
+  while (proxy.server().active_connections() > 0 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(proxy.server().active_connections(), 0);
+}
+
+TEST(ProxyTest, AnUpstreamsHalfCloseReachesTheClientWhichCanStillSend) {
+  banner_heard = -1;
+  ExampleServer upstream(HandlerFactoryOf<BannerThenListenHandler>());
+  ExampleServer proxy(HandlerFactoryOf<ProxyHandler>(), To(upstream.where()), Workers(1));
+  std::unique_ptr<TcpSocket> client = proxy.Connect();
+  ASSERT_NE(client, nullptr);
+  // The banner, then the end of the upstream's output.
+  ReadToEnd banner = ReadUntilClosed(*client, kWait);
+  ASSERT_TRUE(banner.orderly_close) << banner.last;
+  EXPECT_EQ(banner.data, "banner");
+  // The other way is still open.
+  ASSERT_TRUE(client->Send(std::string(100000, 'x')).ok());
+  ASSERT_TRUE(client->Shutdown(ShutdownWay::kWrite).ok());
+  const absl::Time give_up = absl::Now() + kWait;
+  while (banner_heard < 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(banner_heard, 100000);
 }
 
 TEST(ProxyTest, ARefusedUpstreamClosesTheClientWithNothingSent) {
