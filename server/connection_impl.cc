@@ -135,7 +135,13 @@ void ConnectionImpl::Deliver(PostedMessage message) {
 }
 
 void ConnectionImpl::RunDrained() {
-  if (phase_ != Phase::kOpen || ended_) return;
+  if (ended_ || phase_ == Phase::kClosed) return;
+  if (phase_ != Phase::kOpen) {
+    // Drained while a SwitchTransport runs (its clear-text output, then the new
+    // handshake): the handler hears it once the switch is done, as it does messages.
+    drained_after_switch_ = true;
+    return;
+  }
   RunCallback([this] { return handler_->HandleDrained(*this); }, Source::kMessage);
 }
 
@@ -320,6 +326,9 @@ void ConnectionImpl::ContinueHandshake() {
   if (upgraded) {
     // A transport switch carries on where the handler left off: waiting for data.
     WaitForData(read_timeout_);
+    if (std::exchange(drained_after_switch_, false)) {
+      host_.RunLater(id_, [](ConnectionImpl& c) { c.RunDrained(); });
+    }
   } else {
     RunCallback([this] { return handler_->HandleConnection(*this); });
   }

@@ -227,6 +227,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   ShutdownWay write_shutdown_way_ = ShutdownWay::kWrite;
   Transport* switch_to_ = nullptr;  // while kSwitching
   bool upgrading_ = false;      // handshaking after a SwitchTransport
+  bool drained_after_switch_ = false;  // HandleDrained is due once the switch is done
   bool peer_closed_ = false;    // a read found the peer's end of stream
   absl::Status stop_error_;     // reported in connection.stop
   absl::string_view stop_ending_;  // connection.stop's detail (see telemetry.h)
