@@ -3,7 +3,12 @@
 // Sibling; refusals and connect timeouts end in HandleError with the reason; telemetry
 // links the spans; Stop drains them as any other.
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <any>
 #include <atomic>
 #include <optional>
@@ -317,6 +322,35 @@ TEST_F(OutboundTest, TheServerOpensAClientNotTiedToAnyConnection) {
       server_->Open({.endpoint = Loopback(UpstreamPort()),
                      .handler = std::make_unique<Greeter>(&events_)})
           .status()));
+}
+
+// A unix socket's connect fails at once, in Open, whose error names the path: a
+// socket file nobody listens on any more (refused), and no file at all.
+TEST_F(OutboundTest, AFailedUnixConnectFailsOpenNamingThePath) {
+  ASSERT_NO_FATAL_FAILURE(StartUpstream());
+  ASSERT_TRUE(StartRelay({.upstream = Loopback(UpstreamPort())}));
+  // Not TEST_TMPDIR: a unix socket's path must fit in 108 bytes.
+  const std::string dir = absl::StrCat("/tmp/islet-outbound-", ::getpid());
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0) << errno;
+  const std::string stale = absl::StrCat(dir, "/stale.sock");
+  ::unlink(stale.c_str());
+  {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", stale.c_str());
+    ASSERT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  }
+  const std::string missing = absl::StrCat(dir, "/missing.sock");
+  for (const std::string& path : {stale, missing}) {
+    absl::StatusOr<ConnectionHandle> opened =
+        server_->Open({.endpoint = {.family = AddressFamily::kUnix, .address = path},
+                       .handler = std::make_unique<Greeter>(&events_)});
+    ASSERT_FALSE(opened.ok()) << path;
+    EXPECT_TRUE(absl::StrContains(opened.status().message(), path)) << opened.status();
+  }
+  ::unlink(stale.c_str());
+  ::rmdir(dir.c_str());
 }
 
 }  // namespace

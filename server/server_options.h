@@ -55,6 +55,9 @@ struct ServerOptions {
   // treated as one over its acceptor's budget (below): the acceptor waits for room,
   // accepting nothing meanwhile, so new clients wait in the listen backlog rather than
   // being accepted and dropped; after the retries it is closed (acceptor.spawn_error).
+  // Outbound connections (Connection::Open, Server::Open) are not counted: this caps
+  // what clients can make us hold; what handlers open is theirs to bound (a proxy opens
+  // one per client), and descriptor_reserve still guards the descriptor table.
   int max_connections = kUnlimited;
   // Live connections from one peer address (IP, whatever the port), as nginx's
   // limit_conn: one more from that address is closed at once and reported as
