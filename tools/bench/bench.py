@@ -24,12 +24,14 @@ import time
 
 from islet_bench import host, quiet, report
 from islet_bench.context import Context
+from islet_bench.proxy import ProxyCases, append_proxy_section, proxy_section
 from islet_bench.suite import Suite
 from islet_bench.tls import TlsCases
 
 TCP_PARTS = ("http", "echo", "metrics", "footprint", "scaling")
 SUITE_BINARIES = ("harness", "epoll_echo", "epoll_http", "echo_load", "pipelined_load", "idle_conns")
 TLS_BINARIES = ("harness", "tls_handshake_load", "tls_idle_conns")
+PROXY_BINARIES = ("harness", "epoll_echo", "epoll_http", "echo_load")
 
 
 def parse_options(argv):
@@ -39,9 +41,10 @@ def parse_options(argv):
                         help="each case once for about a second; no medians, writes nothing")
     parser.add_argument("--runs", type=int, default=5, metavar="N", help="runs per figure (5; TLS: 3)")
     parser.add_argument("--duration", type=int, default=10, metavar="SECONDS", help="seconds per run (10)")
-    parser.add_argument("--only", default="http,echo,metrics,footprint,scaling,tls", metavar="LIST",
-                        help="the cases to run (http,echo,metrics,footprint,scaling,tls); metrics: the "
-                             "harness with its metrics sink against without")
+    parser.add_argument("--only", default="http,echo,metrics,footprint,scaling,tls,proxy", metavar="LIST",
+                        help="the cases to run (http,echo,metrics,footprint,scaling,tls,proxy); metrics: the "
+                             "harness with its metrics sink against without; proxy: examples/proxy "
+                             "against HAProxy")
     parser.add_argument("--idle_connections", type=int, default=None, metavar="N",
                         help="connections of the footprint case (10000; smoke: 1000)")
     parser.add_argument("--no_write", "--no-record", dest="write", action="store_false",
@@ -134,11 +137,42 @@ def run_tls(ctx, options, alone: bool) -> None:
     ctx.log(f"TLS: {'FAILED (see above)' if cases.failed else 'ok'} ({elapsed}s)")
 
 
+def run_proxy(ctx, options, alone: bool) -> None:
+    """The proxy cases: the table on stdout when they run alone (proxy_bench.sh), else on
+    stderr; a section appended to docs/BENCHMARKS_PROXY.md after a full run without failures."""
+    if not ctx.tools["haproxy"] or not ctx.tools["wrk"]:
+        ctx.skipped.append("proxy cases: they need haproxy and wrk (apt-get install haproxy wrk)")
+        return
+    started = time.monotonic()
+    ctx.waiter.noisy = False
+    cases = ProxyCases(ctx)
+    table = cases.run()
+    if table is None:
+        return
+    elapsed = round(time.monotonic() - started)
+    out = sys.stdout if alone else sys.stderr
+    print(f"\n{table}\n\n({cases.runs} run(s) per figure: median [min-max]; {elapsed}s)", file=out)
+    out.flush()
+    if options.write and not cases.failed:
+        path = os.path.join(ctx.repo, "docs", "BENCHMARKS_PROXY.md")
+        doc = open(path).read() if os.path.exists(path) else None
+        machine = (f"{ctx.cores} cores ({ctx.proc.cpu_model()}), kernel {os.uname().release}, "
+                   f"{host.first_line(['gcc', '--version'], '')}, "
+                   f"{host.first_line([ctx.tools['haproxy'], '-v'])}")
+        section = proxy_section(now_utc(), options.command, host.git_commit(ctx.repo), machine, table,
+                                ctx.waiter.noisy)
+        with open(path, "w") as f:
+            f.write(append_proxy_section(doc, section))
+        ctx.log("appended to docs/BENCHMARKS_PROXY.md")
+    ctx.log(f"proxy: {'FAILED (see above)' if cases.failed else 'ok'} ({elapsed}s)")
+
+
 def run(options, tmp: str, here: str, repo: str) -> int:
     started = time.monotonic()
     only = options.only.split(",")
     tcp = [p for p in TCP_PARTS if p in only]
-    names = (SUITE_BINARIES if tcp else ()) + (TLS_BINARIES if "tls" in only else ())
+    names = ((SUITE_BINARIES if tcp else ()) + (TLS_BINARIES if "tls" in only else ())
+             + (PROXY_BINARIES if "proxy" in only else ()))
     bins = copy_binaries(options.bin_dir, sorted(set(names)), tmp)
     ctx = Context(options, tmp, bins, repo, here)
     try:
@@ -153,6 +187,8 @@ def run(options, tmp: str, here: str, repo: str) -> int:
             suite.run()
         if "tls" in only:
             run_tls(ctx, options, alone=not tcp)
+        if "proxy" in only:
+            run_proxy(ctx, options, alone=not tcp and "tls" not in only)
         table = None
         if tcp:
             busy_after = quiet.sample_busy_percent(ctx.proc)

@@ -28,7 +28,7 @@ class Context:
         self.processes = Processes(self.proc, tmp, self.load_cpu, self.fail)
         self.waiter = quiet.QuietWaiter(options.quiet_wait,
                                         lambda: quiet.sample_busy_percent(self.proc), self.log)
-        self.tools: Dict[str, Optional[str]] = {t: host.find_tool(t) for t in ("wrk", "nginx", "h2load")}
+        self.tools: Dict[str, Optional[str]] = {t: host.find_tool(t) for t in ("wrk", "nginx", "h2load", "haproxy")}
         self.nofile = raise_descriptor_limit()
 
     def log(self, message: str) -> None:
