@@ -73,6 +73,17 @@ void ListenerSet::CloseAll(Then then) {
   if (then == Then::kStop) stopping_ = true;
 }
 
+void ListenerSet::ReleaseAll() {
+  absl::MutexLock lock(&mu_);
+  for (const auto& l : listeners_) l->Release();
+  listeners_.clear();
+}
+
+std::vector<std::shared_ptr<Listener>> ListenerSet::Installed() {
+  absl::MutexLock lock(&mu_);
+  return listeners_;
+}
+
 bool ListenerSet::SleepUnlessStopping(absl::Duration d) {
   absl::MutexLock lock(&mu_);
   mu_.AwaitWithTimeout(absl::Condition(&stopping_), d);

@@ -44,6 +44,11 @@ class ListenerSet {
   // Closes every listener (new connections are refused at once) and wakes the
   // acceptors: they park until Install (Suspend) or return (Stop).
   void CloseAll(Then then);
+  // Releases every listener (Listener::Release: no shutdown, the socket lives on in
+  // the processes sharing it) and parks the acceptors.
+  void ReleaseAll();
+  // The listeners installed now, in order.
+  std::vector<std::shared_ptr<Listener>> Installed();
   // Sleeps for `d` unless stopping; false when stopping.
   bool SleepUnlessStopping(absl::Duration d);
 

@@ -1,14 +1,17 @@
 #include "server/server.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "server/acceptor.h"
 #include "server/telemetry.h"
 #include "server/worker.h"
+#include "transport/errors.h"
 #include "transport/io_wait.h"
 #include "transport/tcp_transport.h"
 
@@ -42,6 +45,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
                            .send_timeout = context.options.send_timeout,
                            .shared_bytes = &context.output_budget.used};
   absl::MutexLock lock(&server->mu_);
+  for (int fd : context.options.listen_fds) {
+    UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!copy) {
+      return PosixError(errno, absl::StrCat("server options: listen_fds: descriptor ", fd));
+    }
+    server->adopted_fds_.push_back(std::move(copy));
+  }
   absl::Status listening = server->Listen(port);
   if (!listening.ok()) return listening;
 
@@ -79,7 +89,16 @@ absl::Status Server::Listen(uint16_t port) {
   if (o.num_listen_sockets > 1) listen_options.reuse_port = true;
   std::vector<std::shared_ptr<Listener>> opened;
   for (int i = 0; i < o.num_listen_sockets; ++i) {
-    absl::StatusOr<std::unique_ptr<Listener>> listener = transport_->Listen(port, listen_options);
+    absl::StatusOr<std::unique_ptr<Listener>> listener;
+    if (adopted_fds_.empty()) {
+      listener = transport_->Listen(port, listen_options);
+    } else {
+      // A duplicate each time, so that Resume can adopt the socket again.
+      UniqueFd copy(::fcntl(adopted_fds_[static_cast<size_t>(i)].get(), F_DUPFD_CLOEXEC, 0));
+      listener = copy ? transport_->Adopt(std::move(copy), listen_options)
+                      : absl::StatusOr<std::unique_ptr<Listener>>(
+                            PosixError(errno, "listen: listen_fds: dup"));
+    }
     if (!listener.ok()) {
       for (auto& l : opened) l->Close();
       return listener.status();
@@ -135,6 +154,7 @@ absl::Status Server::Stop(absl::Duration timeout) {
     if (status_ == ServerStatus::kStopped) return absl::OkStatus();
     was_listening = status_ == ServerStatus::kRunning;
     listeners_->CloseAll(ListenerSet::Then::kStop);
+    adopted_fds_.clear();
     status_ = ServerStatus::kStopped;
   }
   // The rest runs without mu_: a handler may read Info(), ListenerInfo() or status()
@@ -182,11 +202,53 @@ absl::Status Server::Resume() {
   absl::MutexLock lock(&mu_);
   if (status_ == ServerStatus::kStopped) return absl::FailedPreconditionError("resume: server stopped");
   if (status_ == ServerStatus::kRunning) return absl::OkStatus();
+  if (released_) {
+    return absl::FailedPreconditionError(
+        "resume: the listening sockets were released to another process");
+  }
   // The same port as before, even when the server first asked for port 0.
   absl::Status listening = Listen(local_.port);
   if (!listening.ok()) return listening;
   for (auto& a : acceptors_) a->Rearm();
   status_ = ServerStatus::kRunning;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ListeningSocket>> Server::DuplicateListeners() const {
+  absl::MutexLock lock(&mu_);
+  if (status_ != ServerStatus::kRunning) {
+    return absl::FailedPreconditionError("duplicate listeners: the server is not listening");
+  }
+  std::vector<ListeningSocket> copies;
+  for (const std::shared_ptr<Listener>& listener : listeners_->Installed()) {
+    if (listener->fd() < 0) {
+      return absl::UnimplementedError(absl::StrCat(
+          "duplicate listeners: the ", transport_->Name(), " transport's listeners have no descriptor"));
+    }
+    absl::StatusOr<SocketInfo> local = listener->LocalInfo();
+    if (!local.ok()) return local.status();
+    UniqueFd copy(::fcntl(listener->fd(), F_DUPFD_CLOEXEC, 0));
+    if (!copy) return PosixError(errno, "duplicate listeners: dup");
+    copies.push_back({std::move(copy), *std::move(local)});
+  }
+  return copies;
+}
+
+absl::Status Server::ReleaseListeners() {
+  absl::MutexLock lock(&mu_);
+  if (status_ == ServerStatus::kStopped) {
+    return absl::FailedPreconditionError("release listeners: server stopped");
+  }
+  const bool was_listening = status_ == ServerStatus::kRunning;
+  // Release, never Close: shutdown(2) would stop the socket listening for the
+  // successor too. The acceptors drop their listener when their loop gets to the
+  // Rearm; the descriptors close when the last of them has.
+  listeners_->ReleaseAll();
+  for (auto& a : acceptors_) a->Rearm();
+  adopted_fds_.clear();
+  released_ = true;
+  if (was_listening) EmitListener(TelemetryEventType::kListenerStop);
+  status_ = ServerStatus::kSuspended;
   return absl::OkStatus();
 }
 

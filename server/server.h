@@ -33,6 +33,7 @@
 #include "server/server_options.h"
 #include "server/telemetry.h"
 #include "transport/transport.h"
+#include "transport/unique_fd.h"
 
 namespace islet {
 
@@ -42,6 +43,13 @@ class Worker;
 struct ServerContext;
 
 enum class ServerStatus : uint8_t { kRunning, kSuspended, kStopped };
+
+// A duplicate of one of a server's listening sockets and the address it is bound to
+// (Server::DuplicateListeners).
+struct ListeningSocket {
+  UniqueFd fd;
+  SocketInfo local;
+};
 
 struct ServerInfo {
   ServerStatus status = ServerStatus::kStopped;
@@ -69,9 +77,30 @@ class Server {
   absl::Status Stop(absl::Duration timeout);
 
   // Suspend closes the listeners (new connects are refused) and keeps the connections;
-  // Resume listens again on the same address and port.
+  // Resume listens again on the same address and port. A server on sockets it did not
+  // open (ServerOptions::listen_fds) cannot refuse connects without breaking the socket
+  // for the other processes holding it: Suspend stops accepting, connects wait in the
+  // backlog, and Resume accepts them.
   absl::Status Suspend();
   absl::Status Resume();
+
+  // ---- Handing the listening sockets to another process (server/listener_handoff.h) ----
+
+  // Duplicates (close-on-exec) of the listening sockets, in order, each with its bound
+  // address. FailedPrecondition unless running; Unimplemented when the transport's
+  // listeners have no descriptor (Listener::fd()), which must be the listening socket
+  // itself, as TCP's and TLS's are.
+  absl::StatusOr<std::vector<ListeningSocket>> DuplicateListeners() const;
+
+  // Stops accepting and lets go of the listening sockets without shutting them down
+  // (Listener::Release): a process that holds them too, the successor they were handed
+  // to, goes on accepting from them, and the connections waiting in their backlog are
+  // its. The live connections are served as before; Stop then drains them. The status
+  // becomes kSuspended, and Resume fails with FailedPrecondition from then on: the
+  // sockets belong to another process. (Suspend is no substitute: for a socket the
+  // server opened it shuts the socket down, for every process that holds it.)
+  // FailedPrecondition once stopped.
+  absl::Status ReleaseListeners();
 
   ServerStatus status() const;
   // The bound address (port 0 resolved); FailedPrecondition unless running.
@@ -97,6 +126,10 @@ class Server {
   std::unique_ptr<ServerContext> context_;
   std::shared_ptr<Transport> transport_;
   std::unique_ptr<ListenerSet> listeners_;
+  // ServerOptions::listen_fds, duplicated at Start: Listen (Resume too) adopts a
+  // duplicate of each. Dropped by Stop and ReleaseListeners.
+  std::vector<UniqueFd> adopted_fds_ ABSL_GUARDED_BY(mu_);
+  bool released_ ABSL_GUARDED_BY(mu_) = false;  // ReleaseListeners ran
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::atomic<uint64_t> next_open_worker_{0};

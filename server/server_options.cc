@@ -24,7 +24,15 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
                absl::StrCat(o.num_listen_sockets, " exceeds num_acceptors (",
                             o.num_acceptors, "): a listener needs an acceptor"));
   }
-  if (o.num_listen_sockets > 1 && !o.transport_options.unix_path.empty()) {
+  if (!o.listen_fds.empty()) {
+    if (static_cast<int>(o.listen_fds.size()) != o.num_listen_sockets) {
+      return Bad("listen_fds", absl::StrCat(o.listen_fds.size(), " sockets given, but ",
+                                            "num_listen_sockets is ", o.num_listen_sockets));
+    }
+    for (int fd : o.listen_fds) {
+      if (fd < 0) return Bad("listen_fds", absl::StrCat("descriptor ", fd, " is not valid"));
+    }
+  } else if (o.num_listen_sockets > 1 && !o.transport_options.unix_path.empty()) {
     return Bad("num_listen_sockets", "SO_REUSEPORT does not apply to unix sockets");
   }
   if (o.num_workers < 0) return Bad("num_workers", "must be 0 (one per core) or more");

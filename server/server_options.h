@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -26,6 +27,16 @@ struct ServerOptions {
   std::shared_ptr<Transport> transport;
   // Bind address or unix path, backlog, socket options (see ListenOptions).
   ListenOptions transport_options;
+  // Listening sockets to serve instead of opening any: inherited from systemd
+  // (server/inherited_listeners.h) or handed over by a predecessor
+  // (server/listener_handoff.h). Start duplicates each (the caller keeps, and closes,
+  // its own) and adopts it with Transport::Adopt; `port` and transport_options' address,
+  // unix path and backlog are then unused, its socket options applied. Their number
+  // must equal num_listen_sockets. Such a socket may be shared with another process, so
+  // this server never shuts it down: Stop and Suspend stop accepting and close the
+  // server's descriptors (Listener::Release), and connections arriving meanwhile wait
+  // in the backlog for whoever holds the socket (systemd, a successor, Resume).
+  std::vector<int> listen_fds;
 
   // Makes one Handler per connection, given handler_options. Required.
   HandlerFactory handler_factory;

@@ -98,5 +98,36 @@ TEST(StopSignalTest, ASecondSignalDuringTheDrainExitsOneAtOnce) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << *status;
 }
 
+TEST(StopSignalTest, WaitForSignalTakesTheSignalOrSeesTheDescriptorReadable) {
+  // The child blocks SIGHUP, waits on it and on a pipe from us, and reports each wake-up.
+  std::unique_ptr<ChildProcess> child = ChildProcess::Fork([](int to_parent, int from_parent) {
+    BlockStopSignals();
+    BlockSignals({SIGHUP});
+    if (!WriteAll(to_parent, "R", 1)) return 3;
+    for (int i = 0; i < 2; ++i) {
+      const SignalWait w = WaitForSignal({SIGHUP, SIGTERM}, from_parent);
+      const char report = w.signal == SIGHUP ? 'H' : w.fd_readable ? 'F' : '?';
+      if (w.fd_readable) {
+        char drained;
+        if (::read(from_parent, &drained, 1) != 1) return 4;
+      }
+      if (!WriteAll(to_parent, &report, 1)) return 3;
+    }
+    return 0;
+  });
+  ASSERT_NE(child, nullptr);
+  char got = 0;
+  ASSERT_TRUE(child->Read(&got, 1, testutil::kWait));
+  ASSERT_TRUE(child->Signal(SIGHUP));
+  ASSERT_TRUE(child->Read(&got, 1, testutil::kWait));
+  EXPECT_EQ(got, 'H');
+  ASSERT_TRUE(child->Write("x", 1));
+  ASSERT_TRUE(child->Read(&got, 1, testutil::kWait));
+  EXPECT_EQ(got, 'F');
+  std::optional<int> status = child->Wait(testutil::kWait);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+}
+
 }  // namespace
 }  // namespace islet

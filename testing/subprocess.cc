@@ -226,16 +226,26 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
     memset(&dfl, 0, sizeof(dfl));
     dfl.sa_handler = SIG_DFL;
     for (int sig : {SIGTERM, SIGINT, SIGPIPE, SIGHUP, SIGQUIT}) ::sigaction(sig, &dfl, nullptr);
-    const int input = stdin_fd >= 0 ? stdin_fd : ::open("/dev/null", O_RDONLY);
     int failed_errno = 0;
-    if (input < 0 || ::dup2(input, 0) < 0 || ::dup2(stdout_fd, 1) < 0 ||
+    int report_fd = exec_fd;
+    if (!options.pass_fds.empty()) {
+      // Every source (and the exec pipe) first moves above the targets, so that placing
+      // one never overwrites another; dup2 leaves the placed copy inheritable.
+      report_fd = ::fcntl(exec_fd, F_DUPFD_CLOEXEC, 256);
+      for (const auto& [from, to] : options.pass_fds) {
+        const int high = ::fcntl(from, F_DUPFD_CLOEXEC, 256 + to);
+        if (high < 0 || ::dup2(high, to) != to) failed_errno = errno;
+      }
+    }
+    const int input = stdin_fd >= 0 ? stdin_fd : ::open("/dev/null", O_RDONLY);
+    if (failed_errno != 0 || input < 0 || ::dup2(input, 0) < 0 || ::dup2(stdout_fd, 1) < 0 ||
         ::dup2(stderr_fd, 2) < 0) {
-      failed_errno = errno;
+      if (failed_errno == 0) failed_errno = errno;
     } else {
       ::execve(c_args[0], c_args.data(), child_env);
       failed_errno = errno;
     }
-    WriteAll(exec_fd, &failed_errno, sizeof(failed_errno));
+    WriteAll(report_fd, &failed_errno, sizeof(failed_errno));
     return 127;
   });
   if (!pid.ok()) return pid.status();

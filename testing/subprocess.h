@@ -29,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -111,6 +112,9 @@ struct SubprocessOptions {
   // Standard error goes where standard output goes, interleaved as written: one
   // transcript, in Stdout().
   bool stderr_to_stdout = false;
+  // Descriptors of ours the child gets at the given numbers (3 or more), as a service
+  // manager passes sockets: {our descriptor, its number in the child}.
+  std::vector<std::pair<int, int>> pass_fds;
 };
 
 // A background thread drains the output pipes all the time, so a chatty child never

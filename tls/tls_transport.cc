@@ -36,6 +36,7 @@ class TlsTransport::TlsListener : public Listener {
     return Wrap(inner_->TryAccept());
   }
   void Close() override { inner_->Close(); }
+  void Release() override { inner_->Release(); }
   absl::StatusOr<SocketInfo> LocalInfo() const override { return inner_->LocalInfo(); }
 
  private:
@@ -75,6 +76,13 @@ absl::StatusOr<std::shared_ptr<TlsTransport>> TlsTransport::Create(TlsOptions op
 absl::StatusOr<std::unique_ptr<Listener>> TlsTransport::Listen(uint16_t port,
                                                                const ListenOptions& options) {
   absl::StatusOr<std::unique_ptr<Listener>> inner = tcp_.Listen(port, options);
+  if (!inner.ok()) return inner.status();
+  return std::unique_ptr<Listener>(std::make_unique<TlsListener>(*std::move(inner), state_));
+}
+
+absl::StatusOr<std::unique_ptr<Listener>> TlsTransport::Adopt(UniqueFd fd,
+                                                              const ListenOptions& options) {
+  absl::StatusOr<std::unique_ptr<Listener>> inner = tcp_.Adopt(std::move(fd), options);
   if (!inner.ok()) return inner.status();
   return std::unique_ptr<Listener>(std::make_unique<TlsListener>(*std::move(inner), state_));
 }

@@ -48,6 +48,10 @@ class TlsTransport : public Transport {
   // Listens with the TCP transport; the listener's Accept returns TlsSockets.
   absl::StatusOr<std::unique_ptr<Listener>> Listen(uint16_t port,
                                                    const ListenOptions& options) override;
+  // The same over a listening socket opened elsewhere (Transport::Adopt): TLS on a
+  // socket inherited from systemd or handed over by a predecessor.
+  absl::StatusOr<std::unique_ptr<Listener>> Adopt(UniqueFd fd,
+                                                  const ListenOptions& options) override;
   bool Secure() const override { return true; }
   absl::string_view Name() const override { return "tls"; }
 

@@ -62,14 +62,17 @@ class SigpipeGuard {
 
 class TcpListener : public Listener {
  public:
+  // `adopted`: the socket was opened elsewhere and may be shared, so Close releases it.
   TcpListener(UniqueFd fd, UniqueFd wake, AddressFamily family, std::string unix_path,
-              absl::Duration send_timeout, std::vector<SocketOption> not_inherited)
+              absl::Duration send_timeout, std::vector<SocketOption> not_inherited,
+              bool adopted)
       : fd_(std::move(fd)),
         wake_(std::move(wake)),
         family_(family),
         unix_path_(std::move(unix_path)),
         send_timeout_(send_timeout),
-        not_inherited_(std::move(not_inherited)) {}
+        not_inherited_(std::move(not_inherited)),
+        adopted_(adopted) {}
 
   ~TcpListener() override { Close(); }
 
@@ -135,6 +138,10 @@ class TcpListener : public Listener {
   }
 
   void Close() override {
+    if (adopted_) {
+      Release();
+      return;
+    }
     if (closed_.exchange(true, std::memory_order_acq_rel)) return;
     // shutdown(2) makes the kernel refuse new connections at once; the eventfd wakes
     // every Accept blocked in poll. The descriptor itself lives until destruction so
@@ -143,8 +150,15 @@ class TcpListener : public Listener {
     // The socket file goes now, not at destruction: once we are closed a successor may
     // bind the path, and destroying us later must not take its file.
     if (!unix_path_.empty() && unix_path_[0] != '@') ::unlink(unix_path_.c_str());
-    const uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof(one));
+    Wake();
+  }
+
+  void Release() override {
+    // No shutdown(2): it acts on the socket, not on our descriptor, and would stop it
+    // listening for every process that holds it. Our descriptor closes at destruction,
+    // once no Accept can be inside accept(2) on it.
+    if (closed_.exchange(true, std::memory_order_acq_rel)) return;
+    Wake();
   }
 
   absl::StatusOr<SocketInfo> LocalInfo() const override {
@@ -159,6 +173,11 @@ class TcpListener : public Listener {
     return absl::FailedPreconditionError("accept: listener is closed");
   }
 
+  void Wake() {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof(one));
+  }
+
   UniqueFd fd_;
   UniqueFd wake_;
   AddressFamily family_;
@@ -166,6 +185,7 @@ class TcpListener : public Listener {
   absl::Duration send_timeout_;
   // Listen options the kernel does not pass on to accepted sockets; set on each.
   std::vector<SocketOption> not_inherited_;
+  const bool adopted_;
   std::atomic<bool> closed_{false};
 };
 
@@ -185,14 +205,9 @@ absl::Status RemoveStaleUnixSocket(const std::string& path, const PosixAddress& 
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<Listener>> TcpTransport::Listen(uint16_t port,
-                                                               const ListenOptions& options) {
-  if (options.backlog <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("listen: backlog must be positive, got ", options.backlog));
-  }
+// ListenOptions::socket_options validated; the send timeout among them (infinite when
+// none).
+absl::StatusOr<absl::Duration> ValidateListenSocketOptions(const ListenOptions& options) {
   absl::Duration send_timeout = absl::InfiniteDuration();
   for (const SocketOption& option : options.socket_options) {
     absl::Status valid = ValidateSocketOption(option);
@@ -201,6 +216,51 @@ absl::StatusOr<std::unique_ptr<Listener>> TcpTransport::Listen(uint16_t port,
       send_timeout = absl::Milliseconds(option.value());
     }
   }
+  return send_timeout;
+}
+
+// Sets the listen socket options on `fd` and returns those the kernel does not pass on
+// to accepted sockets (set again on each).
+absl::StatusOr<std::vector<SocketOption>> ApplyListenSocketOptions(int fd, AddressFamily family,
+                                                                   const ListenOptions& options) {
+  const bool is_unix = family == AddressFamily::kUnix;
+  std::vector<SocketOption> not_inherited;
+  for (const SocketOption& option : options.socket_options) {
+    if (option.name() == SocketOptionName::kSendTimeout ||
+        !OptionAppliesTo(option.name(), family)) {
+      continue;
+    }
+    absl::Status s = ApplyOptionToFd(fd, family, option);
+    if (!s.ok()) return s;
+    // A unix socket's accepted sockets inherit nothing; TCP's inherit all but
+    // SO_PRIORITY.
+    if (is_unix || option.name() == SocketOptionName::kPriority) {
+      not_inherited.push_back(option);
+    }
+  }
+  return not_inherited;
+}
+
+// An int socket option of `fd`, for Adopt's checks.
+absl::StatusOr<int> SocketInt(int fd, int name, absl::string_view what) {
+  int value = 0;
+  socklen_t length = sizeof(value);
+  if (::getsockopt(fd, SOL_SOCKET, name, &value, &length) != 0) {
+    return PosixError(errno, absl::StrCat("descriptor ", fd, ": ", what));
+  }
+  return value;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Listener>> TcpTransport::Listen(uint16_t port,
+                                                               const ListenOptions& options) {
+  if (options.backlog <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen: backlog must be positive, got ", options.backlog));
+  }
+  absl::StatusOr<absl::Duration> send_timeout = ValidateListenSocketOptions(options);
+  if (!send_timeout.ok()) return send_timeout.status();
   const bool is_unix = !options.unix_path.empty();
   absl::StatusOr<PosixAddress> address =
       is_unix ? UnixAddress(options.unix_path) : IpAddress(options.address, port);
@@ -223,20 +283,9 @@ absl::StatusOr<std::unique_ptr<Listener>> TcpTransport::Listen(uint16_t port,
     }
     if (!s.ok()) return s;
   }
-  std::vector<SocketOption> not_inherited;
-  for (const SocketOption& option : options.socket_options) {
-    if (option.name() == SocketOptionName::kSendTimeout ||
-        !OptionAppliesTo(option.name(), address->family)) {
-      continue;
-    }
-    absl::Status s = ApplyOptionToFd(fd.get(), address->family, option);
-    if (!s.ok()) return s;
-    // A unix socket's accepted sockets inherit nothing; TCP's inherit all but
-    // SO_PRIORITY.
-    if (is_unix || option.name() == SocketOptionName::kPriority) {
-      not_inherited.push_back(option);
-    }
-  }
+  absl::StatusOr<std::vector<SocketOption>> not_inherited =
+      ApplyListenSocketOptions(fd.get(), address->family, options);
+  if (!not_inherited.ok()) return not_inherited.status();
   if (is_unix) {
     absl::Status s = RemoveStaleUnixSocket(options.unix_path, *address);
     if (!s.ok()) return s;
@@ -252,8 +301,63 @@ absl::StatusOr<std::unique_ptr<Listener>> TcpTransport::Listen(uint16_t port,
   UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake) return PosixError(errno, "listen: eventfd");
   return std::make_unique<TcpListener>(std::move(fd), std::move(wake), address->family,
-                                       options.unix_path, send_timeout,
-                                       std::move(not_inherited));
+                                       options.unix_path, *send_timeout,
+                                       *std::move(not_inherited), /*adopted=*/false);
+}
+
+absl::StatusOr<SocketInfo> ListeningSocketInfo(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return PosixError(errno, absl::StrCat("descriptor ", fd));
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("descriptor ", fd, " is not a socket"));
+  }
+  absl::StatusOr<int> type = SocketInt(fd, SO_TYPE, "SO_TYPE");
+  if (!type.ok()) return type.status();
+  if (*type != SOCK_STREAM) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("descriptor ", fd, " is not a stream socket (SO_TYPE ", *type, ")"));
+  }
+  absl::StatusOr<int> domain = SocketInt(fd, SO_DOMAIN, "SO_DOMAIN");
+  if (!domain.ok()) return domain.status();
+  if (*domain != AF_INET && *domain != AF_INET6 && *domain != AF_UNIX) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "descriptor ", fd, " is of address family ", *domain, ", not IPv4, IPv6 or unix"));
+  }
+  absl::StatusOr<int> listening = SocketInt(fd, SO_ACCEPTCONN, "SO_ACCEPTCONN");
+  if (!listening.ok()) return listening.status();
+  if (*listening == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("descriptor ", fd, " is a socket but not listening"));
+  }
+  return LocalInfoOfFd(fd);
+}
+
+absl::StatusOr<std::unique_ptr<Listener>> TcpTransport::Adopt(UniqueFd fd,
+                                                              const ListenOptions& options) {
+  if (!fd) return absl::InvalidArgumentError("adopt: no descriptor given");
+  absl::StatusOr<absl::Duration> send_timeout = ValidateListenSocketOptions(options);
+  if (!send_timeout.ok()) return send_timeout.status();
+  absl::StatusOr<SocketInfo> local = ListeningSocketInfo(fd.get());
+  if (!local.ok()) {
+    return absl::Status(local.status().code(), absl::StrCat("adopt: ", local.status().message()));
+  }
+  const AddressFamily family = local->family;
+  // O_NONBLOCK belongs to the open file, which the other holders share: they see it
+  // too. Islet's own listeners are non-blocking already, and systemd polls its copy.
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0 ||
+      ::fcntl(fd.get(), F_SETFD, FD_CLOEXEC) != 0) {
+    return PosixError(errno, absl::StrCat("adopt: descriptor ", fd.get(), ": fcntl"));
+  }
+  absl::StatusOr<std::vector<SocketOption>> not_inherited =
+      ApplyListenSocketOptions(fd.get(), family, options);
+  if (!not_inherited.ok()) return not_inherited.status();
+  std::string unix_path = family == AddressFamily::kUnix ? local->address : "";
+  UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake) return PosixError(errno, "adopt: eventfd");
+  return std::make_unique<TcpListener>(std::move(fd), std::move(wake), family,
+                                       std::move(unix_path), *send_timeout,
+                                       *std::move(not_inherited), /*adopted=*/true);
 }
 
 TcpSocket::TcpSocket(UniqueFd fd, AddressFamily family) : fd_(std::move(fd)), family_(family) {}

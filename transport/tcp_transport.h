@@ -29,9 +29,18 @@ class TcpTransport : public Transport {
  public:
   absl::StatusOr<std::unique_ptr<Listener>> Listen(uint16_t port,
                                                    const ListenOptions& options) override;
+  // See Transport::Adopt. The listener's LocalInfo answers from the socket (getsockname),
+  // a unix socket's path included.
+  absl::StatusOr<std::unique_ptr<Listener>> Adopt(UniqueFd fd,
+                                                  const ListenOptions& options) override;
   bool Secure() const override { return false; }
   absl::string_view Name() const override { return "tcp"; }
 };
+
+// What Adopt checks of a descriptor: a socket (InvalidArgument "descriptor 3 is not a
+// socket" otherwise), of type SOCK_STREAM, of family IPv4, IPv6 or unix, listening.
+// Returns the address it is bound to (a unix socket's path as getsockname gives it).
+absl::StatusOr<SocketInfo> ListeningSocketInfo(int fd);
 
 // A connected stream socket (TCP over IPv4/IPv6, or unix-domain).
 class TcpSocket : public Socket {

@@ -217,6 +217,12 @@ absl::StatusOr<std::unique_ptr<Socket>> Listener::TryAccept() {
   return absl::UnimplementedError("accept: this listener has no non-blocking accept");
 }
 
+absl::StatusOr<std::unique_ptr<Listener>> Transport::Adopt(UniqueFd /*fd*/,
+                                                          const ListenOptions& /*options*/) {
+  return absl::UnimplementedError(
+      absl::StrCat("adopt: the ", Name(), " transport cannot take a listening socket"));
+}
+
 absl::StatusOr<std::unique_ptr<Socket>> Transport::Upgrade(std::unique_ptr<Socket> socket) {
   return absl::UnimplementedError(
       absl::StrCat("upgrade: the ", Name(), " transport cannot take over a socket"));

@@ -57,6 +57,7 @@
 #include "absl/types/span.h"
 #include "transport/socket_options.h"
 #include "transport/socket_types.h"
+#include "transport/unique_fd.h"
 
 namespace islet {
 
@@ -217,7 +218,19 @@ class Listener {
   virtual absl::StatusOr<std::unique_ptr<Socket>> TryAccept();
 
   // Stops listening at once (new connections are refused); thread-safe, idempotent.
+  // A listener made by Transport::Adopt closes as Release does: its socket may be
+  // shared with another process.
   virtual void Close() = 0;
+
+  // Stops accepting here and gives up this process's descriptor, without shutting the
+  // listening socket down and without removing its unix path: for a socket another
+  // process holds too (a successor it was handed to, systemd's copy), which goes on
+  // accepting from it, the connections waiting in its backlog included. Afterwards
+  // Accept and TryAccept return FailedPrecondition, as after Close; a TryAccept already
+  // inside accept(2) may still return one last connection, which is the caller's to
+  // serve. Thread-safe, idempotent. The default is Close(), for listeners whose
+  // socket cannot be shared.
+  virtual void Release() { Close(); }
 
   // The bound address; for port 0 it holds the port the kernel chose.
   virtual absl::StatusOr<SocketInfo> LocalInfo() const = 0;
@@ -230,6 +243,18 @@ class Transport {
 
   virtual absl::StatusOr<std::unique_ptr<Listener>> Listen(uint16_t port,
                                                            const ListenOptions& options) = 0;
+
+  // A listener on a listening socket opened elsewhere: inherited from systemd
+  // (server/inherited_listeners.h) or handed over by a predecessor
+  // (server/listener_handoff.h). Checks that `fd` is a listening stream socket of an
+  // IPv4, IPv6 or unix family (InvalidArgument naming what it is instead), makes it
+  // non-blocking and close-on-exec, and applies options.socket_options (address,
+  // unix_path, backlog, reuse_port and ipv6_only describe how a socket is opened and are
+  // ignored). Its Close is Release: the socket may be shared, so it is never shut
+  // down nor its unix path removed. Unimplemented by default.
+  virtual absl::StatusOr<std::unique_ptr<Listener>> Adopt(UniqueFd fd,
+                                                          const ListenOptions& options);
+
   virtual bool Secure() const = 0;
   // "tcp", "tls", ...: for telemetry and logs.
   virtual absl::string_view Name() const = 0;

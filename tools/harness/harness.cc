@@ -11,6 +11,13 @@
 // - SIGTERM or SIGINT: /readyz fails, and after --drain_delay the listener closes,
 //   connections drain within --shutdown_timeout (a stderr line each second with those
 //   still open, then a summary), then exit 0. A second signal exits 1 at once.
+// - Sockets passed by systemd (LISTEN_FDS, LISTEN_PID) are served instead of listening,
+//   when they are what the flags ask for (otherwise one line and exit 2).
+// - --takeover=PATH: the listening sockets come from the harness serving
+//   --handoff_socket=PATH, which then stops accepting, drains and exits 0; a line on
+//   stderr says so in each. A failed takeover: one line and exit 2, the old one serves on.
+// - SIGHUP reloads the TLS certificate and key files (a stderr line either way; a file
+//   that fails to load leaves the previous certificate serving).
 // - A bad flag, a bad value, a missing certificate, a port in use: exactly one line on
 //   stderr, and exit 2.
 // - It raises its soft RLIMIT_NOFILE to the hard limit.
@@ -35,6 +42,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "server/inherited_listeners.h"
+#include "server/listener_handoff.h"
 #include "server/stop_signal.h"
 #include "tools/harness/drain_report.h"
 #include "tools/harness/harness_server.h"
@@ -90,6 +99,14 @@ ABSL_FLAG(int32_t, metrics_port, -1,
 ABSL_FLAG(std::string, metrics_ip, "127.0.0.1", "the IP address of the metrics endpoint");
 ABSL_FLAG(absl::Duration, drain_delay, absl::ZeroDuration(),
           "on SIGTERM, /readyz fails this long before the listener closes");
+ABSL_FLAG(std::string, handoff_socket, "",
+          "listen on this unix socket for a successor started with --takeover; hand it the "
+          "listening sockets, then drain and exit 0");
+ABSL_FLAG(std::string, takeover, "",
+          "take the listening sockets over from the harness whose --handoff_socket this is, "
+          "instead of listening");
+ABSL_FLAG(absl::Duration, handoff_timeout, absl::Seconds(10),
+          "bound on each step of a hand-off (either side)");
 
 namespace {
 
@@ -142,6 +159,7 @@ const std::vector<FlagGroup> kFlagGroups = {
       "shutdown_timeout", "drain_delay"}},
     {"Overload", {"output_budget", "overload_scale_from", "overload_timeout_floor"}},
     {"Observability", {"log", "log_format", "metrics_port", "metrics_ip"}},
+    {"Restarts (docs/DEPLOYMENT.md)", {"handoff_socket", "takeover", "handoff_timeout"}},
 };
 
 // Abseil's own parser exits 1 on errors and prints several lines; the harness promises
@@ -256,11 +274,65 @@ islet::harness::HarnessConfig ConfigFromFlags() {
   return c;
 }
 
+void Log(const std::string& line) {
+  std::fprintf(stderr, "harness: %s\n", OneLine(line).c_str());
+  std::fflush(stderr);
+}
+
+// Where the listening sockets come from when not from listening: systemd's, or a
+// predecessor's (returned, to be confirmed once the server runs). Runs before any
+// thread starts (the environment is read and changed).
+std::unique_ptr<islet::Takeover> TakeListeningSockets(islet::harness::HarnessConfig& config) {
+  absl::StatusOr<std::vector<islet::InheritedListener>> inherited = islet::TakeInheritedListeners();
+  if (!inherited.ok()) Fail(inherited.status().message());
+  const std::string takeover_path = absl::GetFlag(FLAGS_takeover);
+  if (!inherited->empty()) {
+    if (!takeover_path.empty()) {
+      Fail("--takeover: the process was also given sockets by systemd (LISTEN_FDS); use one");
+    }
+    for (islet::InheritedListener& l : *inherited) config.listen_fds.push_back(l.fd.release());
+    return nullptr;
+  }
+  if (takeover_path.empty()) return nullptr;
+  absl::StatusOr<std::unique_ptr<islet::Takeover>> takeover =
+      islet::Takeover::Receive(takeover_path, absl::GetFlag(FLAGS_handoff_timeout));
+  if (!takeover.ok()) Fail(absl::StrCat("--takeover: ", takeover.status().message()));
+  config.listen_fds = (*takeover)->fds();
+  return *std::move(takeover);
+}
+
+std::unique_ptr<islet::HandoffPoint> ListenForSuccessor(bool fail_hard) {
+  const std::string path = absl::GetFlag(FLAGS_handoff_socket);
+  if (path.empty()) return nullptr;
+  absl::StatusOr<std::unique_ptr<islet::HandoffPoint>> point = islet::HandoffPoint::Listen(path);
+  if (point.ok()) return *std::move(point);
+  if (fail_hard) Fail(absl::StrCat("--handoff_socket: ", point.status().message()));
+  Log(absl::StrCat("--handoff_socket: ", point.status().message(),
+                   "; serving without a hand-off socket"));
+  return nullptr;
+}
+
+void ReloadCredentials(islet::harness::HarnessServer& harness, const std::string& certfile) {
+  absl::Status reloaded = harness.ReloadCredentials();
+  if (absl::IsFailedPrecondition(reloaded)) {
+    Log(absl::StrCat("SIGHUP: nothing to reload: ", reloaded.message()));
+  } else if (reloaded.ok()) {
+    Log(absl::StrCat("SIGHUP: reloaded the TLS credentials from ", certfile));
+  } else {
+    Log(absl::StrCat("error: SIGHUP: reload failed, the previous credentials still serve: ",
+                     reloaded.message()));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   ParseFlags(argc, argv);
   islet::harness::HarnessConfig config = ConfigFromFlags();
+  if (absl::GetFlag(FLAGS_handoff_timeout) <= absl::ZeroDuration()) {
+    Fail("bad value for --handoff_timeout: it must be positive");
+  }
+  std::unique_ptr<islet::Takeover> takeover = TakeListeningSockets(config);
 
   // Descriptors are connections: take all the hard limit allows, as Go's runtime and
   // nginx's worker_rlimit_nofile do. Many systems set the soft limit at 1024, which
@@ -275,10 +347,28 @@ int main(int argc, char** argv) {
   // goes away (`harness | head -1` with the messenger printing chat lines) must not kill
   // the server.
   islet::BlockStopSignals();
+  islet::BlockSignals({SIGHUP});
 
+  // A first start claims its hand-off socket before listening, so a bad path fails it.
+  std::unique_ptr<islet::HandoffPoint> point =
+      takeover == nullptr ? ListenForSuccessor(/*fail_hard=*/true) : nullptr;
   absl::StatusOr<std::unique_ptr<islet::harness::HarnessServer>> harness =
       islet::harness::HarnessServer::Start(config);
-  if (!harness.ok()) Fail(harness.status().message());
+  if (!harness.ok()) {
+    if (takeover != nullptr) takeover->Refuse(harness.status().message());
+    Fail(harness.status().message());
+  }
+  if (takeover != nullptr) {
+    absl::Status confirmed = takeover->Confirm(absl::GetFlag(FLAGS_handoff_timeout));
+    if (confirmed.ok()) {
+      Log(absl::StrCat("took the listening sockets over from ", absl::GetFlag(FLAGS_takeover)));
+    } else {
+      Log(absl::StrCat("warning: takeover: the old process did not confirm (",
+                       confirmed.message(), "); both accept until it exits"));
+    }
+    takeover.reset();
+    point = ListenForSuccessor(/*fail_hard=*/false);  // the old one's path is free now
+  }
   std::printf("islet harness: %s over %s listening on %s\n", config.handler.c_str(),
               config.transport.c_str(), (*harness)->listening().c_str());
   if (!(*harness)->metrics_listening().empty()) {
@@ -288,12 +378,36 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   const absl::Duration drain_delay = absl::GetFlag(FLAGS_drain_delay);
 
-  const int signal_number = islet::WaitForStopSignal();
+  // Serves until a stop signal or a hand-off; SIGHUP reloads in between.
+  int signal_number = 0;
+  for (;;) {
+    const islet::SignalWait woke =
+        islet::WaitForSignal({SIGTERM, SIGINT, SIGHUP}, point != nullptr ? point->fd() : -1);
+    if (woke.signal == SIGHUP) {
+      ReloadCredentials(**harness, config.certfile);
+      continue;
+    }
+    if (woke.fd_readable) {
+      absl::Status handed =
+          point->ServeOne((*harness)->server(), absl::GetFlag(FLAGS_handoff_timeout));
+      if (handed.ok()) break;
+      Log(absl::StrCat("hand-off failed, still serving: ", handed.message()));
+      continue;
+    }
+    signal_number = woke.signal;
+    break;
+  }
   // Readiness fails first, so that whoever reads the next line finds it failing.
   (*harness)->MarkDraining();
-  std::fprintf(stderr, "harness: %s: draining (up to %s); a second signal stops at once\n",
-               strsignal(signal_number), absl::FormatDuration(config.shutdown_timeout).c_str());
-  std::fflush(stderr);
+  if (signal_number == 0) {
+    Log(absl::StrCat("handed the listening sockets to a successor: draining (up to ",
+                     absl::FormatDuration(config.shutdown_timeout),
+                     "); a signal stops at once"));
+  } else {
+    std::fprintf(stderr, "harness: %s: draining (up to %s); a second signal stops at once\n",
+                 strsignal(signal_number), absl::FormatDuration(config.shutdown_timeout).c_str());
+    std::fflush(stderr);
+  }
   std::thread second([&] {
     const int again = islet::WaitForStopSignal();
     std::fprintf(stderr, "harness: %s again: stopping now\n", strsignal(again));
@@ -301,7 +415,8 @@ int main(int argc, char** argv) {
     std::_Exit(1);
   });
   second.detach();
-  if (drain_delay > absl::ZeroDuration()) absl::SleepFor(drain_delay);
+  // After a hand-off the listeners are the successor's already: nothing to delay.
+  if (signal_number != 0 && drain_delay > absl::ZeroDuration()) absl::SleepFor(drain_delay);
   islet::harness::DrainReport report((*harness)->server(), "harness", config.shutdown_timeout,
                                      stderr);
   absl::Status stopped = (*harness)->Stop();

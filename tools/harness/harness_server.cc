@@ -10,9 +10,11 @@
 #include "examples/http_hello/http_hello.h"
 #include "examples/messenger/messenger.h"
 #include "examples/proxy/proxy.h"
+#include "server/inherited_listeners.h"
 #include "tls/tls_client.h"
 #include "tls/tls_options.h"
 #include "tls/tls_transport.h"
+#include "transport/tcp_transport.h"
 
 namespace islet::harness {
 namespace {
@@ -81,7 +83,8 @@ absl::Status ChooseHandler(const HarnessConfig& config, ServerOptions& options) 
   return absl::OkStatus();
 }
 
-absl::Status ChooseTransport(const HarnessConfig& config, ServerOptions& options) {
+absl::Status ChooseTransport(const HarnessConfig& config, ServerOptions& options,
+                             std::shared_ptr<TlsTransport>* tls_transport) {
   if (config.transport == "tcp") {
     for (absl::string_view flag : {"certfile", "keyfile", "cacertfile"}) {
       const std::string& value = flag == "certfile"  ? config.certfile
@@ -120,11 +123,38 @@ absl::Status ChooseTransport(const HarnessConfig& config, ServerOptions& options
   }
   absl::StatusOr<std::shared_ptr<TlsTransport>> transport = TlsTransport::Create(std::move(tls));
   if (!transport.ok()) return transport.status();
+  *tls_transport = *transport;
   options.transport = *std::move(transport);
   return absl::OkStatus();
 }
 
+// Sockets passed in (systemd, a predecessor) replace listening, when they are the ones
+// the flags ask for.
+absl::Status AdoptListeners(const HarnessConfig& config, ServerOptions& options) {
+  if (config.listen_fds.empty()) return absl::OkStatus();
+  std::vector<SocketInfo> sockets;
+  for (int fd : config.listen_fds) {
+    absl::StatusOr<SocketInfo> local = ListeningSocketInfo(fd);
+    if (!local.ok()) return local.status();
+    sockets.push_back(*std::move(local));
+  }
+  absl::Status match = CheckListenersMatch(sockets, options);
+  if (!match.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the listening sockets passed in do not match the flags: ", match.message()));
+  }
+  options.listen_fds = config.listen_fds;
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status HarnessServer::ReloadCredentials() {
+  if (tls_ == nullptr) {
+    return absl::FailedPreconditionError("no credentials to reload without --transport=tls");
+  }
+  return tls_->ReloadCredentials();
+}
 
 absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const HarnessConfig& config) {
   absl::StatusOr<LogLevel> level = ParseLogLevel(config.log);
@@ -155,11 +185,12 @@ absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const Harnes
   options.overload_scale_from = config.overload_scale_from;
   options.overload_timeout_floor = config.overload_timeout_floor;
   options.output_budget = config.output_budget > 0 ? static_cast<size_t>(config.output_budget) : 0;
+  auto harness = std::unique_ptr<HarnessServer>(new HarnessServer());
   absl::Status s = ChooseHandler(config, options);
-  if (s.ok()) s = ChooseTransport(config, options);
+  if (s.ok()) s = ChooseTransport(config, options, &harness->tls_);
+  if (s.ok()) s = AdoptListeners(config, options);
   if (!s.ok()) return s;
 
-  auto harness = std::unique_ptr<HarnessServer>(new HarnessServer());
   // The logger comes first so the listener's start is logged too.
   harness->logger_ = std::make_unique<TelemetryLogger>(
       TelemetryLogger::Options{.level = *level, .format = *format});

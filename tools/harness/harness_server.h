@@ -15,6 +15,7 @@
 #include "metrics/server_metrics.h"
 #include "server/server.h"
 #include "server/telemetry_logger.h"
+#include "tls/tls_transport.h"
 
 namespace islet::harness {
 
@@ -61,6 +62,9 @@ struct HarnessConfig {
   // its own, off while metrics_port is negative (0 picks a free port).
   std::string metrics_ip = "127.0.0.1";
   int metrics_port = -1;
+  // Listening sockets to serve instead of opening any (from systemd, or handed over by
+  // a predecessor): they must be the ones the fields above ask for (CheckListenersMatch).
+  std::vector<int> listen_fds;
 };
 
 class HarnessServer {
@@ -80,11 +84,17 @@ class HarnessServer {
   }
   absl::Status Stop() { return server_->Stop(); }
 
+  // Re-reads the TLS certificate, key and CA files (SIGHUP): new handshakes get the new
+  // ones, live connections keep theirs; on an error the previous ones stay in force.
+  // FailedPrecondition for a server without TLS.
+  absl::Status ReloadCredentials();
+
  private:
   std::unique_ptr<TelemetryLogger> logger_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<MetricsEndpoint> endpoint_;  // destroyed first: it reads the two above
+  std::shared_ptr<TlsTransport> tls_;  // the server's transport, when it is TLS
   std::string listening_;
   std::string metrics_listening_;
 };
