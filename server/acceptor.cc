@@ -189,7 +189,10 @@ bool Acceptor::Report(const absl::Status& error, absl::Duration* backoff) {
 
 void Acceptor::HandOver(std::unique_ptr<Socket> socket) {
   PeerLimiter::Slot peer_slot;
-  if (context_.peer_limiter.enabled()) {
+  // A transport that learns the peer in its handshake (the PROXY protocol) has the
+  // connection take its place under the limit then (ConnectionImpl::TakePeerSlot):
+  // counted here, every client of a balancer would count as the balancer.
+  if (context_.peer_limiter.enabled() && context_.options.transport->PeerKnownAtAccept()) {
     absl::StatusOr<SocketInfo> peer = socket->PeerInfo();
     if (peer.ok()) {
       peer_slot = context_.peer_limiter.TryTake(peer->address);

@@ -135,6 +135,10 @@ class Connection {
   virtual absl::StatusOr<SocketStats> GetStat() const = 0;
   virtual absl::StatusOr<std::string> NegotiatedProtocol() const = 0;
   virtual absl::StatusOr<ConnectionInformation> GetConnectionInformation() const = 0;
+  // The PROXY protocol header the connection began with (ProxyProtocolTransport,
+  // transport/proxy_protocol.h): the balancer's address, the TLVs. PeerInfo and
+  // LocalInfo already give its client and destination. NotFound when there was none.
+  virtual absl::StatusOr<ProxyHeader> GetProxyHeader() const = 0;
 
   virtual uint64_t id() const = 0;
   // The connection's telemetry span, and its parent (the acceptor's span).

@@ -52,6 +52,8 @@ class ConnectionHost {
   // Connection::Open and Connection::Sibling, on this worker.
   virtual absl::StatusOr<ConnectionHandle> Open(OutboundOptions options,
                                                 uint64_t parent_span_id) = 0;
+  // max_connections_per_peer's counts (thread-safe).
+  virtual PeerLimiter& peer_limiter() = 0;
   virtual Connection* Sibling(uint64_t id) = 0;
 };
 

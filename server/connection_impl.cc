@@ -314,9 +314,13 @@ void ConnectionImpl::ContinueHandshake() {
     ArmTimer();
     return;
   }
+  const bool upgraded = std::exchange(upgrading_, false);
+  if (!upgraded && (socket_->proxy_header() != nullptr || host_.peer_limiter().enabled()) &&
+      !AdoptHandshakePeer()) {
+    return;
+  }
   phase_ = Phase::kOpen;
   phase_deadline_ = absl::InfiniteDuration();
-  const bool upgraded = std::exchange(upgrading_, false);
   if (Telemetry::Enabled(TelemetryEventType::kConnectionReady)) {
     TelemetryEvent e = NewEvent(TelemetryEventType::kConnectionReady);
     // Only a real handshake has a length: TCP's is done before it starts.
@@ -337,6 +341,30 @@ void ConnectionImpl::ContinueHandshake() {
     early_messages_.clear();
     for (PostedMessage& m : messages) Deliver(std::move(m));
   }
+}
+
+bool ConnectionImpl::AdoptHandshakePeer() {
+  if (socket_->proxy_header() != nullptr) {
+    absl::StatusOr<SocketInfo> peer = socket_->PeerInfo();
+    if (peer.ok()) {
+      remote_ = *std::move(peer);
+      remote_.peer_certificate.reset();
+    }
+  }
+  PeerLimiter& limiter = host_.peer_limiter();
+  if (!limiter.enabled() || outbound_ != nullptr || options_.transport->PeerKnownAtAccept()) {
+    return true;
+  }
+  PeerLimiter::Slot slot = limiter.TryTake(remote_.address);
+  if (!slot) {
+    Close(Ending::kError, CloseType::kNoFlush,
+          absl::ResourceExhaustedError(absl::StrCat(
+              "handshake: ", limiter.limit(), " connections from ", remote_.address,
+              " already (max_connections_per_peer)")));
+    return false;
+  }
+  peer_slot_ = std::make_unique<PeerLimiter::Slot>(std::move(slot));
+  return true;
 }
 
 void ConnectionImpl::OnReady(uint32_t events) {

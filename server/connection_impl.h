@@ -125,6 +125,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   absl::StatusOr<SocketStats> GetStat() const override;
   absl::StatusOr<std::string> NegotiatedProtocol() const override;
   absl::StatusOr<ConnectionInformation> GetConnectionInformation() const override;
+  absl::StatusOr<ProxyHeader> GetProxyHeader() const override;
   uint64_t id() const override { return id_; }
   uint64_t span_id() const override { return span_id_; }
   uint64_t parent_span_id() const override;
@@ -143,6 +144,10 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
 
   void OnReady(uint32_t events) override;
   void ContinueHandshake();
+  // After the first handshake, for a transport that learns the peer then (the PROXY
+  // protocol): the peer's address in remote_, and the connection's place under
+  // max_connections_per_peer. False when that refused it (it is then closed).
+  bool AdoptHandshakePeer();
   // Reads once and hands the bytes to HandleData; false when nothing was delivered.
   bool ReadAndDispatch();
   template <typename Callback>

@@ -241,6 +241,12 @@ absl::StatusOr<SocketInfo> ConnectionImpl::LocalInfo() const {
   return socket_->LocalInfo();
 }
 
+absl::StatusOr<ProxyHeader> ConnectionImpl::GetProxyHeader() const {
+  const ProxyHeader* header = socket_ != nullptr ? socket_->proxy_header() : nullptr;
+  if (header == nullptr) return absl::NotFoundError("proxy_header: the connection had none");
+  return *header;
+}
+
 absl::StatusOr<SocketInfo> ConnectionImpl::PeerInfo() const {
   if (socket_ == nullptr) return ClosedError("peer_info");
   return socket_->PeerInfo();

@@ -60,6 +60,7 @@ class Worker final : public ConnectionHost {
   void Retire(ConnectionImpl& connection) override;
   bool shutting_down() const override { return shutting_down_; }
   OutputBudget& output_budget() override { return context_.output_budget; }
+  PeerLimiter& peer_limiter() override { return context_.peer_limiter; }
   const OutputQueue::Limits& output_limits() const override { return context_.output_limits; }
   int64_t live_connections() const override {
     return context_.admitted.load(std::memory_order_relaxed);

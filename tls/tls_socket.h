@@ -102,6 +102,8 @@ class TlsSocket : public Socket {
   bool Secure() const override { return true; }
   // FailedPrecondition until the handshake is complete.
   absl::StatusOr<ConnectionInformation> GetConnectionInformation() const override;
+  // The inner socket's: TLS upgraded (STARTTLS) on a PROXY protocol socket keeps it.
+  const ProxyHeader* proxy_header() const override { return inner_->proxy_header(); }
 
   int fd() const override;
   absl::StatusOr<IoInterest> HandshakeStep() override;

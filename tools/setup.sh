@@ -20,6 +20,7 @@ packages=(
   curl                   # the harness test's HTTP client (//tools/harness:harness_test)
   python3                # the benchmark program (tools/bench/bench.py) and its unit tests
   prometheus             # promtool and a real Prometheus for //tools/harness:harness_metrics_test
+  haproxy libnginx-mod-stream # real PROXY protocol senders (//tools/harness:harness_proxy_protocol_test)
 )
 # BoringSSL is not a package here: Debian's (android-libboringssl) is built with
 # OPENSSL_SMALL, which leaves P-256 on portable C. It is built from source instead.

@@ -228,16 +228,4 @@ absl::StatusOr<std::unique_ptr<Socket>> Transport::Upgrade(std::unique_ptr<Socke
       absl::StrCat("upgrade: the ", Name(), " transport cannot take over a socket"));
 }
 
-std::string SocketInfo::ToString() const {
-  switch (family) {
-    case AddressFamily::kIpv4:
-      return absl::StrCat(address, ":", port);
-    case AddressFamily::kIpv6:
-      return absl::StrCat("[", address, "]:", port);
-    case AddressFamily::kUnix:
-      return absl::StrCat("unix:", address);
-  }
-  return address;
-}
-
 }  // namespace islet

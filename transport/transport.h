@@ -116,6 +116,11 @@ class Socket {
   virtual bool Secure() const { return false; }
   // Protocol version, cipher, ALPN, SNI, resumption; NotFound for plain transports.
   virtual absl::StatusOr<ConnectionInformation> GetConnectionInformation() const;
+  // The PROXY protocol header the connection began with, once the handshake has read it
+  // (ProxyProtocolTransport, transport/proxy_protocol.h); null for every other socket.
+  // A pointer, not a copy: the server asks every connection after its handshake, and
+  // the answer for a socket without one must cost nothing. Valid while the socket is.
+  virtual const ProxyHeader* proxy_header() const { return nullptr; }
 
   // ---- Non-blocking primitives, for event loops and for the calls above ----
 
@@ -262,6 +267,11 @@ class Transport {
   // Takes over a connected socket of another transport and continues on it (STARTTLS).
   // The returned socket still needs its Handshake. Unimplemented by default.
   virtual absl::StatusOr<std::unique_ptr<Socket>> Upgrade(std::unique_ptr<Socket> socket);
+
+  // Whether an accepted socket's PeerInfo is the peer for good. False for a transport
+  // whose handshake learns the true peer (the PROXY protocol): the server then applies
+  // max_connections_per_peer after the handshake rather than at accept.
+  virtual bool PeerKnownAtAccept() const { return true; }
 };
 
 // The client side of a secure protocol, for outbound connections: TLS's is TlsClient

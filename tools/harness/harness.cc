@@ -65,6 +65,12 @@ ABSL_FLAG(std::string, keyfile, "", "TLS: the private key (PEM)");
 ABSL_FLAG(std::string, cacertfile, "", "TLS: CA bundle for client certificates (PEM)");
 ABSL_FLAG(std::string, verify_peer, "none", "TLS client certificates: none, optional, required");
 ABSL_FLAG(std::string, alpn, "", "TLS: ALPN protocols in server preference order, comma-separated");
+ABSL_FLAG(std::string, proxy_protocol, "off",
+          "PROXY protocol header before each connection (behind a balancer): off, v1, v2, any");
+ABSL_FLAG(std::string, proxy_trusted, "",
+          "PROXY protocol: the balancers' networks, CIDR, comma-separated (127.0.0.1/32,fd00::/8)");
+ABSL_FLAG(bool, proxy_optional, false,
+          "PROXY protocol: a trusted peer may omit the header (default: required)");
 ABSL_FLAG(int32_t, num_acceptors, 1, "acceptor threads");
 ABSL_FLAG(int32_t, num_listen_sockets, 1, "listening sockets (SO_REUSEPORT)");
 ABSL_FLAG(int32_t, num_workers, 0, "event-loop threads; 0 = one per core");
@@ -152,6 +158,7 @@ const std::vector<FlagGroup> kFlagGroups = {
      {"upstream", "upstream_tls", "upstream_cacertfile", "upstream_server_name"}},
     {"Transport and TLS", {"transport", "certfile", "keyfile", "cacertfile", "verify_peer",
                            "alpn"}},
+    {"Behind a balancer (PROXY protocol)", {"proxy_protocol", "proxy_trusted", "proxy_optional"}},
     {"Limits and timeouts",
      {"num_connections", "max_connections", "max_connections_per_peer", "descriptor_reserve",
       "max_connections_retry_wait", "max_connections_retry_count", "max_pending_messages",
@@ -235,6 +242,11 @@ islet::harness::HarnessConfig ConfigFromFlags() {
       c.alpn.emplace_back(p);
     }
   }
+  c.proxy_protocol = absl::GetFlag(FLAGS_proxy_protocol);
+  if (const std::string trusted = absl::GetFlag(FLAGS_proxy_trusted); !trusted.empty()) {
+    c.proxy_trusted = absl::StrSplit(trusted, ',');
+  }
+  c.proxy_optional = absl::GetFlag(FLAGS_proxy_optional);
   c.num_acceptors = absl::GetFlag(FLAGS_num_acceptors);
   c.num_listen_sockets = absl::GetFlag(FLAGS_num_listen_sockets);
   c.num_workers = absl::GetFlag(FLAGS_num_workers);

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "examples/daytime/daytime.h"
 #include "examples/echo/echo.h"
 #include "examples/http_hello/http_hello.h"
@@ -14,6 +15,7 @@
 #include "tls/tls_client.h"
 #include "tls/tls_options.h"
 #include "tls/tls_transport.h"
+#include "transport/proxy_protocol.h"
 #include "transport/tcp_transport.h"
 
 namespace islet::harness {
@@ -147,6 +149,46 @@ absl::Status AdoptListeners(const HarnessConfig& config, ServerOptions& options)
   return absl::OkStatus();
 }
 
+// Wraps the chosen transport in the PROXY protocol when asked to.
+absl::Status ChooseProxyProtocol(const HarnessConfig& config, ServerOptions& options) {
+  if (config.proxy_protocol == "off") {
+    if (!config.proxy_trusted.empty()) return Bad("proxy_trusted", "needs --proxy_protocol");
+    if (config.proxy_optional) return Bad("proxy_optional", "needs --proxy_protocol");
+    return absl::OkStatus();
+  }
+  ProxyProtocolOptions proxy;
+  if (config.proxy_protocol == "v1") {
+    proxy.versions = ProxyProtocolOptions::Versions::kV1;
+  } else if (config.proxy_protocol == "v2") {
+    proxy.versions = ProxyProtocolOptions::Versions::kV2;
+  } else if (config.proxy_protocol == "any") {
+    proxy.versions = ProxyProtocolOptions::Versions::kAny;
+  } else {
+    return Bad("proxy_protocol", absl::StrCat("\"", config.proxy_protocol,
+                                              "\" is not one of off, v1, v2, any"));
+  }
+  if (config.proxy_trusted.empty() && config.unix_socket.empty()) {
+    return Bad("proxy_trusted", "is required with --proxy_protocol: the balancers' networks");
+  }
+  proxy.trusted_networks = config.proxy_trusted;
+  // On a unix socket only local processes connect: the balancer, whoever the socket's
+  // permissions let in.
+  proxy.trust_unix_peers = !config.unix_socket.empty();
+  proxy.mode = config.proxy_optional ? ProxyProtocolOptions::Mode::kOptional
+                                     : ProxyProtocolOptions::Mode::kRequired;
+  std::shared_ptr<Transport> inner = options.transport;
+  if (inner == nullptr) inner = std::make_shared<TcpTransport>();
+  absl::StatusOr<std::shared_ptr<ProxyProtocolTransport>> transport =
+      ProxyProtocolTransport::Create(std::move(inner), std::move(proxy));
+  if (!transport.ok()) {
+    absl::string_view why = transport.status().message();
+    absl::ConsumePrefix(&why, "proxy_protocol: trusted_networks: ");
+    return Bad("proxy_trusted", why);
+  }
+  options.transport = *std::move(transport);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status HarnessServer::ReloadCredentials() {
@@ -188,6 +230,7 @@ absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const Harnes
   auto harness = std::unique_ptr<HarnessServer>(new HarnessServer());
   absl::Status s = ChooseHandler(config, options);
   if (s.ok()) s = ChooseTransport(config, options, &harness->tls_);
+  if (s.ok()) s = ChooseProxyProtocol(config, options);
   if (s.ok()) s = AdoptListeners(config, options);
   if (!s.ok()) return s;
 

@@ -30,6 +30,11 @@ struct HarnessConfig {
   std::string cacertfile;
   std::string verify_peer = "none";
   std::vector<std::string> alpn;
+  // The PROXY protocol in front of the transport: off, v1, v2 or any; the balancers'
+  // networks (CIDR); and whether a header from them is optional rather than required.
+  std::string proxy_protocol = "off";
+  std::vector<std::string> proxy_trusted;
+  bool proxy_optional = false;
   int num_acceptors = 1;
   int num_listen_sockets = 1;
   int num_workers = 0;

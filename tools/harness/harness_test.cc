@@ -225,6 +225,20 @@ void ExpectEchoes(Socket& client, absl::string_view text) {
 
 class UsageErrorTest : public testing::TestWithParam<std::vector<std::string>> {};
 
+TEST(ProxyProtocolFlagsTest, ErrorsNameTheFlagAndValue) {
+  auto error = [](const std::vector<std::string>& flags) {
+    return std::string(absl::StripTrailingAsciiWhitespace(ExpectUsageError(flags)));
+  };
+  EXPECT_EQ(error({"--port=0", "--proxy_protocol=v3", "--proxy_trusted=::1"}),
+            "harness: --proxy_protocol: \"v3\" is not one of off, v1, v2, any");
+  EXPECT_EQ(error({"--port=0", "--proxy_protocol=v2"}),
+            "harness: --proxy_trusted: is required with --proxy_protocol: the balancers' networks");
+  EXPECT_EQ(error({"--port=0", "--proxy_protocol=v1", "--proxy_trusted=10.0.0.0/33"}),
+            "harness: --proxy_trusted: \"10.0.0.0/33\": prefix length above 32");
+  EXPECT_EQ(error({"--port=0", "--proxy_optional"}),
+            "harness: --proxy_optional: needs --proxy_protocol");
+}
+
 TEST_P(UsageErrorTest, ExitsTwoWithOneLineOnStderrAndNothingOnStdout) {
   // --port=0 first: should the harness wrongly start, it takes no fixed port.
   std::vector<std::string> flags = {"--port=0"};
@@ -234,7 +248,12 @@ TEST_P(UsageErrorTest, ExitsTwoWithOneLineOnStderrAndNothingOnStdout) {
 
 INSTANTIATE_TEST_SUITE_P(
     BadInput, UsageErrorTest,
-    testing::Values(std::vector<std::string>{"--no_such_flag=1"},
+    testing::Values(std::vector<std::string>{"--proxy_protocol=v3", "--proxy_trusted=::1"},
+                    std::vector<std::string>{"--proxy_protocol=v2"},
+                    std::vector<std::string>{"--proxy_protocol=any", "--proxy_trusted=10.0.0.0/33"},
+                    std::vector<std::string>{"--proxy_trusted=127.0.0.1"},
+                    std::vector<std::string>{"--proxy_optional"},
+                    std::vector<std::string>{"--no_such_flag=1"},
                     std::vector<std::string>{"--no_such_flag"},
                     std::vector<std::string>{"not-a-flag"},
                     std::vector<std::string>{"--handler=nope"},

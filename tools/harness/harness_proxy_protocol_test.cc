@@ -1,0 +1,232 @@
+// The harness behind real PROXY protocol senders, on loopback: HAProxy in mode tcp
+// with send-proxy-v2 (plain, and TLS passed through with a CRC32C and SSL TLVs) and
+// nginx stream with proxy_protocol on (v1). curl connects from 127.0.0.2 and reports
+// its own address and port; the harness (--log=debug) must name exactly that client
+// as the connection's remote, not the balancer (127.0.0.1). Both balancers come from
+// Debian packages (haproxy, nginx with libnginx-mod-stream; tools/setup.sh installs
+// them); missing, the tests fail rather than skip. Every process is bounded and killed
+// by pid at the end of its test (Subprocess).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/subprocess.h"
+#include "testing/temp_file.h"
+#include "testing/test_certs.h"
+#include "tools/harness/harness_test_util.h"
+#include "transport/unique_fd.h"
+
+namespace islet::harness {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The program at /usr/sbin (where Debian puts daemons) or on PATH, or a failure.
+std::string MustFind(const std::string& name, absl::string_view package) {
+  std::string path = absl::StrCat("/usr/sbin/", name);
+  if (::access(path.c_str(), X_OK) != 0) path = FindProgram(name);
+  EXPECT_FALSE(path.empty()) << name << " is missing: apt-get install " << package
+                             << " (tools/setup.sh installs it); this test fails rather than skip";
+  return path;
+}
+
+// A port nobody listens on now (the kernel's pick, released): for the balancer's
+// listener, which cannot report the port it chose.
+uint16_t FreePort() {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return 0;
+  socklen_t len = sizeof(a);
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
+  return ntohs(a.sin_port);
+}
+
+bool Listening(uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+}
+
+std::string TempDir(absl::string_view name) {
+  const std::string dir = TestTempPath(name);
+  EXPECT_EQ(::mkdir(dir.c_str(), 0700), 0) << dir;
+  return dir;
+}
+
+// Starts a balancer with the config `make_config(port)` on a free port, until it
+// listens (a few attempts: another process could take the port in between).
+std::unique_ptr<Subprocess> StartBalancer(
+    const std::function<std::vector<std::string>(uint16_t port)>& argv_for, uint16_t* port) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    *port = FreePort();
+    if (*port == 0) continue;
+    absl::StatusOr<std::unique_ptr<Subprocess>> started =
+        Subprocess::Start(argv_for(*port), SubprocessOptions{.stderr_to_stdout = true});
+    EXPECT_TRUE(started.ok()) << started.status();
+    if (!started.ok()) return nullptr;
+    const absl::Time deadline = absl::Now() + kStartTimeout;
+    while (absl::Now() < deadline && (*started)->Running() && !Listening(*port)) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    if ((*started)->Running() && Listening(*port)) return *std::move(started);
+    ADD_FAILURE() << "balancer did not listen on " << *port << ": " << (*started)->Stdout();
+  }
+  return nullptr;
+}
+
+// curl from 127.0.0.2 through the balancer: its body, then "client=IP:PORT".
+struct CurlResult {
+  std::string body;
+  std::string client;  // "127.0.0.2:41234"
+};
+CurlResult Curl(const std::string& url, bool insecure = false) {
+  const std::string curl = FindProgram("curl");
+  EXPECT_FALSE(curl.empty()) << "curl is missing (tools/setup.sh installs it)";
+  std::vector<std::string> argv = {curl, "-sS", "--max-time", "10", "--interface", "127.0.0.2",
+                                   "-w", "\nclient=%{local_ip}:%{local_port}\n"};
+  if (insecure) argv.push_back("-k");
+  argv.push_back(url);
+  const CommandResult result = RunCommand(argv);
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  CurlResult out;
+  const size_t at = result.output.rfind("\nclient=");
+  if (at == std::string::npos) return out;
+  out.body = result.output.substr(0, at);
+  out.client = std::string(absl::StripSuffix(result.output.substr(at + 8), "\n"));
+  return out;
+}
+
+// The harness logged a connection from `client` (its debug lines name the remote).
+void ExpectRemote(Harness& h, const std::string& client) {
+  const std::string want = absl::StrCat("remote=", client);
+  EXPECT_TRUE(h.process->WaitForStderr(
+      [&](absl::string_view s) { return absl::StrContains(s, want); }, kIoTimeout))
+      << "no " << want << " in the harness's log:\n" << h.process->Stderr();
+}
+
+TEST(HarnessProxyProtocolTest, HaproxySendProxyV2) {
+  const std::string haproxy = MustFind("haproxy", "haproxy");
+  ASSERT_FALSE(haproxy.empty());
+  Harness h;
+  ASSERT_NO_FATAL_FAILURE(StartHarness({"--port=0", "--handler=http_hello", "--log=debug",
+                                        "--proxy_protocol=v2", "--proxy_trusted=127.0.0.1/32"},
+                                       &h));
+  const std::string dir = TempDir("haproxy");
+  uint16_t port = 0;
+  std::unique_ptr<Subprocess> balancer = StartBalancer(
+      [&](uint16_t p) {
+        const std::string config = absl::StrCat(dir, "/haproxy-", p, ".cfg");
+        EXPECT_TRUE(WriteFileAt(config, absl::StrCat(
+                                            "defaults\n  mode tcp\n  timeout connect 5s\n"
+                                            "  timeout client 10s\n  timeout server 10s\n"
+                                            "frontend fe\n  bind 127.0.0.1:", p,
+                                            "\n  default_backend be\n"
+                                            "backend be\n  server islet 127.0.0.1:", h.port,
+                                            " send-proxy-v2 proxy-v2-options crc32c\n")));
+        return std::vector<std::string>{haproxy, "-db", "-f", config};
+      },
+      &port);
+  ASSERT_NE(balancer, nullptr);
+  const CurlResult got = Curl(absl::StrCat("http://127.0.0.1:", port, "/"));
+  EXPECT_THAT(got.body, HasSubstr("Hello"));
+  ASSERT_TRUE(absl::StartsWith(got.client, "127.0.0.2:")) << got.client;
+  ExpectRemote(h, got.client);
+  StopAndExpectExit0(*h.process);
+}
+
+TEST(HarnessProxyProtocolTest, HaproxyTlsPassthroughWithSendProxyV2Ssl) {
+  const std::string haproxy = MustFind("haproxy", "haproxy");
+  ASSERT_FALSE(haproxy.empty());
+  const TestCertificateAuthority ca = TestCertificateAuthority::Create();
+  const TestCertificate server = ca.IssueServer("localhost");
+  const std::string cert = WriteTestFile("server.pem", server.chain_pem() + server.key_pem);
+  Harness h;
+  ASSERT_NO_FATAL_FAILURE(StartHarness(
+      {"--port=0", "--handler=http_hello", "--log=debug", "--transport=tls",
+       absl::StrCat("--certfile=", cert), "--proxy_protocol=v2",
+       "--proxy_trusted=127.0.0.1/32"},
+      &h));
+  const std::string dir = TempDir("haproxy-tls");
+  uint16_t port = 0;
+  // mode tcp: the TLS stream passes through untouched, after the v2 header (with an
+  // SSL TLV saying the client did not use TLS to HAProxy, and a CRC32C).
+  std::unique_ptr<Subprocess> balancer = StartBalancer(
+      [&](uint16_t p) {
+        const std::string config = absl::StrCat(dir, "/haproxy-", p, ".cfg");
+        EXPECT_TRUE(WriteFileAt(config, absl::StrCat(
+                                            "defaults\n  mode tcp\n  timeout connect 5s\n"
+                                            "  timeout client 10s\n  timeout server 10s\n"
+                                            "frontend fe\n  bind 127.0.0.1:", p,
+                                            "\n  default_backend be\n"
+                                            "backend be\n  server islet 127.0.0.1:", h.port,
+                                            " send-proxy-v2-ssl proxy-v2-options crc32c\n")));
+        return std::vector<std::string>{haproxy, "-db", "-f", config};
+      },
+      &port);
+  ASSERT_NE(balancer, nullptr);
+  const CurlResult got = Curl(absl::StrCat("https://127.0.0.1:", port, "/"), /*insecure=*/true);
+  EXPECT_THAT(got.body, HasSubstr("Hello"));
+  ASSERT_TRUE(absl::StartsWith(got.client, "127.0.0.2:")) << got.client;
+  ExpectRemote(h, got.client);
+  StopAndExpectExit0(*h.process);
+}
+
+TEST(HarnessProxyProtocolTest, NginxStreamProxyProtocolV1) {
+  const std::string nginx = MustFind("nginx", "nginx libnginx-mod-stream");
+  ASSERT_FALSE(nginx.empty());
+  const std::string module = "/usr/lib/nginx/modules/ngx_stream_module.so";
+  ASSERT_EQ(::access(module.c_str(), R_OK), 0)
+      << module << " is missing: apt-get install libnginx-mod-stream (tools/setup.sh)";
+  Harness h;
+  ASSERT_NO_FATAL_FAILURE(StartHarness({"--port=0", "--handler=http_hello", "--log=debug",
+                                        "--proxy_protocol=v1", "--proxy_trusted=127.0.0.1/32"},
+                                       &h));
+  const std::string dir = TempDir("nginx");
+  uint16_t port = 0;
+  // In the foreground, one process, every path in the test's directory; as root the
+  // worker would otherwise switch to "nobody", who cannot read it.
+  std::unique_ptr<Subprocess> balancer = StartBalancer(
+      [&](uint16_t p) {
+        const std::string config = absl::StrCat(dir, "/nginx-", p, ".conf");
+        EXPECT_TRUE(WriteFileAt(
+            config,
+            absl::StrCat("load_module ", module, ";\n",
+                         ::geteuid() == 0 ? "user root;\n" : "",
+                         "daemon off;\nmaster_process off;\n"
+                         "pid ", dir, "/nginx-", p, ".pid;\n"
+                         "error_log ", dir, "/error-", p, ".log;\n"
+                         "events { worker_connections 64; }\n"
+                         "stream {\n  server {\n    listen 127.0.0.1:", p, ";\n"
+                         "    proxy_pass 127.0.0.1:", h.port, ";\n"
+                         "    proxy_protocol on;\n  }\n}\n")));
+        return std::vector<std::string>{nginx, "-p", dir, "-e",
+                                        absl::StrCat(dir, "/error-", p, ".log"), "-c", config};
+      },
+      &port);
+  ASSERT_NE(balancer, nullptr);
+  const CurlResult got = Curl(absl::StrCat("http://127.0.0.1:", port, "/"));
+  EXPECT_THAT(got.body, HasSubstr("Hello"));
+  ASSERT_TRUE(absl::StartsWith(got.client, "127.0.0.2:")) << got.client;
+  ExpectRemote(h, got.client);
+  StopAndExpectExit0(*h.process);
+}
+
+}  // namespace
+}  // namespace islet::harness
