@@ -5,14 +5,19 @@
 // as the connection's remote, not the balancer (127.0.0.1). Both balancers come from
 // Debian packages (haproxy, nginx with libnginx-mod-stream; tools/setup.sh installs
 // them); missing, the tests fail rather than skip. Every process is bounded and killed
-// by pid at the end of its test (Subprocess).
+// by pid at the end of its test (Subprocess). Last, a fleet: HAProxy with send-proxy-v2
+// and health checks in front of two harnesses, both replaced one after the other by a
+// takeover while HTTP clients keep sending through HAProxy: no connection refused, no
+// request failed.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +31,7 @@
 #include "testing/temp_file.h"
 #include "testing/test_certs.h"
 #include "tools/harness/harness_test_util.h"
+#include "tools/harness/http_load.h"
 #include "transport/unique_fd.h"
 
 namespace islet::harness {
@@ -226,6 +232,89 @@ TEST(HarnessProxyProtocolTest, NginxStreamProxyProtocolV1) {
   ASSERT_TRUE(absl::StartsWith(got.client, "127.0.0.2:")) << got.client;
   ExpectRemote(h, got.client);
   StopAndExpectExit0(*h.process);
+}
+
+// ---- A fleet behind HAProxy, restarted one instance at a time ----
+
+// A unix socket path for a hand-off, short enough for sun_path.
+std::string HandoffPathIn(const std::string& dir, absl::string_view name) {
+  return absl::StrCat(dir, "/", name, ".sock");
+}
+
+// The flags every generation of one instance shares: PROXY v2 from the balancer,
+// http_hello, its own hand-off socket.
+std::vector<std::string> FleetFlags(const std::string& handoff, uint16_t port) {
+  return {absl::StrCat("--port=", port), "--handler=http_hello", "--num_workers=1",
+          "--shutdown_timeout=5s", "--log=warning", "--proxy_protocol=v2",
+          "--proxy_trusted=127.0.0.1/32", absl::StrCat("--handoff_socket=", handoff)};
+}
+
+// Replaces `instance` by a new process that takes its listening socket over (the
+// deploy's one command), and waits for the old one to drain and exit 0.
+void RollOver(Harness& instance, const std::string& handoff) {
+  Harness successor;
+  std::vector<std::string> flags = FleetFlags(handoff, instance.port);
+  flags.push_back(absl::StrCat("--takeover=", handoff));
+  ASSERT_NO_FATAL_FAILURE(StartHarness(flags, &successor));
+  ASSERT_EQ(successor.port, instance.port);
+  std::optional<Subprocess::Exit> exit = instance.process->Wait(kExitTimeout + absl::Seconds(5));
+  ASSERT_TRUE(exit.has_value()) << "the old instance did not exit" << Describe(*instance.process);
+  EXPECT_TRUE(exit->ExitedWith(0)) << exit->ToString() << Describe(*instance.process);
+  instance = std::move(successor);
+}
+
+TEST(HarnessFleetTest, ARollingRestartBehindHaproxyLosesNoConnectionAndNoRequest) {
+  const std::string haproxy = MustFind("haproxy", "haproxy");
+  ASSERT_FALSE(haproxy.empty());
+  // Not TEST_TMPDIR: a unix socket's path must fit in 108 bytes.
+  std::string dir = "/tmp/islet-fleet.XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  const std::string handoff_a = HandoffPathIn(dir, "a");
+  const std::string handoff_b = HandoffPathIn(dir, "b");
+  Harness a;
+  Harness b;
+  ASSERT_NO_FATAL_FAILURE(StartHarness(FleetFlags(handoff_a, 0), &a));
+  ASSERT_NO_FATAL_FAILURE(StartHarness(FleetFlags(handoff_b, 0), &b));
+
+  // Health checks every 100 ms, which send the PROXY header too (check-send-proxy): a
+  // harness that requires it would refuse a bare check. No retries: HAProxy would
+  // otherwise hide a refused backend connect (a naive stop-and-start restart passes
+  // with its default of 3), and the test is about the restart losing nothing itself.
+  uint16_t port = 0;
+  std::unique_ptr<Subprocess> balancer = StartBalancer(
+      [&](uint16_t p) {
+        const std::string config = absl::StrCat(dir, "/haproxy-", p, ".cfg");
+        EXPECT_TRUE(WriteFileAt(
+            config,
+            absl::StrCat("defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n"
+                         "  timeout server 30s\n  balance roundrobin\n  retries 0\n"
+                         "frontend fe\n  bind 127.0.0.1:", p, "\n  default_backend be\n"
+                         "backend be\n"
+                         "  default-server send-proxy-v2 check check-send-proxy inter 100ms\n"
+                         "  server a 127.0.0.1:", a.port, "\n  server b 127.0.0.1:", b.port,
+                         "\n")));
+        return std::vector<std::string>{haproxy, "-db", "-f", config};
+      },
+      &port);
+  ASSERT_NE(balancer, nullptr);
+
+  HttpLoad load(port, /*fresh=*/2, /*kept=*/2);
+  ASSERT_TRUE(load.WaitForServed(300)) << load.served() << " served" << Describe(*a.process);
+  ASSERT_NO_FATAL_FAILURE(RollOver(a, handoff_a));
+  ASSERT_TRUE(load.WaitForServed(load.served() + 300)) << Describe(*a.process);
+  ASSERT_NO_FATAL_FAILURE(RollOver(b, handoff_b));
+  ASSERT_TRUE(load.WaitForServed(load.served() + 300)) << Describe(*b.process);
+  load.Stop();
+
+  EXPECT_EQ(load.refused(), 0);
+  EXPECT_TRUE(load.failures().empty()) << ::testing::PrintToString(load.failures());
+  std::printf("rolling restart behind HAProxy: %lld requests served, %lld keep-alive retries\n",
+              static_cast<long long>(load.served()), static_cast<long long>(load.retries()));
+  // Both new instances served through the balancer (the round robin reached each).
+  for (Harness* h : {&a, &b}) ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*h->process));
+  balancer->Kill();
+  for (const char* name : {"a", "b"}) ::unlink(HandoffPathIn(dir, name).c_str());
+  ::rmdir(dir.c_str());
 }
 
 }  // namespace
