@@ -42,6 +42,9 @@ class ConnectionHost {
   virtual void Retire(ConnectionImpl& connection) = 0;
   // The server has begun stopping this worker's connections (Worker::BeginShutdown).
   virtual bool shutting_down() const = 0;
+  // Until when a stopping server still serves open connections (shutdown_grace): set
+  // with shutting_down(), to minus infinity when there is no grace.
+  virtual absl::Duration shutdown_grace_deadline() const = 0;
   // The server's output budget and its live connections (thread-safe).
   virtual OutputBudget& output_budget() = 0;
   virtual const OutputQueue::Limits& output_limits() const = 0;

@@ -161,6 +161,12 @@ void ConnectionImpl::BeginShutdown(absl::Duration deadline) {
     return;
   }
   phase_deadline_ = deadline;
+  if (phase_ == Phase::kOpen && loop_.now() < host_.shutdown_grace_deadline()) {
+    // Served a little longer (shutdown_grace), stopping() true: a request on its way
+    // is answered. The timer ends it then.
+    ArmTimer();
+    return;
+  }
   Close(Ending::kShutdown, CloseType::kFlushWrite);
 }
 
@@ -604,13 +610,18 @@ absl::Duration ConnectionImpl::NextDeadline() const {
     case Phase::kOpen:
     case Phase::kSwitching:
       return std::min({shutdown_deadline_, out_.send_deadline(), ReadDeadline(),
-                       ended_ ? absl::InfiniteDuration() : HandlerDeadline()});
+                       ended_ ? absl::InfiniteDuration() : HandlerDeadline(),
+                       ended_ ? absl::InfiniteDuration() : GraceDeadline()});
     case Phase::kDraining:
       return std::min(phase_deadline_, out_.send_deadline());
     case Phase::kClosed:
       break;
   }
   return absl::InfiniteDuration();
+}
+
+absl::Duration ConnectionImpl::GraceDeadline() const {
+  return host_.shutting_down() ? host_.shutdown_grace_deadline() : absl::InfiniteDuration();
 }
 
 void ConnectionImpl::ArmTimer() {
@@ -688,6 +699,10 @@ void ConnectionImpl::OnTimer() {
             "send: the peer took nothing for ", absl::FormatDuration(options_.send_timeout)));
         Emit(TelemetryEventType::kConnectionSendError, 0, &stalled);
         Close(Ending::kError, CloseType::kNoFlush, stalled);
+        return;
+      }
+      if (now >= GraceDeadline() && !ended_) {
+        Close(Ending::kShutdown, CloseType::kFlushWrite);
         return;
       }
       if (now >= ReadDeadline()) {

@@ -57,6 +57,7 @@ TEST_F(HandlerTest, AHandlerThatContinuesAfterThePeerFinishedStillSendsAndThenCl
   ASSERT_TRUE(client->Send("request").ok());
   ASSERT_TRUE(client->Shutdown(ShutdownWay::kWrite).ok());
   EXPECT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("ANSWER+LATER"));
+  ASSERT_TRUE(WaitFor(1, "gone"));
   EXPECT_THAT(EventsOf(1), ElementsAre("connection", "data:request", "peer_finished",
                                        "message:later", "close", "gone"));
 }

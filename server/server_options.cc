@@ -61,6 +61,9 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
   if (!PositiveFinite(o.handshake_timeout)) {
     return Bad("handshake_timeout", "must be positive and finite");
   }
+  if (o.shutdown_grace < absl::ZeroDuration() || o.shutdown_grace == absl::InfiniteDuration()) {
+    return Bad("shutdown_grace", "must be finite and not negative");
+  }
   if (o.shutdown_timeout < absl::ZeroDuration() ||
       o.shutdown_timeout == absl::InfiniteDuration()) {
     return Bad("shutdown_timeout", "must be finite and not negative");

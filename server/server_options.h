@@ -92,6 +92,17 @@ struct ServerOptions {
   absl::Duration handshake_timeout = absl::Seconds(5);
   // Stop waits this long for connections to finish before closing the rest.
   absl::Duration shutdown_timeout = absl::Seconds(15);
+  // When Stop begins, an open connection is not ended at once: for this long it is still
+  // read, and what arrives reaches HandleData with Connection::stopping() true, so the
+  // handler can answer and mark the answer the last (http_hello sends Connection: close
+  // and closes). HandleShutdown ends it when the grace passes, unless the handler closed
+  // it first. For request-reply protocols whose clients keep connections alive: a client
+  // whose next request is already on its way when the server stops gets an answer, where
+  // without a grace that request meets a closed connection (an HTTP client then retries
+  // it, if it is idempotent; wrk reports an error). Zero (the default, Thousand Island's
+  // behaviour) ends every connection as Stop begins, after what had already arrived.
+  // Bounded by Stop's timeout.
+  absl::Duration shutdown_grace = absl::ZeroDuration();
   // A peer that drains none of our queued output for this long is closed.
   absl::Duration send_timeout = absl::Seconds(30);
 

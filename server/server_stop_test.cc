@@ -118,6 +118,8 @@ TEST_F(ServerTest, StopLetsInFlightWorkFinishAndAcceptsNothingNew) {
   ASSERT_NE(busy, nullptr);
   ASSERT_NE(idle, nullptr);
   ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == 2; }));
+  // Counted at the hand-over; each handler is made on its worker a moment later.
+  ASSERT_TRUE(WaitFor([&] { return shared_->handlers_made.load() == 2; }));
   ASSERT_TRUE(busy->Send("request").ok());
   ASSERT_TRUE(shared_->events.WaitFor("data"));  // the handler is now at work
   const int made_before_stop = shared_->handlers_made.load();

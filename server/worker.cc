@@ -163,6 +163,9 @@ void Worker::BeginShutdown(absl::Duration deadline) {
   loop_->PostUrgent([this, deadline] {
     shutting_down_ = true;
     shutdown_deadline_ = deadline;
+    const absl::Duration grace = context_.options.shutdown_grace;
+    grace_deadline_ = grace > absl::ZeroDuration() ? std::min(deadline, MonotonicNow() + grace)
+                                                   : -absl::InfiniteDuration();
     std::vector<ConnectionImpl*> all;
     all.reserve(connections_.size());
     for (auto& [id, c] : connections_) all.push_back(c.get());

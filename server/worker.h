@@ -59,6 +59,7 @@ class Worker final : public ConnectionHost {
   void RunLater(uint64_t id, absl::AnyInvocable<void(ConnectionImpl&) &&> action) override;
   void Retire(ConnectionImpl& connection) override;
   bool shutting_down() const override { return shutting_down_; }
+  absl::Duration shutdown_grace_deadline() const override { return grace_deadline_; }
   OutputBudget& output_budget() override { return context_.output_budget; }
   PeerLimiter& peer_limiter() override { return context_.peer_limiter; }
   const OutputQueue::Limits& output_limits() const override { return context_.output_limits; }
@@ -98,6 +99,8 @@ class Worker final : public ConnectionHost {
   // CloseAll (or Stop) was called: hand-overs close unstarted. Set off the loop.
   std::atomic<bool> closing_{false};
   absl::Duration shutdown_deadline_ = absl::InfiniteDuration();
+  // The end of shutdown_grace (minus infinity without one); set with shutting_down_.
+  absl::Duration grace_deadline_ = absl::InfiniteDuration();
   // The overload reading's timeout scale as this worker last applied it.
   double timeout_scale_ = 1;
 };

@@ -25,6 +25,7 @@ import time
 from islet_bench import host, quiet, report
 from islet_bench.context import Context
 from islet_bench.proxy import ProxyCases, append_proxy_section, proxy_section
+from islet_bench.restart import RestartCase, append_restart_section, restart_section
 from islet_bench.suite import Suite
 from islet_bench.tls import TlsCases
 
@@ -32,6 +33,7 @@ TCP_PARTS = ("http", "echo", "metrics", "footprint", "scaling")
 SUITE_BINARIES = ("harness", "epoll_echo", "epoll_http", "echo_load", "pipelined_load", "idle_conns")
 TLS_BINARIES = ("harness", "tls_handshake_load", "tls_idle_conns")
 PROXY_BINARIES = ("harness", "epoll_echo", "epoll_http", "echo_load")
+RESTART_BINARIES = ("harness",)
 
 
 def parse_options(argv):
@@ -41,10 +43,11 @@ def parse_options(argv):
                         help="each case once for about a second; no medians, writes nothing")
     parser.add_argument("--runs", type=int, default=5, metavar="N", help="runs per figure (5; TLS: 3)")
     parser.add_argument("--duration", type=int, default=10, metavar="SECONDS", help="seconds per run (10)")
-    parser.add_argument("--only", default="http,echo,metrics,footprint,scaling,tls,proxy", metavar="LIST",
-                        help="the cases to run (http,echo,metrics,footprint,scaling,tls,proxy); metrics: the "
-                             "harness with its metrics sink against without; proxy: examples/proxy "
-                             "against HAProxy")
+    parser.add_argument("--only", default="http,echo,metrics,footprint,scaling,tls,proxy,restart",
+                        metavar="LIST",
+                        help="the cases to run (http,echo,metrics,footprint,scaling,tls,proxy,restart); "
+                             "metrics: the harness with its metrics sink against without; proxy: "
+                             "examples/proxy against HAProxy; restart: a takeover under wrk")
     parser.add_argument("--idle_connections", type=int, default=None, metavar="N",
                         help="connections of the footprint case (10000; smoke: 1000)")
     parser.add_argument("--no_write", "--no-record", dest="write", action="store_false",
@@ -137,15 +140,13 @@ def run_tls(ctx, options, alone: bool) -> None:
     ctx.log(f"TLS: {'FAILED (see above)' if cases.failed else 'ok'} ({elapsed}s)")
 
 
-def run_proxy(ctx, options, alone: bool) -> None:
-    """The proxy cases: the table on stdout when they run alone (proxy_bench.sh), else on
-    stderr; a section appended to docs/BENCHMARKS_PROXY.md after a full run without failures."""
-    if not ctx.tools["haproxy"] or not ctx.tools["wrk"]:
-        ctx.skipped.append("proxy cases: they need haproxy and wrk (apt-get install haproxy wrk)")
-        return
+def run_appending(ctx, options, alone: bool, what: str, cases, doc: str, section, append,
+                  machine: str) -> None:
+    """Runs cases whose table is appended to docs/DOC as a section (the proxy and restart
+    cases): the table on stdout when they run alone, else on stderr; the section only
+    after a full run without failures."""
     started = time.monotonic()
     ctx.waiter.noisy = False
-    cases = ProxyCases(ctx)
     table = cases.run()
     if table is None:
         return
@@ -154,17 +155,38 @@ def run_proxy(ctx, options, alone: bool) -> None:
     print(f"\n{table}\n\n({cases.runs} run(s) per figure: median [min-max]; {elapsed}s)", file=out)
     out.flush()
     if options.write and not cases.failed:
-        path = os.path.join(ctx.repo, "docs", "BENCHMARKS_PROXY.md")
-        doc = open(path).read() if os.path.exists(path) else None
-        machine = (f"{ctx.cores} cores ({ctx.proc.cpu_model()}), kernel {os.uname().release}, "
-                   f"{host.first_line(['gcc', '--version'], '')}, "
-                   f"{host.first_line([ctx.tools['haproxy'], '-v'])}")
-        section = proxy_section(now_utc(), options.command, host.git_commit(ctx.repo), machine, table,
-                                ctx.waiter.noisy)
+        path = os.path.join(ctx.repo, "docs", doc)
+        text = open(path).read() if os.path.exists(path) else None
         with open(path, "w") as f:
-            f.write(append_proxy_section(doc, section))
-        ctx.log("appended to docs/BENCHMARKS_PROXY.md")
-    ctx.log(f"proxy: {'FAILED (see above)' if cases.failed else 'ok'} ({elapsed}s)")
+            f.write(append(text, section(now_utc(), options.command, host.git_commit(ctx.repo), machine,
+                                         table, ctx.waiter.noisy)))
+        ctx.log(f"appended to docs/{doc}")
+    ctx.log(f"{what}: {'FAILED (see above)' if cases.failed else 'ok'} ({elapsed}s)")
+
+
+def base_machine(ctx) -> str:
+    return (f"{ctx.cores} cores ({ctx.proc.cpu_model()}), kernel {os.uname().release}, "
+            f"{host.first_line(['gcc', '--version'], '')}")
+
+
+def run_proxy(ctx, options, alone: bool) -> None:
+    """examples/proxy against HAProxy (docs/BENCHMARKS_PROXY.md)."""
+    if not ctx.tools["haproxy"] or not ctx.tools["wrk"]:
+        ctx.skipped.append("proxy cases: they need haproxy and wrk (apt-get install haproxy wrk)")
+        return
+    machine = f"{base_machine(ctx)}, {host.first_line([ctx.tools['haproxy'], '-v'])}"
+    run_appending(ctx, options, alone, "proxy", ProxyCases(ctx), "BENCHMARKS_PROXY.md", proxy_section,
+                  append_proxy_section, machine)
+
+
+def run_restart(ctx, options, alone: bool) -> None:
+    """A takeover under wrk against no restart (docs/BENCHMARKS_RESTART.md)."""
+    if not ctx.tools["wrk"]:
+        ctx.skipped.append("restart case: it needs wrk (apt-get install wrk)")
+        return
+    run_appending(ctx, options, alone, "restart", RestartCase(ctx), "BENCHMARKS_RESTART.md",
+                  restart_section, append_restart_section,
+                  f"{base_machine(ctx)}, {host.first_line([ctx.tools['wrk'], '-v'])}")
 
 
 def run(options, tmp: str, here: str, repo: str) -> int:
@@ -172,7 +194,7 @@ def run(options, tmp: str, here: str, repo: str) -> int:
     only = options.only.split(",")
     tcp = [p for p in TCP_PARTS if p in only]
     names = ((SUITE_BINARIES if tcp else ()) + (TLS_BINARIES if "tls" in only else ())
-             + (PROXY_BINARIES if "proxy" in only else ()))
+             + (PROXY_BINARIES if "proxy" in only else ()) + (RESTART_BINARIES if "restart" in only else ()))
     bins = copy_binaries(options.bin_dir, sorted(set(names)), tmp)
     ctx = Context(options, tmp, bins, repo, here)
     try:
@@ -188,7 +210,9 @@ def run(options, tmp: str, here: str, repo: str) -> int:
         if "tls" in only:
             run_tls(ctx, options, alone=not tcp)
         if "proxy" in only:
-            run_proxy(ctx, options, alone=not tcp and "tls" not in only)
+            run_proxy(ctx, options, alone=only == ["proxy"])
+        if "restart" in only:
+            run_restart(ctx, options, alone=only == ["restart"])
         table = None
         if tcp:
             busy_after = quiet.sample_busy_percent(ctx.proc)

@@ -81,6 +81,9 @@ ABSL_FLAG(int32_t, max_connections_retry_count, 5, "retries before refusing a co
 ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(60), "close connections idle this long");
 ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(5), "TLS handshake deadline");
 ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(15), "drain time on SIGTERM");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::ZeroDuration(),
+          "on SIGTERM or a takeover, keep answering open connections this long (a keep-alive "
+          "request already on its way gets its answer, marked the last); 0 = end them at once");
 ABSL_FLAG(int32_t, max_connections, -1, "connections over the whole server; -1 = unlimited");
 ABSL_FLAG(int32_t, max_connections_per_peer, 0,
           "connections from one peer address; 0 = no limit");
@@ -163,7 +166,7 @@ const std::vector<FlagGroup> kFlagGroups = {
      {"num_connections", "max_connections", "max_connections_per_peer", "descriptor_reserve",
       "max_connections_retry_wait", "max_connections_retry_count", "max_pending_messages",
       "read_timeout", "handshake_timeout", "head_timeout", "linger_timeout",
-      "shutdown_timeout", "drain_delay"}},
+      "shutdown_timeout", "shutdown_grace", "drain_delay"}},
     {"Overload", {"output_budget", "overload_scale_from", "overload_timeout_floor"}},
     {"Observability", {"log", "log_format", "metrics_port", "metrics_ip"}},
     {"Restarts (docs/DEPLOYMENT.md)", {"handoff_socket", "takeover", "handoff_timeout"}},
@@ -256,6 +259,7 @@ islet::harness::HarnessConfig ConfigFromFlags() {
   c.read_timeout = absl::GetFlag(FLAGS_read_timeout);
   c.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
   c.shutdown_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
+  c.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   c.max_connections = absl::GetFlag(FLAGS_max_connections);
   c.descriptor_reserve = absl::GetFlag(FLAGS_descriptor_reserve);
   c.max_connections_per_peer = absl::GetFlag(FLAGS_max_connections_per_peer);

@@ -218,6 +218,7 @@ absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const Harnes
   options.read_timeout = config.read_timeout;
   options.handshake_timeout = config.handshake_timeout;
   options.shutdown_timeout = config.shutdown_timeout;
+  options.shutdown_grace = config.shutdown_grace;
   options.max_connections = config.max_connections;
   options.descriptor_reserve = config.descriptor_reserve;
   options.max_connections_per_peer = config.max_connections_per_peer;

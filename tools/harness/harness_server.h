@@ -44,6 +44,7 @@ struct HarnessConfig {
   absl::Duration read_timeout = absl::Seconds(60);
   absl::Duration handshake_timeout = absl::Seconds(5);
   absl::Duration shutdown_timeout = absl::Seconds(15);
+  absl::Duration shutdown_grace = absl::ZeroDuration();
   int max_connections = -1;
   int descriptor_reserve = 32;
   int max_connections_per_peer = 0;
