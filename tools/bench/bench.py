@@ -24,8 +24,8 @@ import time
 
 from islet_bench import host, quiet, report
 from islet_bench.context import Context
-from islet_bench.proxy import ProxyCases, append_proxy_section, proxy_section
-from islet_bench.restart import RestartCase, append_restart_section, restart_section
+from islet_bench.proxy import PROXY_HEADER, ProxyCases
+from islet_bench.restart import RESTART_HEADER, RestartCase
 from islet_bench.suite import Suite
 from islet_bench.tls import TlsCases
 
@@ -132,15 +132,15 @@ def run_tls(ctx, options, alone: bool) -> None:
     if options.write and not cases.failed:
         path = os.path.join(ctx.repo, "docs", "BENCHMARKS_TLS.md")
         doc = open(path).read() if os.path.exists(path) else None
-        section = report.tls_section(now_utc(), options.command, host.git_commit(ctx.repo), tls_machine(ctx),
+        section = report.run_section(now_utc(), options.command, host.git_commit(ctx.repo), tls_machine(ctx),
                                      table, ctx.waiter.noisy)
         with open(path, "w") as f:
-            f.write(report.append_tls_section(doc, section))
+            f.write(report.append_section(report.TLS_HEADER, doc, section))
         ctx.log("appended to docs/BENCHMARKS_TLS.md")
     ctx.log(f"TLS: {'FAILED (see above)' if cases.failed else 'ok'} ({elapsed}s)")
 
 
-def run_appending(ctx, options, alone: bool, what: str, cases, doc: str, section, append,
+def run_appending(ctx, options, alone: bool, what: str, cases, doc: str, header: str,
                   machine: str) -> None:
     """Runs cases whose table is appended to docs/DOC as a section (the proxy and restart
     cases): the table on stdout when they run alone, else on stderr; the section only
@@ -158,8 +158,8 @@ def run_appending(ctx, options, alone: bool, what: str, cases, doc: str, section
         path = os.path.join(ctx.repo, "docs", doc)
         text = open(path).read() if os.path.exists(path) else None
         with open(path, "w") as f:
-            f.write(append(text, section(now_utc(), options.command, host.git_commit(ctx.repo), machine,
-                                         table, ctx.waiter.noisy)))
+            f.write(report.append_section(header, text, report.run_section(
+                now_utc(), options.command, host.git_commit(ctx.repo), machine, table, ctx.waiter.noisy)))
         ctx.log(f"appended to docs/{doc}")
     ctx.log(f"{what}: {'FAILED (see above)' if cases.failed else 'ok'} ({elapsed}s)")
 
@@ -175,8 +175,8 @@ def run_proxy(ctx, options, alone: bool) -> None:
         ctx.skipped.append("proxy cases: they need haproxy and wrk (apt-get install haproxy wrk)")
         return
     machine = f"{base_machine(ctx)}, {host.first_line([ctx.tools['haproxy'], '-v'])}"
-    run_appending(ctx, options, alone, "proxy", ProxyCases(ctx), "BENCHMARKS_PROXY.md", proxy_section,
-                  append_proxy_section, machine)
+    run_appending(ctx, options, alone, "proxy", ProxyCases(ctx), "BENCHMARKS_PROXY.md", PROXY_HEADER,
+                  machine)
 
 
 def run_restart(ctx, options, alone: bool) -> None:
@@ -185,8 +185,7 @@ def run_restart(ctx, options, alone: bool) -> None:
         ctx.skipped.append("restart case: it needs wrk (apt-get install wrk)")
         return
     run_appending(ctx, options, alone, "restart", RestartCase(ctx), "BENCHMARKS_RESTART.md",
-                  restart_section, append_restart_section,
-                  f"{base_machine(ctx)}, {host.first_line([ctx.tools['wrk'], '-v'])}")
+                  RESTART_HEADER, f"{base_machine(ctx)}, {host.first_line([ctx.tools['wrk'], '-v'])}")
 
 
 def run(options, tmp: str, here: str, repo: str) -> int:

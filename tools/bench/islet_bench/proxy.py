@@ -20,6 +20,7 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 from islet_bench import loads, ports, quiet
+from islet_bench.case import AlternatingCase
 from islet_bench.stats import median, ratio, summary
 from islet_bench.servers import Server, read_lines
 from islet_bench.stats import per_op_us
@@ -60,18 +61,12 @@ backend upstream
 """
 
 
-class ProxyCases:
+class ProxyCases(AlternatingCase):
     def __init__(self, ctx):
-        self.ctx = ctx
-        self.runs = 1 if ctx.smoke else 3
+        super().__init__(ctx, "proxy", 1 if ctx.smoke else 3)
         self.duration = 1 if ctx.smoke else 10
         self.ours: Dict[str, List[float]] = {name: [] for name in FIGURES}
         self.haproxy: Dict[str, List[float]] = {name: [] for name in FIGURES}
-        self.failed = False
-
-    def fail(self, message: str) -> None:
-        self.failed = True
-        self.ctx.fail(f"proxy: {message}")
 
     # ---- Servers -----------------------------------------------------------------------
 
@@ -149,21 +144,6 @@ class ProxyCases:
         ctx.log(f"proxy {label}: {rate} MiB/s each way, {cpu} us/MiB (foreign CPU {foreign}%)")
         return rate, cpu, foreign
 
-    def attempt(self, run, label: str, server: Optional[Server]) -> Optional[Tuple[float, ...]]:
-        if server is None:
-            self.failed = True
-            return None
-        ctx = self.ctx
-        return quiet.until_quiet(lambda: run(label, server), lambda r: r[-1], ctx.waiter,
-                                 lambda m: ctx.log(f"proxy {label}: {m}"), repeat=not ctx.smoke)
-
-    def take(self, figures: Dict[str, List[float]], names: Tuple[str, ...], result) -> None:
-        if result is None:
-            self.failed = True
-            return
-        for name, value in zip(names, result):
-            figures[name].append(value)
-
     def check_ours_log(self, server: Server) -> None:
         lines = [l for l in read_lines(server.out, server.err)
                  if l.strip() and not l.startswith(("islet harness:", "harness: draining:", "harness: drained in "))
@@ -225,14 +205,3 @@ def proxy_table(ours: Dict[str, List[float]], haproxy: Dict[str, List[float]]) -
             "conn_rate"),
         row("(c) proxy CPU per connection, client side and upstream connect (us)", "conn_cpu"),
     ])
-
-
-def proxy_section(when: str, command: str, commit: str, machine: str, table: str, noisy: bool) -> str:
-    text = f"\n## {when}\n\nCommand: `{command}` (commit {commit})\n\nMachine: {machine}\n\n{table}\n"
-    if noisy:
-        text += "\nNote: other work was running on the machine during some runs.\n"
-    return text
-
-
-def append_proxy_section(doc: Optional[str], section: str) -> str:
-    return (PROXY_HEADER if doc is None else doc) + section

@@ -1,6 +1,6 @@
 import unittest
 
-from islet_bench import proxy
+from islet_bench import proxy, report
 
 
 class HaproxyConfigTest(unittest.TestCase):
@@ -28,9 +28,11 @@ class ProxyTableTest(unittest.TestCase):
         self.assertIn("10", cpu)
 
     def test_a_section_is_appended_under_the_header_once(self):
-        first = proxy.append_proxy_section(None, proxy.proxy_section("when", "cmd", "abc", "m", "t", False))
+        first = report.append_section(proxy.PROXY_HEADER, None,
+                                      report.run_section("when", "cmd", "abc", "m", "t", False))
         self.assertTrue(first.startswith("# Proxy benchmarks"))
-        second = proxy.append_proxy_section(first, proxy.proxy_section("later", "cmd", "def", "m", "t", True))
+        second = report.append_section(proxy.PROXY_HEADER, first,
+                                       report.run_section("later", "cmd", "def", "m", "t", True))
         self.assertEqual(second.count("# Proxy benchmarks"), 1)
         self.assertIn("## later", second)
         self.assertIn("other work was running", second)

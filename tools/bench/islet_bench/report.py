@@ -348,13 +348,15 @@ def tls_table(ours: Dict[str, List[float]], nginx: Dict[str, List[float]], ka_cl
     ])
 
 
-def tls_section(when: str, command: str, commit: str, machine: str, table: str, noisy: bool) -> str:
-    """The section a full TLS run appends to docs/BENCHMARKS_TLS.md."""
+def run_section(when: str, command: str, commit: str, machine: str, table: str, noisy: bool) -> str:
+    """The section a full run appends to its document (docs/BENCHMARKS_TLS.md and the
+    like): when, the command, the commit, the machine, the table."""
     text = f"\n## {when}\n\nCommand: `{command}` (commit {commit})\n\nMachine: {machine}\n\n{table}\n"
     if noisy:
         text += "\nNote: other work was running on the machine during some runs.\n"
     return text
 
 
-def append_tls_section(doc: Optional[str], section: str) -> str:
-    return (TLS_HEADER if doc is None else doc) + section
+def append_section(header: str, doc: Optional[str], section: str) -> str:
+    """The document with `section` appended; a new one starts with `header`."""
+    return (header if doc is None else doc) + section

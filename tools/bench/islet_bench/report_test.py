@@ -203,19 +203,19 @@ class TlsTableTest(unittest.TestCase):
 
 class TlsSectionTest(unittest.TestCase):
     def test_appended_section(self):
-        section = report.tls_section("2026-11-25 23:54 UTC", "tools/bench/tls_bench.sh", "48a14d2",
+        section = report.run_section("2026-11-25 23:54 UTC", "tools/bench/tls_bench.sh", "48a14d2",
                                      "2 cores (AMD EPYC)", "| table |", noisy=False)
         self.assertEqual(section, "\n## 2026-11-25 23:54 UTC\n\nCommand: `tools/bench/tls_bench.sh` "
                                   "(commit 48a14d2)\n\nMachine: 2 cores (AMD EPYC)\n\n| table |\n")
-        self.assertEqual(report.append_tls_section("# TLS benchmarks\n\nOld.\n", section),
+        self.assertEqual(report.append_section(report.TLS_HEADER, "# TLS benchmarks\n\nOld.\n", section),
                          "# TLS benchmarks\n\nOld.\n" + section)
 
     def test_a_noisy_run_carries_a_note(self):
-        section = report.tls_section("d", "c", "x", "m", "| t |", noisy=True)
+        section = report.run_section("d", "c", "x", "m", "| t |", noisy=True)
         self.assertTrue(section.endswith("| t |\n\nNote: other work was running on the machine during some runs.\n"))
 
     def test_a_new_document_gets_the_header(self):
-        doc = report.append_tls_section(None, "\n## d\n")
+        doc = report.append_section(report.TLS_HEADER, None, "\n## d\n")
         self.assertTrue(doc.startswith("# TLS benchmarks\n\nWritten by `tools/bench/tls_bench.sh`"))
         self.assertTrue(doc.endswith("Each figure is the median of 3 runs, with [min-max].\n\n## d\n"))
 

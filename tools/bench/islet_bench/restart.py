@@ -19,6 +19,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from islet_bench import loads
+from islet_bench.case import AlternatingCase
 from islet_bench.servers import Server, read_lines, read_text, wait_until
 from islet_bench.stats import summary
 
@@ -46,19 +47,13 @@ def wrk_max_us(text: str) -> Optional[float]:
     return loads.to_us(m.group(1)) if m else None
 
 
-class RestartCase:
+class RestartCase(AlternatingCase):
     def __init__(self, ctx):
-        self.ctx = ctx
-        self.runs = 1 if ctx.smoke else 3
+        super().__init__(ctx, "restart", 1 if ctx.smoke else 3)
         self.duration = 2 if ctx.smoke else 10
         self.figures: Dict[str, Dict[str, List[float]]] = {
             kind: {name: [] for name in FIGURES} for kind in KINDS}
-        self.failed = False
         self.generation = 0
-
-    def fail(self, message: str) -> None:
-        self.failed = True
-        self.ctx.fail(f"restart: {message}")
 
     def harness(self, handoff: str, port: int, takeover: bool, grace: str = "0s") -> Optional[Server]:
         ctx = self.ctx
@@ -104,14 +99,6 @@ class RestartCase:
                 f"max {max_us} us")
         return float("%.0f" % wrk.rate), float(wrk.errors), p99, max_us
 
-    def take(self, figures: Dict[str, List[float]], result) -> None:
-        """Adds one run's figures, or marks the case failed."""
-        if result is None:
-            self.failed = True
-            return
-        for name, value in zip(FIGURES, result):
-            figures[name].append(value)
-
     def run(self) -> Optional[str]:
         ctx = self.ctx
         if ctx.server_cpu is None:
@@ -120,7 +107,7 @@ class RestartCase:
         for n in range(1, self.runs + 1):
             for kind, (_, restart, grace) in KINDS.items():
                 ctx.waiter.wait()
-                self.take(self.figures[kind], self.run_one(f"{kind}#{n}", restart, grace))
+                self.take(self.figures[kind], FIGURES, self.run_one(f"{kind}#{n}", restart, grace))
         return restart_table(self.figures, self.duration)
 
 
@@ -137,14 +124,3 @@ def restart_table(figures: Dict[str, Dict[str, List[float]]], duration: int) -> 
         row("latency p99 (us)", "p99_us"),
         row("largest latency (us)", "max_us"),
     ])
-
-
-def restart_section(when: str, command: str, commit: str, machine: str, table: str, noisy: bool) -> str:
-    text = f"\n## {when}\n\nCommand: `{command}` (commit {commit})\n\nMachine: {machine}\n\n{table}\n"
-    if noisy:
-        text += "\nNote: other work was running on the machine during some runs.\n"
-    return text
-
-
-def append_restart_section(doc: Optional[str], section: str) -> str:
-    return (RESTART_HEADER if doc is None else doc) + section

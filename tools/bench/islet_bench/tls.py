@@ -19,6 +19,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from islet_bench import host, loads, quiet
+from islet_bench.case import AlternatingCase
 from islet_bench.report import TLS_FIGURES, tls_table
 from islet_bench.servers import Server, end, read_lines, read_text, wait_until
 from islet_bench.stats import per_op_us
@@ -29,23 +30,17 @@ KA_CLIENTS = 50
 IDLE_LIFETIME = 60 + 300 + 60  # the warm-up's bound, the idle run's, and slack
 
 
-class TlsCases:
+class TlsCases(AlternatingCase):
     def __init__(self, ctx):
-        self.ctx = ctx
+        super().__init__(ctx, "TLS", 1 if ctx.smoke else 3)
         smoke = ctx.smoke
-        self.runs = 1 if smoke else 3
         self.hs_duration, self.hs_warmup = ("2s", "0.5s") if smoke else ("5s", "1s")
         self.ka_requests = 20000 if smoke else 300000
         self.idle_connections = 1000 if smoke else 10000
         self.idle_hold = "1s" if smoke else "2s"
         self.ours: Dict[str, List[float]] = {name: [] for name in TLS_FIGURES}
         self.nginx: Dict[str, List[float]] = {name: [] for name in TLS_FIGURES}
-        self.failed = False
         self.cert: Optional[Tuple[str, str]] = None
-
-    def fail(self, message: str) -> None:
-        self.failed = True
-        self.ctx.fail(f"TLS: {message}")
 
     # ---- Set-up ------------------------------------------------------------------------
 
@@ -189,22 +184,6 @@ class TlsCases:
         ctx.log(f"TLS {label} idle: {(read_lines(out) or [''])[0]}, RSS {base} -> {with_them} KiB "
                 f"= {per} KiB/connection")
         return per
-
-    def attempt(self, run, label: str, server: Optional[Server]) -> Optional[Tuple[float, ...]]:
-        """A run, repeated while the machine was not quiet (quiet.until_quiet)."""
-        if server is None:
-            self.failed = True
-            return None
-        ctx = self.ctx
-        return quiet.until_quiet(lambda: run(label, server), lambda r: r[-1], ctx.waiter,
-                                 lambda m: ctx.log(f"TLS {label}: {m}"), repeat=not ctx.smoke)
-
-    def take(self, figures: Dict[str, List[float]], names: Tuple[str, ...], result) -> None:
-        if result is None:
-            self.failed = True
-            return
-        for name, value in zip(names, result):
-            figures[name].append(value)
 
     # ---- The cases ---------------------------------------------------------------------
 
