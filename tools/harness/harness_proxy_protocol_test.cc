@@ -127,6 +127,24 @@ void ExpectRemote(Harness& h, const std::string& client) {
       << "no " << want << " in the harness's log:\n" << h.process->Stderr();
 }
 
+// HAProxy in mode tcp on a free port, from a generated config in `dir`: `defaults` adds
+// to the timeouts, `backend` is the backend's lines (its servers).
+std::unique_ptr<Subprocess> StartHaproxy(const std::string& haproxy, const std::string& dir,
+                                         absl::string_view defaults, absl::string_view backend,
+                                         uint16_t* port) {
+  return StartBalancer(
+      [&](uint16_t p) {
+        const std::string config = absl::StrCat(dir, "/haproxy-", p, ".cfg");
+        EXPECT_TRUE(WriteFileAt(
+            config, absl::StrCat("defaults\n  mode tcp\n  timeout connect 5s\n"
+                                 "  timeout client 30s\n  timeout server 30s\n", defaults,
+                                 "frontend fe\n  bind 127.0.0.1:", p,
+                                 "\n  default_backend be\nbackend be\n", backend)));
+        return std::vector<std::string>{haproxy, "-db", "-f", config};
+      },
+      port);
+}
+
 TEST(HarnessProxyProtocolTest, HaproxySendProxyV2) {
   const std::string haproxy = MustFind("haproxy", "haproxy");
   ASSERT_FALSE(haproxy.empty());
@@ -136,18 +154,9 @@ TEST(HarnessProxyProtocolTest, HaproxySendProxyV2) {
                                        &h));
   const std::string dir = TempDir("haproxy");
   uint16_t port = 0;
-  std::unique_ptr<Subprocess> balancer = StartBalancer(
-      [&](uint16_t p) {
-        const std::string config = absl::StrCat(dir, "/haproxy-", p, ".cfg");
-        EXPECT_TRUE(WriteFileAt(config, absl::StrCat(
-                                            "defaults\n  mode tcp\n  timeout connect 5s\n"
-                                            "  timeout client 10s\n  timeout server 10s\n"
-                                            "frontend fe\n  bind 127.0.0.1:", p,
-                                            "\n  default_backend be\n"
-                                            "backend be\n  server islet 127.0.0.1:", h.port,
-                                            " send-proxy-v2 proxy-v2-options crc32c\n")));
-        return std::vector<std::string>{haproxy, "-db", "-f", config};
-      },
+  std::unique_ptr<Subprocess> balancer = StartHaproxy(
+      haproxy, dir, "",
+      absl::StrCat("  server islet 127.0.0.1:", h.port, " send-proxy-v2 proxy-v2-options crc32c\n"),
       &port);
   ASSERT_NE(balancer, nullptr);
   const CurlResult got = Curl(absl::StrCat("http://127.0.0.1:", port, "/"));
@@ -173,18 +182,9 @@ TEST(HarnessProxyProtocolTest, HaproxyTlsPassthroughWithSendProxyV2Ssl) {
   uint16_t port = 0;
   // mode tcp: the TLS stream passes through untouched, after the v2 header (with an
   // SSL TLV saying the client did not use TLS to HAProxy, and a CRC32C).
-  std::unique_ptr<Subprocess> balancer = StartBalancer(
-      [&](uint16_t p) {
-        const std::string config = absl::StrCat(dir, "/haproxy-", p, ".cfg");
-        EXPECT_TRUE(WriteFileAt(config, absl::StrCat(
-                                            "defaults\n  mode tcp\n  timeout connect 5s\n"
-                                            "  timeout client 10s\n  timeout server 10s\n"
-                                            "frontend fe\n  bind 127.0.0.1:", p,
-                                            "\n  default_backend be\n"
-                                            "backend be\n  server islet 127.0.0.1:", h.port,
-                                            " send-proxy-v2-ssl proxy-v2-options crc32c\n")));
-        return std::vector<std::string>{haproxy, "-db", "-f", config};
-      },
+  std::unique_ptr<Subprocess> balancer = StartHaproxy(
+      haproxy, dir, "",
+      absl::StrCat("  server islet 127.0.0.1:", h.port, " send-proxy-v2-ssl proxy-v2-options crc32c\n"),
       &port);
   ASSERT_NE(balancer, nullptr);
   const CurlResult got = Curl(absl::StrCat("https://127.0.0.1:", port, "/"), /*insecure=*/true);
@@ -283,20 +283,10 @@ TEST(HarnessFleetTest, ARollingRestartBehindHaproxyLosesNoConnectionAndNoRequest
   // otherwise hide a refused backend connect (a naive stop-and-start restart passes
   // with its default of 3), and the test is about the restart losing nothing itself.
   uint16_t port = 0;
-  std::unique_ptr<Subprocess> balancer = StartBalancer(
-      [&](uint16_t p) {
-        const std::string config = absl::StrCat(dir, "/haproxy-", p, ".cfg");
-        EXPECT_TRUE(WriteFileAt(
-            config,
-            absl::StrCat("defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n"
-                         "  timeout server 30s\n  balance roundrobin\n  retries 0\n"
-                         "frontend fe\n  bind 127.0.0.1:", p, "\n  default_backend be\n"
-                         "backend be\n"
-                         "  default-server send-proxy-v2 check check-send-proxy inter 100ms\n"
-                         "  server a 127.0.0.1:", a.port, "\n  server b 127.0.0.1:", b.port,
-                         "\n")));
-        return std::vector<std::string>{haproxy, "-db", "-f", config};
-      },
+  std::unique_ptr<Subprocess> balancer = StartHaproxy(
+      haproxy, dir, "  balance roundrobin\n  retries 0\n",
+      absl::StrCat("  default-server send-proxy-v2 check check-send-proxy inter 100ms\n"
+                   "  server a 127.0.0.1:", a.port, "\n  server b 127.0.0.1:", b.port, "\n"),
       &port);
   ASSERT_NE(balancer, nullptr);
 
