@@ -17,13 +17,14 @@
 // recv is cancelled), as epoll_base does with backpressure; pending output over
 // kPendingLimit pauses reading too. A multishot recv that ends (no IORING_CQE_F_MORE:
 // cancelled, buffer ring empty, or the kernel's choice) is armed again unless paused or
-// closing; after -ENOBUFS only once buffers have gone back to the ring.
+// closing; after -ENOBUFS only once buffers have gone back to the ring. A peer that
+// closes its side still gets the output owed to it before the connection closes.
 //
 // Every feature can be turned off, one by one, to measure what it buys (the defaults are
 // all on): --accept=oneshot, --recv=oneshot (one-shot recv, still from the buffer ring),
 // --send=syscall (send(2) from the loop; implies --fixed_files=off), --submit=split
 // (io_uring_submit, then io_uring_wait_cqe), --fixed_files=off, --register_ring=off,
-// --setup=coop|none (the ring flags: defer = SINGLE_ISSUER|DEFER_TASKRUN, falling back to
+// --buffers=N (the provided buffers per thread, 512), --setup=coop|none (the ring flags: defer = SINGLE_ISSUER|DEFER_TASKRUN, falling back to
 // coop = COOP_TASKRUN|TASKRUN_FLAG, then none, as far as the kernel refuses them).
 // The ring's flags and features in use are printed on stderr at start. --probe sets a ring
 // up and exits: 0 if io_uring works, 77 if the kernel or its policy refuses it (ENOSYS,
@@ -62,6 +63,14 @@
 
 namespace islet::bench {
 
+// The provided buffers of one thread: kBufferCount buffers (--buffers=N, a power of two:
+// the ring's size) of kBufferSize bytes.
+inline constexpr unsigned kBufferCount = 512;
+inline constexpr unsigned kBufferSize = 16 * 1024;
+inline constexpr int kBufferGroup = 0;
+// Output a connection may hold (beyond the send in flight) before its reading pauses.
+inline constexpr size_t kPendingLimit = 64 * 1024;
+
 // What the loop uses of io_uring; each can be turned off to measure what it buys.
 struct UringFeatures {
   enum class Setup { kDefer, kCoop, kNone };
@@ -77,18 +86,12 @@ struct UringFeatures {
 struct UringServerFlags {
   EpollServerFlags server;
   UringFeatures features;
+  unsigned buffers = kBufferCount;
   bool probe = false;
 };
 
 // Exit status of a server (and of --probe) that io_uring is refused to.
 inline constexpr int kUringUnavailableExit = 77;
-
-// The provided buffers of one thread: kBufferCount buffers of kBufferSize bytes.
-inline constexpr unsigned kBufferCount = 512;  // a power of two (the ring's size)
-inline constexpr unsigned kBufferSize = 16 * 1024;
-inline constexpr int kBufferGroup = 0;
-// Output a connection may hold (beyond the send in flight) before its reading pauses.
-inline constexpr size_t kPendingLimit = 64 * 1024;
 
 [[noreturn]] inline void DieUring(const char* name, const char* what, int error) {
   if (error == ENOSYS || error == EPERM) {
@@ -131,6 +134,12 @@ inline UringServerFlags ParseUringServerFlags(const char* name, int argc, char**
       u.setup = UringFeatures::Setup::kCoop;
     } else if (a == "--setup=none") {
       u.setup = UringFeatures::Setup::kNone;
+    } else if (a.compare(0, 10, "--buffers=") == 0) {
+      f.buffers = static_cast<unsigned>(std::atoi(a.c_str() + 10));
+      if (f.buffers == 0 || f.buffers > 32768 || (f.buffers & (f.buffers - 1)) != 0) {
+        std::fprintf(stderr, "%s: --buffers must be a power of two up to 32768\n", name);
+        std::exit(2);
+      }
     } else if (a == "--probe") {
       f.probe = true;
     } else {
@@ -195,28 +204,29 @@ class Ring {
   bool registered_ = false;
 };
 
-// The provided-buffer ring of one thread: kBufferCount buffers, handed to the kernel at
-// start and given back one by one (Recycle) once their bytes are no longer needed.
+// The provided-buffer ring of one thread: `count` buffers, handed to the kernel at start
+// and given back one by one (Recycle) once their bytes are no longer needed.
 class BufferRing {
  public:
-  BufferRing(const char* name, io_uring* ring) : ring_(ring), bytes_(size_t{kBufferCount} * kBufferSize) {
-    ring_bytes_ = kBufferCount * sizeof(io_uring_buf);
+  BufferRing(const char* name, io_uring* ring, unsigned count)
+      : ring_(ring), count_(count), bytes_(size_t{count} * kBufferSize) {
+    ring_bytes_ = count * sizeof(io_uring_buf);
     void* mapped = ::mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (mapped == MAP_FAILED) Die(name, "mmap");
     br_ = static_cast<io_uring_buf_ring*>(mapped);
     io_uring_buf_ring_init(br_);
     io_uring_buf_reg reg = {};
     reg.ring_addr = reinterpret_cast<uintptr_t>(br_);
-    reg.ring_entries = kBufferCount;
+    reg.ring_entries = count;
     reg.bgid = kBufferGroup;
     const int ret = io_uring_register_buf_ring(ring_, &reg, 0);
     if (ret != 0) DieUring(name, "io_uring_register_buf_ring", -ret);
-    const int mask = io_uring_buf_ring_mask(kBufferCount);
-    for (unsigned bid = 0; bid < kBufferCount; ++bid) {
+    const int mask = io_uring_buf_ring_mask(count);
+    for (unsigned bid = 0; bid < count; ++bid) {
       io_uring_buf_ring_add(br_, At(bid), kBufferSize, static_cast<unsigned short>(bid), mask,
                             static_cast<int>(bid));
     }
-    io_uring_buf_ring_advance(br_, kBufferCount);
+    io_uring_buf_ring_advance(br_, static_cast<int>(count));
   }
   ~BufferRing() {
     io_uring_unregister_buf_ring(ring_, kBufferGroup);
@@ -229,12 +239,13 @@ class BufferRing {
 
   void Recycle(unsigned bid) {
     io_uring_buf_ring_add(br_, At(bid), kBufferSize, static_cast<unsigned short>(bid),
-                          io_uring_buf_ring_mask(kBufferCount), 0);
+                          io_uring_buf_ring_mask(count_), 0);
     io_uring_buf_ring_advance(br_, 1);
   }
 
  private:
   io_uring* ring_;
+  unsigned count_;
   std::vector<char> bytes_;
   io_uring_buf_ring* br_ = nullptr;
   size_t ring_bytes_ = 0;
@@ -248,9 +259,9 @@ class BufferRing {
 template <typename Protocol>
 class UringWorker {
  public:
-  UringWorker(const char* name, int listener, const UringFeatures& features)
+  UringWorker(const char* name, int listener, const UringFeatures& features, unsigned buffers)
       : name_(name), listener_(listener), features_(features), ring_(name, features),
-        buffers_(name, ring_.get()) {
+        buffers_(name, ring_.get(), buffers) {
     if (features_.fixed_files) {
       rlimit lim = {};
       ::getrlimit(RLIMIT_NOFILE, &lim);
@@ -317,6 +328,7 @@ class UringWorker {
     bool cancelling = false;  // a cancel of the recv is on its way
     bool paused = false;  // reading paused: output refused or over kPendingLimit
     bool starved = false;  // recv ended with -ENOBUFS; in starved_
+    bool eof = false;  // the peer closed its side: close once the output is out
     bool closing = false;
     bool send_in_flight = false;
     int held_bid = -1;  // the provided buffer the send in flight points into
@@ -453,13 +465,16 @@ class UringWorker {
     } else if (res == -ENOBUFS) {
       c->starved = true;
       starved_.push_back(c);
+    } else if (res == 0) {
+      c->eof = true;
+      if (!c->send_in_flight) StartClose(c);  // else once the output is out
     } else if (res != -ECANCELED) {
-      StartClose(c);  // 0: the peer closed; or an error
+      StartClose(c);
     }
     if (!c->recv_armed) {
       if (c->closing) {
         FinishClose(c);
-      } else if (!c->paused && !c->starved) {
+      } else if (!c->paused && !c->starved && !c->eof) {
         ArmRecv(c);
       }
     }
@@ -534,6 +549,11 @@ class UringWorker {
       SubmitSend(c, c->sending.data(), c->sending.size());
       return;
     }
+    if (c->eof) {
+      StartClose(c);
+      FinishClose(c);
+      return;
+    }
     Resume(c);
   }
 
@@ -546,7 +566,7 @@ class UringWorker {
   void Resume(Conn* c) {
     if (!c->paused) return;
     c->paused = false;
-    if (!c->recv_armed && !c->closing && !c->starved) ArmRecv(c);
+    if (!c->recv_armed && !c->closing && !c->starved && !c->eof) ArmRecv(c);
   }
 
   void RearmStarved() {
@@ -554,7 +574,7 @@ class UringWorker {
     starved.swap(starved_);
     for (Conn* c : starved) {
       c->starved = false;
-      if (!c->recv_armed && !c->closing && !c->paused) ArmRecv(c);
+      if (!c->recv_armed && !c->closing && !c->paused && !c->eof) ArmRecv(c);
     }
   }
 
@@ -602,7 +622,7 @@ class UringWorker {
 // kUringUnavailableExit if io_uring is refused.
 [[noreturn]] inline void ProbeUring(const char* name, const UringFeatures& features) {
   Ring ring(name, features);
-  BufferRing buffers(name, ring.get());
+  BufferRing buffers(name, ring.get(), kBufferCount);
   std::printf("%s: io_uring available\n", name);
   std::exit(0);
 }
@@ -634,12 +654,12 @@ template <typename Protocol>
   std::latch ready(threads - 1);
   for (int i = 1; i < threads; ++i) {
     std::thread([&, fd = listeners[static_cast<size_t>(i)]] {
-      UringWorker<Protocol> worker(name, fd, flags.features);
+      UringWorker<Protocol> worker(name, fd, flags.features, flags.buffers);
       ready.count_down();
       worker.Run();
     }).detach();
   }
-  UringWorker<Protocol> worker(name, listeners[0], flags.features);
+  UringWorker<Protocol> worker(name, listeners[0], flags.features, flags.buffers);
   ready.wait();
   std::fprintf(stderr, "%s: %s\n", name, worker.Describe().c_str());
   std::printf("%s: listening on %s:%d (%d threads)\n", name, flags.server.ip.c_str(), port, threads);
