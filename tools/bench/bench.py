@@ -3,12 +3,12 @@
 
 tools/bench/run.sh and tools/bench/tls_bench.sh build the binaries and call this program;
 it builds nothing. The cases (islet_bench/suite.py and tls.py): HTTP hello and echo
-throughput against minimal epoll servers and nginx, idle-connection footprint, 1 against
-2 workers, the metrics sink's overhead, and TLS against nginx. Every server runs on 127.0.0.1 pinned to core 0, the
-load generator on core 1; every process started here runs under `timeout` and every
-server is stopped on exit. A full run takes the median of --runs runs (TLS: of 3) with
-min and max, rewrites the block between the markers of docs/BENCHMARKS.md and appends a
-section to docs/BENCHMARKS_TLS.md. --smoke runs each case once, briefly, writes nothing,
+throughput against minimal epoll and io_uring servers and nginx, idle-connection
+footprint, 1 against 2 workers, the metrics sink's overhead, and TLS against nginx. Every
+server runs on 127.0.0.1 pinned to core 0, the load generator on core 1; every process
+started here runs under `timeout` and every server is stopped on exit. A full run takes
+the median of --runs runs (TLS: of 3) with min and max, rewrites the block between the
+markers of docs/BENCHMARKS.md and appends a section to docs/BENCHMARKS_TLS.md. --smoke runs each case once, briefly, writes nothing,
 and fails if a server does not start, a load tool reports an error or a case completes
 nothing (//tools/bench:bench_smoke_test). Quiet machine: see islet_bench/quiet.py.
 """
@@ -28,7 +28,8 @@ from islet_bench.suite import Suite
 from islet_bench.tls import TlsCases
 
 TCP_PARTS = ("http", "echo", "metrics", "footprint", "scaling")
-SUITE_BINARIES = ("harness", "epoll_echo", "epoll_http", "echo_load", "pipelined_load", "idle_conns")
+SUITE_BINARIES = ("harness", "epoll_echo", "epoll_http", "uring_echo", "uring_http", "echo_load",
+                  "pipelined_load", "idle_conns")
 TLS_BINARIES = ("harness", "tls_handshake_load", "tls_idle_conns")
 
 

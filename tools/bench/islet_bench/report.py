@@ -18,10 +18,12 @@ LABELS = {
     "islet_echo_metrics": "islet harness (echo), metrics sink attached",
     "epoll_http": "epoll_http (ceiling)",
     "epoll_echo": "epoll_echo (ceiling)",
+    "uring_http": "uring_http (io_uring floor)",
+    "uring_echo": "uring_echo (io_uring floor)",
     "nginx": "nginx",
 }
 SERVER_ORDER = ["islet_http", "islet_http_metrics", "islet_echo", "islet_echo_metrics", "epoll_http",
-                "epoll_echo", "nginx"]
+                "epoll_echo", "uring_http", "uring_echo", "nginx"]
 # A server that is the islet harness with the metrics sink attached: its ratio cell is its
 # CPU per operation over the harness's without it (the sink's overhead).
 METRICS_SUFFIX = "_metrics"

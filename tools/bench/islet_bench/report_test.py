@@ -44,6 +44,14 @@ class ThroughputTableTest(unittest.TestCase):
         ])
 
 
+    def test_the_io_uring_floor_after_the_epoll_ceiling(self):
+        case = "Echo 64 B, 50 conns, depth 1"
+        rows = [row(case, "uring_echo", 4.00, 200000, 250.0), row(case, "epoll_echo", 5.00, 190000, 280.0),
+                row(case, "islet_echo", 5.50, 185000, 450.0)]
+        self.assertEqual([line.split(" | ")[1] for line in report.throughput_table(rows)[2:]],
+                         ["islet harness (echo)", "epoll_echo (ceiling)", "uring_echo (io_uring floor)"])
+        self.assertTrue(report.throughput_table(rows)[4].endswith("| 1.38x |"))
+
     def test_metrics_sink_overhead_against_the_harness_without_it(self):
         case = "Metrics sink: HTTP hello, wrk -c 50"
         rows = [row(case, "islet_http_metrics", 6.30, 140000, 380.0), row(case, "islet_http", 6.00, 142000, 370.0)]

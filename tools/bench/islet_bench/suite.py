@@ -13,7 +13,7 @@ from typing import List, NamedTuple, Optional
 
 from islet_bench import loads, quiet
 from islet_bench.report import Footprint, Row
-from islet_bench.servers import Server, end, read_text, wait_until
+from islet_bench.servers import Server, end, read_text, uring_unavailable, wait_until
 from islet_bench.stats import per_op_us
 from islet_bench.window import CpuWindow
 
@@ -51,7 +51,8 @@ class Suite:
 
     def start_peer(self, kind: str, lifetime: float, workers: int = 1,
                    pinned: bool = True) -> Optional[Server]:
-        """Kinds: islet_http, islet_echo, epoll_http, epoll_echo, nginx; islet_http_metrics and
+        """Kinds: islet_http, islet_echo, epoll_http, epoll_echo, uring_http, uring_echo, nginx;
+        islet_http_metrics and
         islet_echo_metrics are the harness with its metrics sink attached (--metrics_port)."""
         ctx = self.ctx
         cpu = ctx.server_cpu if pinned else None
@@ -62,7 +63,7 @@ class Suite:
             return start(kind, cpu, lifetime, [ctx.bins["harness"], f"--handler={handler}", "--port=0",
                                                f"--num_workers={workers}", "--log=off",
                                                "--shutdown_timeout=1s"] + metrics)
-        if kind in ("epoll_http", "epoll_echo"):
+        if kind in ("epoll_http", "epoll_echo", "uring_http", "uring_echo"):
             return start(kind, cpu, lifetime, [ctx.bins[kind], "--port=0", f"--threads={workers}"])
         return ctx.processes.start_nginx("nginx", cpu, lifetime, ctx.tools["nginx"], ctx.nofile)
 
@@ -206,7 +207,12 @@ class Suite:
     def run(self) -> None:
         """Every TCP case that --only selects (TLS is tls.py's)."""
         ctx = self.ctx
-        http_peers = ["islet_http", "epoll_http"]
+        # The io_uring floors where the kernel takes io_uring.
+        uring_off = uring_unavailable(ctx.bins["uring_echo"])
+        if uring_off:
+            ctx.skipped.append(f"io_uring floors (uring_http, uring_echo): io_uring is unavailable: {uring_off}")
+        uring = (lambda kind: []) if uring_off else (lambda kind: [kind])
+        http_peers = ["islet_http", "epoll_http"] + uring("uring_http")
         if ctx.tools["nginx"]:
             http_peers.append("nginx")
         else:
@@ -219,8 +225,9 @@ class Suite:
                 self.run_case("HTTP hello, wrk -c 200", "wrk", 200, 1, http_peers)
                 self.run_case("HTTP hello, wrk -c 50, pipelined x16", "wrk", 50, 16, http_peers)
         if ctx.wants("echo"):
-            self.run_case("Echo 64 B, 50 conns, depth 1", "echo", 50, 1, ["islet_echo", "epoll_echo"])
-            self.run_case("Echo 64 B, 50 conns, depth 16", "echo", 50, 16, ["islet_echo", "epoll_echo"])
+            echo_peers = ["islet_echo", "epoll_echo"] + uring("uring_echo")
+            self.run_case("Echo 64 B, 50 conns, depth 1", "echo", 50, 1, echo_peers)
+            self.run_case("Echo 64 B, 50 conns, depth 16", "echo", 50, 16, echo_peers)
         if ctx.wants("metrics"):
             # The metrics sink's cost: the harness with and without it, in turn in each run.
             if ctx.tools["wrk"]:
@@ -229,6 +236,8 @@ class Suite:
             self.run_case("Metrics sink: echo 64 B, 50 conns, depth 1", "echo", 50, 1,
                           ["islet_echo", "islet_echo_metrics"])
         if ctx.wants("footprint"):
+            # Not the io_uring floors: their connections are registered files, not
+            # descriptors, so the wait for the server to hold N descriptors cannot see them.
             for kind in ["islet_echo", "islet_http", "epoll_echo"] + (["nginx"] if ctx.tools["nginx"] else []):
                 self.run_footprint(kind)
         if ctx.wants("scaling"):
