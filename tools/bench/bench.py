@@ -27,7 +27,7 @@ from islet_bench.context import Context
 from islet_bench.suite import Suite
 from islet_bench.tls import TlsCases
 
-TCP_PARTS = ("http", "echo", "metrics", "footprint", "scaling")
+TCP_PARTS = ("http", "echo", "metrics", "footprint", "scaling", "uring")
 SUITE_BINARIES = ("harness", "epoll_echo", "epoll_http", "uring_echo", "uring_http", "echo_load",
                   "pipelined_load", "idle_conns")
 TLS_BINARIES = ("harness", "tls_handshake_load", "tls_idle_conns")
@@ -41,8 +41,9 @@ def parse_options(argv):
     parser.add_argument("--runs", type=int, default=5, metavar="N", help="runs per figure (5; TLS: 3)")
     parser.add_argument("--duration", type=int, default=10, metavar="SECONDS", help="seconds per run (10)")
     parser.add_argument("--only", default="http,echo,metrics,footprint,scaling,tls", metavar="LIST",
-                        help="the cases to run (http,echo,metrics,footprint,scaling,tls); metrics: the "
-                             "harness with its metrics sink against without")
+                        help="the cases to run (http,echo,metrics,footprint,scaling,tls,uring); metrics: "
+                             "the harness with its metrics sink against without; uring (not by default): "
+                             "the io_uring floors with each feature off in turn")
     parser.add_argument("--idle_connections", type=int, default=None, metavar="N",
                         help="connections of the footprint case (10000; smoke: 1000)")
     parser.add_argument("--no_write", "--no-record", dest="write", action="store_false",
@@ -159,7 +160,8 @@ def run(options, tmp: str, here: str, repo: str) -> int:
             busy_after = quiet.sample_busy_percent(ctx.proc)
             table = report.suite_report(now_utc(), options.command,
                                         suite_machine(ctx, options, busy_before, busy_after),
-                                        suite.results, suite.scaling, suite.footprint, ctx.skipped)
+                                        suite.results, suite.scaling, suite.footprint, ctx.skipped,
+                                        suite.uring_steps)
     finally:
         ctx.processes.stop_all()
     elapsed = round(time.monotonic() - started)

@@ -159,8 +159,9 @@ class Processes:
         the server picks one and prints it. `wait_for_child`: up only once the server has
         a child process too (nginx's worker)."""
         self.started += 1
-        out = os.path.join(self.tmp, f"{name}.{self.started}.out")
-        err = os.path.join(self.tmp, f"{name}.{self.started}.err")
+        base = re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)  # a name may carry flags
+        out = os.path.join(self.tmp, f"{base}.{self.started}.out")
+        err = os.path.join(self.tmp, f"{base}.{self.started}.err")
         with open(out, "w") as o, open(err, "w") as e:
             wrapper = subprocess.Popen(bounded(lifetime, pinned(cpu, cmd)), stdin=subprocess.DEVNULL,
                                        stdout=o, stderr=e)
