@@ -24,11 +24,12 @@
 // all on): --accept=oneshot, --recv=oneshot (one-shot recv, still from the buffer ring),
 // --send=syscall (send(2) from the loop; implies --fixed_files=off), --submit=split
 // (io_uring_submit, then io_uring_wait_cqe), --fixed_files=off, --register_ring=off,
-// --buffers=N (the provided buffers per thread, 512), --setup=coop|none (the ring flags: defer = SINGLE_ISSUER|DEFER_TASKRUN, falling back to
-// coop = COOP_TASKRUN|TASKRUN_FLAG, then none, as far as the kernel refuses them).
-// The ring's flags and features in use are printed on stderr at start. --probe sets a ring
-// up and exits: 0 if io_uring works, 77 if the kernel or its policy refuses it (ENOSYS,
-// EPERM), which any start also does. Written from scratch for the benchmarks.
+// --setup=coop|none (the ring flags: defer = SINGLE_ISSUER|DEFER_TASKRUN, falling back
+// to coop = COOP_TASKRUN|TASKRUN_FLAG, then none, as far as the kernel refuses them).
+// --buffers=N sets the provided buffers per thread (512; tests make it tiny). The ring's
+// flags and features in use are printed on stderr at start. --probe sets a ring up and
+// exits: 0 if io_uring works, 77 if the kernel or its policy refuses it (ENOSYS, EPERM),
+// which any start also does. Written from scratch for the benchmarks.
 //
 //   uring_echo --port=0 --threads=1 --ip=127.0.0.1
 //
@@ -209,9 +210,13 @@ class Ring {
 class BufferRing {
  public:
   BufferRing(const char* name, io_uring* ring, unsigned count)
-      : ring_(ring), count_(count), bytes_(size_t{count} * kBufferSize) {
+      : ring_(ring),
+        count_(count),
+        // Not zeroed: the pages are touched only as the kernel fills them.
+        bytes_(std::make_unique_for_overwrite<char[]>(size_t{count} * kBufferSize)) {
     ring_bytes_ = count * sizeof(io_uring_buf);
-    void* mapped = ::mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    void* mapped =
+        ::mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (mapped == MAP_FAILED) Die(name, "mmap");
     br_ = static_cast<io_uring_buf_ring*>(mapped);
     io_uring_buf_ring_init(br_);
@@ -235,7 +240,7 @@ class BufferRing {
   BufferRing(const BufferRing&) = delete;
   BufferRing& operator=(const BufferRing&) = delete;
 
-  char* At(unsigned bid) { return bytes_.data() + size_t{bid} * kBufferSize; }
+  char* At(unsigned bid) { return bytes_.get() + size_t{bid} * kBufferSize; }
 
   void Recycle(unsigned bid) {
     io_uring_buf_ring_add(br_, At(bid), kBufferSize, static_cast<unsigned short>(bid),
@@ -246,7 +251,7 @@ class BufferRing {
  private:
   io_uring* ring_;
   unsigned count_;
-  std::vector<char> bytes_;
+  std::unique_ptr<char[]> bytes_;
   io_uring_buf_ring* br_ = nullptr;
   size_t ring_bytes_ = 0;
 };
@@ -353,7 +358,8 @@ class UringWorker {
       if (features_.multishot_accept) {
         io_uring_prep_multishot_accept_direct(sqe, listener_, nullptr, nullptr, 0);
       } else {
-        io_uring_prep_accept_direct(sqe, listener_, nullptr, nullptr, 0, IORING_FILE_INDEX_ALLOC - 1);
+        io_uring_prep_accept_direct(sqe, listener_, nullptr, nullptr, 0,
+                                    IORING_FILE_INDEX_ALLOC - 1);
       }
     } else if (features_.multishot_accept) {
       io_uring_prep_multishot_accept(sqe, listener_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -662,7 +668,8 @@ template <typename Protocol>
   UringWorker<Protocol> worker(name, listeners[0], flags.features, flags.buffers);
   ready.wait();
   std::fprintf(stderr, "%s: %s\n", name, worker.Describe().c_str());
-  std::printf("%s: listening on %s:%d (%d threads)\n", name, flags.server.ip.c_str(), port, threads);
+  std::printf("%s: listening on %s:%d (%d threads)\n", name, flags.server.ip.c_str(), port,
+              threads);
   std::fflush(stdout);
   worker.Run();
 }

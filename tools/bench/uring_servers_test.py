@@ -65,7 +65,8 @@ class Server:
         m = _LISTENING.search(line)
         if not m:
             self.stop()
-            raise AssertionError(f"{name} {flags} did not listen: {line!r} {self.process.stderr.read()!r}")
+            raise AssertionError(
+                f"{name} {flags} did not listen: {line!r} {self.process.stderr.read()!r}")
         self.port = int(m.group(1))
         self.pid = self._server_pid()
 
@@ -254,7 +255,8 @@ class UringEchoTest(UringTestCase):
                 for i, s in enumerate(conns):
                     s.sendall(pattern(100, i + rounds))
                 for i, s in enumerate(conns):
-                    self.assertEqual(recv_exactly(s, 100), pattern(100, i + rounds), f"connection {i}")
+                    self.assertEqual(recv_exactly(s, 100), pattern(100, i + rounds),
+                                     f"connection {i}")
         finally:
             for s in conns:
                 s.close()
@@ -272,7 +274,8 @@ class UringEchoTest(UringTestCase):
             print(f"uring_echo: a client that does not read got {sent >> 20} MiB in; server RSS "
                   f"{growth:+d} kB", file=sys.stderr)
             self.assertGreater(sent, 1 << 20, "the server took almost nothing before pausing")
-            self.assertLess(sent, SLOW_READER_MAX_SENT, "the server kept reading a client that does not read")
+            self.assertLess(sent, SLOW_READER_MAX_SENT,
+                            "the server kept reading a client that does not read")
             self.assertLess(growth, SLOW_READER_MAX_RSS_GROWTH_KB, f"server RSS grew {growth} kB")
             # Others are still served meanwhile.
             with server.connect() as other:
