@@ -3,12 +3,12 @@
 
 tools/bench/run.sh and tools/bench/tls_bench.sh build the binaries and call this program;
 it builds nothing. The cases (islet_bench/suite.py and tls.py): HTTP hello and echo
-throughput against minimal epoll servers and nginx, idle-connection footprint, 1 against
-2 workers, the metrics sink's overhead, and TLS against nginx. Every server runs on 127.0.0.1 pinned to core 0, the
-load generator on core 1; every process started here runs under `timeout` and every
-server is stopped on exit. A full run takes the median of --runs runs (TLS: of 3) with
-min and max, rewrites the block between the markers of docs/BENCHMARKS.md and appends a
-section to docs/BENCHMARKS_TLS.md. --smoke runs each case once, briefly, writes nothing,
+throughput against minimal epoll and io_uring servers and nginx, idle-connection
+footprint, 1 against 2 workers, the metrics sink's overhead, and TLS against nginx. Every
+server runs on 127.0.0.1 pinned to core 0, the load generator on core 1; every process
+started here runs under `timeout` and every server is stopped on exit. A full run takes
+the median of --runs runs (TLS: of 3) with min and max, rewrites the block between the
+markers of docs/BENCHMARKS.md and appends a section to docs/BENCHMARKS_TLS.md. --smoke runs each case once, briefly, writes nothing,
 and fails if a server does not start, a load tool reports an error or a case completes
 nothing (//tools/bench:bench_smoke_test). Quiet machine: see islet_bench/quiet.py.
 """
@@ -29,8 +29,9 @@ from islet_bench.restart import RESTART_HEADER, RestartCase
 from islet_bench.suite import Suite
 from islet_bench.tls import TlsCases
 
-TCP_PARTS = ("http", "echo", "metrics", "footprint", "scaling")
-SUITE_BINARIES = ("harness", "epoll_echo", "epoll_http", "echo_load", "pipelined_load", "idle_conns")
+TCP_PARTS = ("http", "echo", "metrics", "footprint", "scaling", "uring")
+SUITE_BINARIES = ("harness", "epoll_echo", "epoll_http", "uring_echo", "uring_http", "echo_load",
+                  "pipelined_load", "idle_conns")
 TLS_BINARIES = ("harness", "tls_handshake_load", "tls_idle_conns")
 PROXY_BINARIES = ("harness", "epoll_echo", "epoll_http", "echo_load")
 RESTART_BINARIES = ("harness",)
@@ -45,9 +46,10 @@ def parse_options(argv):
     parser.add_argument("--duration", type=int, default=10, metavar="SECONDS", help="seconds per run (10)")
     parser.add_argument("--only", default="http,echo,metrics,footprint,scaling,tls,proxy,restart",
                         metavar="LIST",
-                        help="the cases to run (http,echo,metrics,footprint,scaling,tls,proxy,restart); "
+                        help="the cases to run (http,echo,metrics,footprint,scaling,tls,proxy,restart,uring); "
                              "metrics: the harness with its metrics sink against without; proxy: "
-                             "examples/proxy against HAProxy; restart: a takeover under wrk")
+                             "examples/proxy against HAProxy; restart: a takeover under wrk; uring (not by "
+                             "default): the io_uring floors with each feature off in turn")
     parser.add_argument("--idle_connections", type=int, default=None, metavar="N",
                         help="connections of the footprint case (10000; smoke: 1000)")
     parser.add_argument("--no_write", "--no-record", dest="write", action="store_false",
@@ -217,7 +219,8 @@ def run(options, tmp: str, here: str, repo: str) -> int:
             busy_after = quiet.sample_busy_percent(ctx.proc)
             table = report.suite_report(now_utc(), options.command,
                                         suite_machine(ctx, options, busy_before, busy_after),
-                                        suite.results, suite.scaling, suite.footprint, ctx.skipped)
+                                        suite.results, suite.scaling, suite.footprint, ctx.skipped,
+                                        suite.uring_steps)
     finally:
         ctx.processes.stop_all()
     elapsed = round(time.monotonic() - started)

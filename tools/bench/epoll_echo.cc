@@ -2,19 +2,9 @@
 // from the read buffer (no copy unless the kernel refuses part of it).
 //
 //   epoll_echo --port=0 [--threads=N] [--ip=127.0.0.1]
+#include "tools/bench/bench_protocols.h"
 #include "tools/bench/epoll_base.h"
 
-namespace {
-
-struct Echo {
-  template <typename Write>
-  void OnData(const char* data, size_t n, Write&& write) {
-    write(data, n);
-  }
-};
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  islet::bench::RunEpollServer<Echo>("epoll_echo", argc, argv);
+  islet::bench::RunEpollServer<islet::bench::EchoProtocol>("epoll_echo", argc, argv);
 }

@@ -15,6 +15,7 @@ if [[ " $* " != *" --bin_dir="* && " $* " != *" -h "* && " $* " != *" --help "* 
   cd "$here/../.."
   echo "bench: building (-c opt)" >&2
   timeout 1800 bazel build -c opt //tools/harness //tools/bench:epoll_echo //tools/bench:epoll_http \
+    //tools/bench:uring_echo //tools/bench:uring_http \
     //tools/bench:echo_load //tools/bench:idle_conns //tools/bench:pipelined_load \
     //tools/bench:tls_handshake_load //tools/bench:tls_idle_conns >&2
   bench+=(--bin_dir="$(bazel info -c opt bazel-bin 2>/dev/null)" --build_mode="bazel build -c opt")

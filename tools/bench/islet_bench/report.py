@@ -18,10 +18,12 @@ LABELS = {
     "islet_echo_metrics": "islet harness (echo), metrics sink attached",
     "epoll_http": "epoll_http (ceiling)",
     "epoll_echo": "epoll_echo (ceiling)",
+    "uring_http": "uring_http (io_uring floor)",
+    "uring_echo": "uring_echo (io_uring floor)",
     "nginx": "nginx",
 }
 SERVER_ORDER = ["islet_http", "islet_http_metrics", "islet_echo", "islet_echo_metrics", "epoll_http",
-                "epoll_echo", "nginx"]
+                "epoll_echo", "uring_http", "uring_echo", "nginx"]
 # A server that is the islet harness with the metrics sink attached: its ratio cell is its
 # CPU per operation over the harness's without it (the sink's overhead).
 METRICS_SUFFIX = "_metrics"
@@ -220,12 +222,41 @@ def footprint_table(footprint: Sequence[Footprint]) -> List[str]:
     return lines
 
 
+def uring_steps_table(rows: Sequence[Row]) -> List[str]:
+    """The io_uring floors with one feature off at a time (server: "uring_echo --flag"),
+    against all features on (the bare binary name)."""
+    lines = [
+        "### io_uring features, one off at a time",
+        "",
+        "The io_uring floors with the features of tools/bench/uring_base.h turned off one at a",
+        "time (the flags), then all of those at once. ÷ all on: this row's CPU/op over the",
+        "row without flags (above 1: the feature turned off saves CPU when on).",
+        "",
+        "| case | server, features off | CPU µs/op: median (min–max) | ops/s: median (min–max) | "
+        "server CPU | ÷ all on |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for case in _unique(r.case for r in rows):
+        base = None
+        for server in _unique(r.server for r in rows if r.case == case):
+            f = _figures([r for r in rows if r.case == case and r.server == server])
+            cpu, rate = f["cpu"], f["rate"]
+            if " " not in server:
+                base = cpu.median
+            shown = "?" if base is None else "%.2fx" % (cpu.median / base)
+            lines.append(
+                f"| {case} | {server} | **{cpu.median:.2f}** ({cpu.low:.2f}–{cpu.high:.2f}) | "
+                f"{rate.median / 1000:.0f}k ({rate.low / 1000:.0f}k–{rate.high / 1000:.0f}k) | "
+                f"{f['server'].median:.0f}% | {shown} |")
+    return lines
+
+
 def suite_report(when: str, command: str, machine: Machine, results: Sequence[Row],
                  scaling: Sequence[Row], footprint: Sequence[Footprint],
-                 skipped: Sequence[str]) -> str:
+                 skipped: Sequence[str], uring_steps: Sequence[Row] = ()) -> str:
     """The block between the markers of docs/BENCHMARKS.md (no final newline)."""
     lines = [f"Measured {when} with:", "", "```sh", command, "```", ""]
-    lines += machine_lines(machine, list(results) + list(scaling))
+    lines += machine_lines(machine, list(results) + list(scaling) + list(uring_steps))
     lines += [
         "",
         "### Throughput cases (1 worker)",
@@ -244,6 +275,8 @@ def suite_report(when: str, command: str, machine: Machine, results: Sequence[Ro
         lines += [""] + scaling_table(scaling, machine.server_cpu, machine.load_cpu)
     if footprint:
         lines += [""] + footprint_table(footprint)
+    if uring_steps:
+        lines += [""] + uring_steps_table(uring_steps)
     if skipped:
         lines.append("")
         lines += [f"- Skipped: {s}" for s in skipped]

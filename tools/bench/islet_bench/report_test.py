@@ -44,6 +44,24 @@ class ThroughputTableTest(unittest.TestCase):
         ])
 
 
+    def test_the_io_uring_floor_after_the_epoll_ceiling(self):
+        case = "Echo 64 B, 50 conns, depth 1"
+        rows = [row(case, "uring_echo", 4.00, 200000, 250.0), row(case, "epoll_echo", 5.00, 190000, 280.0),
+                row(case, "islet_echo", 5.50, 185000, 450.0)]
+        self.assertEqual([line.split(" | ")[1] for line in report.throughput_table(rows)[2:]],
+                         ["islet harness (echo)", "epoll_echo (ceiling)", "uring_echo (io_uring floor)"])
+        self.assertTrue(report.throughput_table(rows)[4].endswith("| 1.38x |"))
+
+    def test_io_uring_features_one_off_at_a_time(self):
+        case = "io_uring features: Echo 64 B, 50 conns, depth 1"
+        rows = [row(case, "uring_echo", 4.00, 200000), row(case, "uring_echo --recv=oneshot", 4.40, 190000),
+                row(case, "uring_echo", 4.20, 210000), row(case, "uring_echo --recv=oneshot", 4.60, 180000)]
+        self.assertEqual(report.uring_steps_table(rows)[-2:], [
+            # Medians of two runs: their means.
+            f"| {case} | uring_echo | **4.10** (4.00–4.20) | 205k (200k–210k) | 88% | 1.00x |",
+            f"| {case} | uring_echo --recv=oneshot | **4.50** (4.40–4.60) | 185k (180k–190k) | 88% | 1.10x |",
+        ])
+
     def test_metrics_sink_overhead_against_the_harness_without_it(self):
         case = "Metrics sink: HTTP hello, wrk -c 50"
         rows = [row(case, "islet_http_metrics", 6.30, 140000, 380.0), row(case, "islet_http", 6.00, 142000, 370.0)]

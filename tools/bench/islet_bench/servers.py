@@ -21,6 +21,7 @@ from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 from islet_bench import ports
 
 START_SECONDS = 15  # a server that does not listen within this is a failure
+URING_UNAVAILABLE_EXIT = 77  # a uring_* server's exit when io_uring is refused (uring_base.h)
 STOP_SECONDS = 10  # TERM, then KILL whatever is left after this
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
@@ -67,6 +68,23 @@ def read_text(*paths: str) -> str:
 def tail(path: str) -> str:
     """The last lines of a log file on one line, for a failure message."""
     return " ".join(read_lines(path)[-3:])[-400:]
+
+
+def uring_unavailable(binary: str) -> Optional[str]:
+    """None if io_uring works here (`binary --probe` sets a ring up as the io_uring floor
+    servers do); else why not: the server's words when the kernel or its policy refuses
+    io_uring (ENOSYS, EPERM), or how the probe failed."""
+    try:
+        probe = subprocess.run(bounded(20, [binary, "--probe"]), stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, errors="replace", timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{os.path.basename(binary)} --probe: {e}"
+    if probe.returncode == 0:
+        return None
+    words = " ".join(probe.stderr.split())[-300:]
+    if probe.returncode == URING_UNAVAILABLE_EXIT:
+        return words
+    return f"{os.path.basename(binary)} --probe: exit {probe.returncode}: {words}"
 
 
 def pinned(cpu: Optional[int], cmd: Sequence[str]) -> List[str]:
@@ -141,8 +159,9 @@ class Processes:
         the server picks one and prints it. `wait_for_child`: up only once the server has
         a child process too (nginx's worker)."""
         self.started += 1
-        out = os.path.join(self.tmp, f"{name}.{self.started}.out")
-        err = os.path.join(self.tmp, f"{name}.{self.started}.err")
+        base = re.sub(r"[^A-Za-z0-9_.=-]+", "_", name)  # a name may carry flags
+        out = os.path.join(self.tmp, f"{base}.{self.started}.out")
+        err = os.path.join(self.tmp, f"{base}.{self.started}.err")
         with open(out, "w") as o, open(err, "w") as e:
             wrapper = subprocess.Popen(bounded(lifetime, pinned(cpu, cmd)), stdin=subprocess.DEVNULL,
                                        stdout=o, stderr=e)

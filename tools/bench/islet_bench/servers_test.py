@@ -1,3 +1,5 @@
+import os
+import tempfile
 import unittest
 
 from islet_bench import servers
@@ -14,6 +16,28 @@ class CommandTest(unittest.TestCase):
                          41234)
         self.assertEqual(servers.listening_port("epoll_echo: listening on 127.0.0.1:5000 (1 threads)\n"), 5000)
         self.assertIsNone(servers.listening_port("starting\n"))
+
+
+class UringProbeTest(unittest.TestCase):
+    def probe(self, script: str):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "uring_echo")
+            with open(path, "w") as f:
+                f.write("#!/bin/sh\n" + script)
+            os.chmod(path, 0o755)
+            return servers.uring_unavailable(path)
+
+    def test_available(self):
+        self.assertIsNone(self.probe('[ "$1" = --probe ] && echo "uring_echo: io_uring available"\n'))
+
+    def test_refused_by_the_kernel(self):
+        self.assertEqual(
+            self.probe("echo 'uring_echo: io_uring unavailable: io_uring_queue_init_params: "
+                       "Operation not permitted' >&2\nexit 77\n"),
+            "uring_echo: io_uring unavailable: io_uring_queue_init_params: Operation not permitted")
+
+    def test_any_other_failure(self):
+        self.assertEqual(self.probe("echo 'bad flag' >&2\nexit 2\n"), "uring_echo --probe: exit 2: bad flag")
 
 
 class NginxConfigTest(unittest.TestCase):

@@ -13,11 +13,27 @@ from typing import List, NamedTuple, Optional
 
 from islet_bench import loads, quiet
 from islet_bench.report import Footprint, Row
-from islet_bench.servers import Server, end, read_text, wait_until
+from islet_bench.servers import Server, end, read_text, uring_unavailable, wait_until
 from islet_bench.stats import per_op_us
 from islet_bench.window import CpuWindow
 
 WARMUP_SECONDS = 2
+
+# The io_uring floors' features, each turned off alone (uring_base.h), then all at once:
+# what each one buys is its row against "all on" (--only=uring).
+URING_STEPS = [
+    [],
+    ["--accept=oneshot"],
+    ["--recv=oneshot"],
+    ["--send=syscall"],
+    ["--submit=split"],
+    ["--fixed_files=off"],
+    ["--register_ring=off"],
+    ["--setup=coop"],
+    ["--setup=none"],
+    ["--accept=oneshot", "--recv=oneshot", "--send=syscall", "--submit=split", "--register_ring=off",
+     "--setup=none"],
+]
 
 
 class Sample(NamedTuple):
@@ -46,13 +62,16 @@ class Suite:
         self.results: List[Row] = []
         self.scaling: List[Row] = []
         self.footprint: List[Footprint] = []
+        self.uring_steps: List[Row] = []  # server: "uring_echo --flag ..."
 
     # ---- Servers -----------------------------------------------------------------------
 
     def start_peer(self, kind: str, lifetime: float, workers: int = 1,
                    pinned: bool = True) -> Optional[Server]:
-        """Kinds: islet_http, islet_echo, epoll_http, epoll_echo, nginx; islet_http_metrics and
-        islet_echo_metrics are the harness with its metrics sink attached (--metrics_port)."""
+        """Kinds: islet_http, islet_echo, epoll_http, epoll_echo, uring_http, uring_echo, nginx;
+        islet_http_metrics and
+        islet_echo_metrics are the harness with its metrics sink attached (--metrics_port); a
+        uring_* kind may carry feature flags after a space ("uring_echo --recv=oneshot")."""
         ctx = self.ctx
         cpu = ctx.server_cpu if pinned else None
         start = ctx.processes.start
@@ -62,8 +81,9 @@ class Suite:
             return start(kind, cpu, lifetime, [ctx.bins["harness"], f"--handler={handler}", "--port=0",
                                                f"--num_workers={workers}", "--log=off",
                                                "--shutdown_timeout=1s"] + metrics)
-        if kind in ("epoll_http", "epoll_echo"):
-            return start(kind, cpu, lifetime, [ctx.bins[kind], "--port=0", f"--threads={workers}"])
+        binary, *flags = kind.split()
+        if binary in ("epoll_http", "epoll_echo", "uring_http", "uring_echo"):
+            return start(kind, cpu, lifetime, [ctx.bins[binary], "--port=0", f"--threads={workers}"] + flags)
         return ctx.processes.start_nginx("nginx", cpu, lifetime, ctx.tools["nginx"], ctx.nofile)
 
     # ---- Loads -------------------------------------------------------------------------
@@ -126,8 +146,11 @@ class Suite:
 
     # ---- Cases -------------------------------------------------------------------------
 
-    def run_case(self, case: str, tool: str, conns: int, depth: int, kinds: List[str]) -> None:
-        """Starts each server, then for each run measures every server in turn."""
+    def run_case(self, case: str, tool: str, conns: int, depth: int, kinds: List[str],
+                 into: Optional[List[Row]] = None) -> None:
+        """Starts each server, then for each run measures every server in turn; the rows go
+        to `into` (self.results)."""
+        into = self.results if into is None else into
         ctx = self.ctx
         ctx.waiter.wait()
         ctx.log(case)
@@ -139,7 +162,7 @@ class Suite:
                 if sample:
                     ctx.log(f"  {server.name} run {run}: {sample.text()} "
                             "(cpu_us/op ops/s p99_us server_cpu% load_cpu% foreign_cpu%)")
-                    self.results.append(Row(case, server.name, 1, *sample))
+                    into.append(Row(case, server.name, 1, *sample))
         ctx.processes.stop_all()
 
     def run_scaling(self, case: str, tool: str, conns: int, depth: int, kind: str) -> None:
@@ -206,7 +229,12 @@ class Suite:
     def run(self) -> None:
         """Every TCP case that --only selects (TLS is tls.py's)."""
         ctx = self.ctx
-        http_peers = ["islet_http", "epoll_http"]
+        # The io_uring floors where the kernel takes io_uring.
+        uring_off = uring_unavailable(ctx.bins["uring_echo"])
+        if uring_off:
+            ctx.skipped.append(f"io_uring floors (uring_http, uring_echo): io_uring is unavailable: {uring_off}")
+        uring = (lambda kind: []) if uring_off else (lambda kind: [kind])
+        http_peers = ["islet_http", "epoll_http"] + uring("uring_http")
         if ctx.tools["nginx"]:
             http_peers.append("nginx")
         else:
@@ -219,8 +247,19 @@ class Suite:
                 self.run_case("HTTP hello, wrk -c 200", "wrk", 200, 1, http_peers)
                 self.run_case("HTTP hello, wrk -c 50, pipelined x16", "wrk", 50, 16, http_peers)
         if ctx.wants("echo"):
-            self.run_case("Echo 64 B, 50 conns, depth 1", "echo", 50, 1, ["islet_echo", "epoll_echo"])
-            self.run_case("Echo 64 B, 50 conns, depth 16", "echo", 50, 16, ["islet_echo", "epoll_echo"])
+            echo_peers = ["islet_echo", "epoll_echo"] + uring("uring_echo")
+            self.run_case("Echo 64 B, 50 conns, depth 1", "echo", 50, 1, echo_peers)
+            self.run_case("Echo 64 B, 50 conns, depth 16", "echo", 50, 16, echo_peers)
+        if ctx.wants("uring") and not uring_off:
+            # What each io_uring feature buys: the floors with one feature off at a time.
+            for case, tool, conns, depth, binary in (
+                    ("HTTP hello, wrk -c 50", "wrk", 50, 1, "uring_http"),
+                    ("Echo 64 B, 50 conns, depth 1", "echo", 50, 1, "uring_echo"),
+                    ("Echo 64 B, 50 conns, depth 16", "echo", 50, 16, "uring_echo")):
+                if tool == "wrk" and not ctx.tools["wrk"]:
+                    continue
+                self.run_case(f"io_uring features: {case}", tool, conns, depth,
+                              [" ".join([binary] + flags) for flags in URING_STEPS], into=self.uring_steps)
         if ctx.wants("metrics"):
             # The metrics sink's cost: the harness with and without it, in turn in each run.
             if ctx.tools["wrk"]:
@@ -229,6 +268,8 @@ class Suite:
             self.run_case("Metrics sink: echo 64 B, 50 conns, depth 1", "echo", 50, 1,
                           ["islet_echo", "islet_echo_metrics"])
         if ctx.wants("footprint"):
+            # Not the io_uring floors: their connections are registered files, not
+            # descriptors, so the wait for the server to hold N descriptors cannot see them.
             for kind in ["islet_echo", "islet_http", "epoll_echo"] + (["nginx"] if ctx.tools["nginx"] else []):
                 self.run_footprint(kind)
         if ctx.wants("scaling"):
