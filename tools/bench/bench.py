@@ -187,7 +187,7 @@ def run_restart(ctx, options, alone: bool) -> None:
         ctx.skipped.append("restart case: it needs wrk (apt-get install wrk)")
         return
     run_appending(ctx, options, alone, "restart", RestartCase(ctx), "BENCHMARKS_RESTART.md",
-                  RESTART_HEADER, f"{base_machine(ctx)}, {host.first_line([ctx.tools['wrk'], '-v'])}")
+                  RESTART_HEADER, f"{base_machine(ctx)}, wrk {host.package_version('wrk')}")
 
 
 def run(options, tmp: str, here: str, repo: str) -> int:
