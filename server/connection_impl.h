@@ -201,7 +201,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   absl::Duration ReadDeadline() const;
   absl::Duration HandlerDeadline() const;
   absl::Duration HandshakeDeadline() const;
-  // The end of shutdown_grace once the server stops (infinite before, or without one).
+  // The end of shutdown_grace once the server stops: infinite before the stop, minus
+  // infinity (at once) without a grace.
   absl::Duration GraceDeadline() const;
   // A handshake starts now: it has handshake_timeout (shrunk under overload) from here.
   void StartHandshakeClock();
