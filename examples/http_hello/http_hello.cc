@@ -319,6 +319,13 @@ HandlerResult HttpHelloHandler::HandleData(absl::string_view data, Connection& c
   return HandlerResult::Continue();
 }
 
+bool HttpHelloHandler::CompleteHeadFollows(absl::string_view input) const {
+  if (body_left_ >= input.size()) return false;
+  input.remove_prefix(static_cast<size_t>(body_left_));
+  RequestHead next;
+  return ParseHead(input.substr(0, options_.max_head_bytes), next);
+}
+
 HttpHelloHandler::Verdict HttpHelloHandler::Serve(absl::string_view& input, Replies& replies,
                                                   bool last, int& answered) {
   for (;;) {
@@ -352,7 +359,9 @@ HttpHelloHandler::Verdict HttpHelloHandler::Serve(absl::string_view& input, Repl
     input.remove_prefix(head.size);
     body_left_ = head.content_length;
     ++answered;
-    if (!head.keep_alive || last) {
+    // Stopping: every request that has arrived is answered, and only the last of them
+    // says Connection: close (answering the first so would drop the rest unanswered).
+    if (!head.keep_alive || (last && !CompleteHeadFollows(input))) {
       replies.Add(kHelloCloseReply);
       return Verdict::kClose;
     }

@@ -54,9 +54,12 @@ class HttpHelloHandler : public Handler {
   class Replies;
 
   // Parses and answers complete requests in `input`; what it consumed is removed.
-  // `last`: the server is stopping, so the first request answered is the last
-  // (Connection: close). `answered`: how many requests it answered.
+  // `last`: the server is stopping, so every complete request is answered and the last
+  // of them says Connection: close. `answered`: how many requests it answered.
   Verdict Serve(absl::string_view& input, Replies& replies, bool last, int& answered);
+  // Whether `input`, after what is left of the current request's body, holds another
+  // complete request head.
+  bool CompleteHeadFollows(absl::string_view input) const;
   HandlerResult Reject(Connection& conn, absl::string_view status_line);
 
   HttpHelloOptions options_;

@@ -480,7 +480,9 @@ struct HeldFactory {
 // A request that arrived before Stop and is answered during it (Stop hands input that
 // had arrived to HandleData before HandleShutdown) says Connection: close, and the
 // connection then closes in order. Before, it answered keep-alive and then closed.
-TEST(HttpHelloStopTest, ARequestAnsweredWhileStoppingSaysConnectionClose) {
+// `requests` sent while the only worker is held, then Stop: what the client reads to
+// its end.
+ReadToEnd AnsweredWhileStopping(absl::string_view requests) {
   HeldFactory held;
   // Stop posts the workers' shutdown, then waits for the acceptors, then reports
   // listener.stop: once that is seen, the shutdown is queued on the held worker.
@@ -499,15 +501,16 @@ TEST(HttpHelloStopTest, ARequestAnsweredWhileStoppingSaysConnectionClose) {
   ExampleServer server(held.Wrap(HandlerFactoryOf<HttpHelloHandler>()), HttpHelloOptions{},
                        std::move(server_options));
   auto client = server.Connect();
-  ASSERT_NE(client, nullptr);
-  ASSERT_TRUE(client->Send(kGet).ok());
-  ASSERT_EQ(*client->Recv(kHelloSize, absl::Seconds(10)), Hello());
-  // A second connection holds the only worker busy, making its handler; the request
-  // sent meanwhile waits, unread, until Stop hands it over.
+  EXPECT_NE(client, nullptr);
+  if (client == nullptr) return {};
+  EXPECT_TRUE(client->Send(kGet).ok());
+  EXPECT_EQ(*client->Recv(kHelloSize, absl::Seconds(10)), Hello());
+  // A second connection holds the only worker busy, making its handler; the requests
+  // sent meanwhile wait, unread, until Stop hands them over.
   auto holder = server.Connect();
-  ASSERT_NE(holder, nullptr);
-  ASSERT_TRUE(held.entered.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  ASSERT_TRUE(client->Send(kGet).ok());
+  EXPECT_NE(holder, nullptr);
+  EXPECT_TRUE(held.entered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_TRUE(client->Send(requests).ok());
 
   std::thread stopper([&] { EXPECT_TRUE(server.server().Stop(absl::Seconds(10)).ok()); });
   const bool shutdown_queued = listener_stopped.WaitForNotificationWithTimeout(absl::Seconds(10));
@@ -518,11 +521,24 @@ TEST(HttpHelloStopTest, ARequestAnsweredWhileStoppingSaysConnectionClose) {
   holder->Close();
   stopper.join();
   Telemetry::Detach(sink);
-  ASSERT_TRUE(shutdown_queued);
-  EXPECT_TRUE(got.orderly_close) << got.last;
-  EXPECT_EQ(got.data, HelloClose());
+  EXPECT_TRUE(shutdown_queued);
   EXPECT_TRUE(holder_got.orderly_close) << holder_got.last;
   EXPECT_EQ(holder_got.data, "");
+  return got;
+}
+
+TEST(HttpHelloStopTest, ARequestAnsweredWhileStoppingSaysConnectionClose) {
+  ReadToEnd got = AnsweredWhileStopping(kGet);
+  EXPECT_TRUE(got.orderly_close) << got.last;
+  EXPECT_EQ(got.data, HelloClose());
+}
+
+// Every request that had arrived is answered, and only the last says Connection: close.
+// Before, the first answered while stopping said it, and the others were dropped.
+TEST(HttpHelloStopTest, PipelinedRequestsWaitingAtTheStopAreAllAnswered) {
+  ReadToEnd got = AnsweredWhileStopping(absl::StrCat(kGet, kGet, kGet));
+  EXPECT_TRUE(got.orderly_close) << got.last;
+  EXPECT_EQ(got.data, absl::StrCat(Hello(), Hello(), HelloClose()));
 }
 
 }  // namespace
