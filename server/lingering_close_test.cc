@@ -67,7 +67,10 @@ TEST(LingeringCloseTest, ZeroLingerTimeoutClosesAtOnce) {
   ASSERT_NE(server, nullptr);
   std::unique_ptr<TcpSocket> client = MustConnect(*server);
   ASSERT_NE(client, nullptr);
-  ASSERT_TRUE(client->Send(absl::StrCat("quit\n", std::string(512 << 10, 'x'))).ok());
+  // The send may fail part-way: with no linger the server closes as soon as it has read
+  // "quit", with our input unread, and the kernel then resets the connection under the
+  // rest of the send. What matters is the server's side.
+  client->Send(absl::StrCat("quit\n", std::string(512 << 10, 'x'))).IgnoreError();
   // Nothing lingers: the connection is gone while the client still holds its end.
   EXPECT_TRUE(WaitFor([&] { return server->active_connections() == 0; }));
 }
