@@ -127,6 +127,16 @@ void ExpectRemote(Harness& h, const std::string& client) {
       << "no " << want << " in the harness's log:\n" << h.process->Stderr();
 }
 
+// curl from 127.0.0.2 through the balancer at `url` gets http_hello's answer, and the
+// harness names curl's own address as the connection's remote; then the harness stops.
+void ExpectClientSeenThrough(Harness& h, const std::string& url, bool insecure = false) {
+  const CurlResult got = Curl(url, insecure);
+  EXPECT_THAT(got.body, HasSubstr("Hello"));
+  ASSERT_TRUE(absl::StartsWith(got.client, "127.0.0.2:")) << got.client;
+  ExpectRemote(h, got.client);
+  StopAndExpectExit0(*h.process);
+}
+
 // HAProxy in mode tcp on a free port, from a generated config in `dir`: `defaults` adds
 // to the timeouts, `backend` is the backend's lines (its servers).
 std::unique_ptr<Subprocess> StartHaproxy(const std::string& haproxy, const std::string& dir,
@@ -159,11 +169,7 @@ TEST(HarnessProxyProtocolTest, HaproxySendProxyV2) {
       absl::StrCat("  server islet 127.0.0.1:", h.port, " send-proxy-v2 proxy-v2-options crc32c\n"),
       &port);
   ASSERT_NE(balancer, nullptr);
-  const CurlResult got = Curl(absl::StrCat("http://127.0.0.1:", port, "/"));
-  EXPECT_THAT(got.body, HasSubstr("Hello"));
-  ASSERT_TRUE(absl::StartsWith(got.client, "127.0.0.2:")) << got.client;
-  ExpectRemote(h, got.client);
-  StopAndExpectExit0(*h.process);
+  ExpectClientSeenThrough(h, absl::StrCat("http://127.0.0.1:", port, "/"));
 }
 
 TEST(HarnessProxyProtocolTest, HaproxyTlsPassthroughWithSendProxyV2Ssl) {
@@ -184,14 +190,11 @@ TEST(HarnessProxyProtocolTest, HaproxyTlsPassthroughWithSendProxyV2Ssl) {
   // SSL TLV saying the client did not use TLS to HAProxy, and a CRC32C).
   std::unique_ptr<Subprocess> balancer = StartHaproxy(
       haproxy, dir, "",
-      absl::StrCat("  server islet 127.0.0.1:", h.port, " send-proxy-v2-ssl proxy-v2-options crc32c\n"),
+      absl::StrCat("  server islet 127.0.0.1:", h.port,
+                   " send-proxy-v2-ssl proxy-v2-options crc32c\n"),
       &port);
   ASSERT_NE(balancer, nullptr);
-  const CurlResult got = Curl(absl::StrCat("https://127.0.0.1:", port, "/"), /*insecure=*/true);
-  EXPECT_THAT(got.body, HasSubstr("Hello"));
-  ASSERT_TRUE(absl::StartsWith(got.client, "127.0.0.2:")) << got.client;
-  ExpectRemote(h, got.client);
-  StopAndExpectExit0(*h.process);
+  ExpectClientSeenThrough(h, absl::StrCat("https://127.0.0.1:", port, "/"), /*insecure=*/true);
 }
 
 TEST(HarnessProxyProtocolTest, NginxStreamProxyProtocolV1) {
@@ -227,11 +230,7 @@ TEST(HarnessProxyProtocolTest, NginxStreamProxyProtocolV1) {
       },
       &port);
   ASSERT_NE(balancer, nullptr);
-  const CurlResult got = Curl(absl::StrCat("http://127.0.0.1:", port, "/"));
-  EXPECT_THAT(got.body, HasSubstr("Hello"));
-  ASSERT_TRUE(absl::StartsWith(got.client, "127.0.0.2:")) << got.client;
-  ExpectRemote(h, got.client);
-  StopAndExpectExit0(*h.process);
+  ExpectClientSeenThrough(h, absl::StrCat("http://127.0.0.1:", port, "/"));
 }
 
 // ---- A fleet behind HAProxy, restarted one instance at a time ----
