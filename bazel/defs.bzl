@@ -21,7 +21,13 @@ def islet_cc_binary(name, copts = [], deps = [], **kwargs):
         **kwargs
     )
 
-def islet_cc_test(name, copts = [], deps = [], size = "small", **kwargs):
+def islet_cc_test(name, copts = [], deps = [], size = "small", io_uring_twin = True, **kwargs):
+    """A C++ test, and its io_uring twin `<name>_io_uring` unless io_uring_twin is False.
+
+    The twin runs the same binary with ISLET_EVENT_LOOP=io_uring (bazel/with_event_loop.sh),
+    so every server the test starts with the default ServerOptions::event_loop runs on
+    io_uring; no second build. Turn it off only for tests that start no event loop.
+    """
     native.cc_test(
         name = name,
         copts = ISLET_COPTS + copts,
@@ -30,6 +36,25 @@ def islet_cc_test(name, copts = [], deps = [], size = "small", **kwargs):
         deps = deps + ["//third_party:gtest_main", "//testing:tsan_absl_sync"],
         size = size,
         **kwargs
+    )
+    if not io_uring_twin:
+        return
+    native.sh_test(
+        name = name + "_io_uring",
+        srcs = ["//bazel:with_event_loop.sh"],
+        args = [
+            "io_uring",
+            "$(location //server:io_uring_probe)",
+            "$(location :%s)" % name,
+        ] + kwargs.get("args", []),
+        data = [":" + name] + [
+            d
+            for d in ["//server:io_uring_probe"]
+            if d not in kwargs.get("data", [])
+        ] + kwargs.get("data", []),
+        size = size,
+        tags = kwargs.get("tags", []),
+        timeout = kwargs.get("timeout", None),
     )
 
 def islet_cc_fuzz_test(name, srcs, deps = [], corpus = None, **kwargs):

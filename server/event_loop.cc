@@ -1,8 +1,5 @@
 #include "server/event_loop.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -10,56 +7,43 @@
 #include <functional>
 #include <utility>
 
-#include "transport/errors.h"
+#include "server/loop_backend.h"
 #include "transport/io_wait.h"
 
 namespace islet {
-namespace {
 
-constexpr int kMaxEventsPerWait = 256;
-
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create() {
-  UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll) return PosixError(errno, "event loop: epoll_create1");
-  UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake) return PosixError(errno, "event loop: eventfd");
-  epoll_event ev = {};
-  ev.events = EPOLLIN;
-  ev.data.ptr = nullptr;  // the wakeup descriptor is the only one without a watcher
-  if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, wake.get(), &ev) != 0) {
-    return PosixError(errno, "event loop: epoll_ctl");
-  }
-  return std::unique_ptr<EventLoop>(new EventLoop(std::move(epoll), std::move(wake)));
+absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create(EventLoopKind kind) {
+  absl::StatusOr<EventLoopKind> resolved = ResolveEventLoopKind(kind);
+  if (!resolved.ok()) return resolved.status();
+  absl::StatusOr<std::unique_ptr<LoopBackend>> backend =
+      *resolved == EventLoopKind::kIoUring ? MakeIoUringBackend() : MakeEpollBackend();
+  if (!backend.ok()) return backend.status();
+  return std::unique_ptr<EventLoop>(new EventLoop(*resolved, *std::move(backend)));
 }
 
-EventLoop::EventLoop(UniqueFd epoll, UniqueFd wake)
-    : epoll_(std::move(epoll)), wake_(std::move(wake)), now_(MonotonicNow()) {}
+EventLoop::EventLoop(EventLoopKind kind, std::unique_ptr<LoopBackend> backend)
+    : kind_(kind), backend_(std::move(backend)), now_(MonotonicNow()) {}
 
 EventLoop::~EventLoop() = default;
 
+std::string EventLoop::description() const { return backend_->description(); }
+
 void EventLoop::Run() {
   owner_.store(std::this_thread::get_id());
-  epoll_event events[kMaxEventsPerWait];
+  auto dispatch = [this](Watcher* watcher, uint32_t events) {
+    watcher->OnReady(events);
+    if (urgent_pending_.load(std::memory_order_relaxed)) RunUrgentTasks();
+  };
   while (!quit_.load(std::memory_order_acquire)) {
-    const int n = ::epoll_wait(epoll_.get(), events, kMaxEventsPerWait, NextTimeoutMs());
+    backend_->Wait(NextTimeoutMs(), dispatch);
     now_ = MonotonicNow();
-    for (int i = 0; i < n; ++i) {
-      auto* watcher = static_cast<Watcher*>(events[i].data.ptr);
-      if (watcher == nullptr) {
-        uint64_t drained;
-        [[maybe_unused]] ssize_t r = ::read(wake_.get(), &drained, sizeof(drained));
-        continue;
-      }
-      watcher->OnReady(events[i].events);
-      if (urgent_pending_.load(std::memory_order_relaxed)) RunUrgentTasks();
-    }
     RunTimers();
     RunPostedTasks();
   }
   // Tasks posted before Quit still run: a hand-over or a shutdown request is never lost.
   RunPostedTasks();
+  // What Worker::Stop closes after this must really close (io_uring's polls hold files).
+  backend_->Quiesce();
   // From here the thread that joins this one holds the loop (Worker::Stop closes what
   // is left on it).
   owner_.store(std::thread::id());
@@ -122,7 +106,7 @@ void EventLoop::PostUrgent(Task task) { Enqueue(std::move(task), /*urgent=*/true
 
 void EventLoop::Enqueue(Task task, bool urgent) {
   // From the loop's own thread the loop is awake (it is running us): no need to write
-  // the wakeup descriptor, only to make sure the next epoll_wait does not block
+  // the wakeup descriptor, only to make sure the next wait does not block
   // (NextTimeoutMs).
   const bool local = InLoopThread();
   if (local) local_posted_ = true;
@@ -137,10 +121,7 @@ void EventLoop::Enqueue(Task task, bool urgent) {
     }
     if (!local) wake = !std::exchange(wake_pending_, true);
   }
-  if (wake) {
-    const uint64_t one = 1;
-    [[maybe_unused]] ssize_t r = ::write(wake_.get(), &one, sizeof(one));
-  }
+  if (wake) backend_->Wake();
 }
 
 void EventLoop::RunPostedTasks() {
@@ -175,29 +156,19 @@ void EventLoop::RunUrgentTasks() {
 absl::StatusOr<EventLoop::Registration> EventLoop::Watch(int fd, uint32_t events,
                                                           Watcher* watcher) {
   AssertInLoopThread();
-  epoll_event ev = {};
-  ev.events = events;
-  ev.data.ptr = watcher;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-    return PosixError(errno, "event loop: watch");
-  }
+  absl::Status added = backend_->Add(fd, events, watcher);
+  if (!added.ok()) return added;
   return Registration(this, fd, events, watcher);
 }
 
 absl::Status EventLoop::Modify(int fd, uint32_t events, Watcher* watcher) {
   AssertInLoopThread();
-  epoll_event ev = {};
-  ev.events = events;
-  ev.data.ptr = watcher;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) {
-    return PosixError(errno, "event loop: modify");
-  }
-  return absl::OkStatus();
+  return backend_->Modify(fd, events, watcher);
 }
 
 void EventLoop::Unwatch(int fd) {
   AssertInLoopThread();
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  backend_->Remove(fd);
 }
 
 EventLoop::TimerId EventLoop::Schedule(absl::Duration deadline,

@@ -1,5 +1,5 @@
-// EventLoop: one thread's epoll loop, with its own wakeup eventfd, a timer queue, and a
-// queue of tasks other threads post to it. Each worker owns one; everything it runs
+// EventLoop: one thread's event loop (epoll or io_uring underneath, see event_loop_kind.h),
+// with a timer queue and a queue of tasks other threads post to it. Each worker owns one; everything it runs
 // (readiness callbacks, timers, posted tasks) runs on the loop's thread, one at a time,
 // so the state those callbacks touch needs no lock.
 //
@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -31,9 +32,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "transport/unique_fd.h"
+#include "server/event_loop_kind.h"
 
 namespace islet {
+
+class LoopBackend;
 
 class EventLoop {
  public:
@@ -78,8 +81,16 @@ class EventLoop {
     Watcher* watcher_ = nullptr;
   };
 
-  static absl::StatusOr<std::unique_ptr<EventLoop>> Create();
+  // kDefault follows ISLET_EVENT_LOOP (event_loop_kind.h). Fails with a message saying
+  // why where the kernel refuses the kind asked for.
+  static absl::StatusOr<std::unique_ptr<EventLoop>> Create(
+      EventLoopKind kind = EventLoopKind::kDefault);
   ~EventLoop();
+
+  // The loop's kind, kEpoll or kIoUring, and what the kernel granted, e.g.
+  // "io_uring (SINGLE_ISSUER|DEFER_TASKRUN)": for logs and Server::Info.
+  EventLoopKind kind() const { return kind_; }
+  std::string description() const;
 
   // Runs until Quit(). Call from the thread that is to own the loop.
   void Run();
@@ -94,8 +105,9 @@ class EventLoop {
   void PostUrgent(Task task);
 
   // Starts delivering readiness of `fd` to `watcher` until the returned Registration
-  // goes. `events` is an epoll mask (level-triggered). Loop thread only. Fails (as
-  // epoll_ctl does) for a descriptor already registered with this loop.
+  // goes. `events` is an epoll mask (level-triggered; EPOLLERR and EPOLLHUP are reported
+  // whatever it holds). Loop thread only. Fails for a descriptor already registered with
+  // this loop (EEXIST).
   absl::StatusOr<Registration> Watch(int fd, uint32_t events, Watcher* watcher);
 
   // Runs `callback` on the loop thread once MonotonicNow() reaches `deadline`.
@@ -125,7 +137,7 @@ class EventLoop {
 #endif
 
  private:
-  EventLoop(UniqueFd epoll, UniqueFd wake);
+  EventLoop(EventLoopKind kind, std::unique_ptr<LoopBackend> backend);
   absl::Status Modify(int fd, uint32_t events, Watcher* watcher);
   void Unwatch(int fd);
   void RunTimers();
@@ -145,8 +157,8 @@ class EventLoop {
     }
   };
 
-  UniqueFd epoll_;
-  UniqueFd wake_;
+  const EventLoopKind kind_;
+  std::unique_ptr<LoopBackend> backend_;
   std::atomic<bool> quit_{false};
   // The thread inside Run(); empty before and after.
   std::atomic<std::thread::id> owner_{};

@@ -66,6 +66,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     }
     workers.push_back(server->workers_.back().get());
   }
+  server->event_loop_ = server->workers_.front()->loop().description();
   const bool on_loops = server->listeners_->Pollable() && !o.dedicated_acceptor_threads;
   for (int i = 0; i < o.num_acceptors; ++i) {
     server->acceptors_.push_back(
@@ -282,6 +283,7 @@ ServerInfo Server::Info() const {
       std::max<int64_t>(context_->output_budget.used.load(std::memory_order_relaxed), 0);
   info.output_budget = context_->output_budget.limit;
   info.overload = context_->overload.Current();
+  info.event_loop = event_loop_;
   return info;
 }
 

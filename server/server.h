@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -60,6 +61,9 @@ struct ServerInfo {
   uint64_t output_budget = 0;
   // The overload state as the workers last read it (every quarter second).
   OverloadReading overload;
+  // What the workers' loops wait on, and what the kernel granted: "epoll", or e.g.
+  // "io_uring (SINGLE_ISSUER|DEFER_TASKRUN)" (ServerOptions::event_loop).
+  std::string event_loop;
 };
 
 class Server {
@@ -138,6 +142,7 @@ class Server {
   absl::Mutex stop_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;  // serializes control calls
   ServerStatus status_ ABSL_GUARDED_BY(mu_) = ServerStatus::kStopped;
+  std::string event_loop_;  // set once by Start
   SocketInfo local_ ABSL_GUARDED_BY(mu_);
   absl::Duration listener_started_ ABSL_GUARDED_BY(mu_);
 };

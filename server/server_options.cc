@@ -36,6 +36,9 @@ absl::Status ValidateServerOptions(const ServerOptions& o) {
     return Bad("num_listen_sockets", "SO_REUSEPORT does not apply to unix sockets");
   }
   if (o.num_workers < 0) return Bad("num_workers", "must be 0 (one per core) or more");
+  if (absl::StatusOr<EventLoopKind> kind = ResolveEventLoopKind(o.event_loop); !kind.ok()) {
+    return Bad("event_loop", kind.status().message());
+  }
   if (o.num_connections < 1 && o.num_connections != ServerOptions::kUnlimited) {
     return Bad("num_connections", "must be at least 1, or kUnlimited");
   }

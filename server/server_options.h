@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "server/event_loop_kind.h"
 #include "server/handler.h"
 #include "transport/transport.h"
 
@@ -57,6 +58,10 @@ struct ServerOptions {
   int num_listen_sockets = 1;
   // Event-loop threads serving connections; 0 means one per CPU core.
   int num_workers = 0;
+  // What the workers' loops wait on: epoll, io_uring, or kDefault (the ISLET_EVENT_LOOP
+  // environment variable, else epoll). See server/event_loop_kind.h and
+  // docs/IO_URING.md. Start fails, saying why, where the kernel refuses io_uring.
+  EventLoopKind event_loop = EventLoopKind::kDefault;
   // Live connections each acceptor may have (kUnlimited for no limit): 16384 per
   // acceptor bounds memory while leaving room for real traffic.
   static constexpr int kUnlimited = -1;

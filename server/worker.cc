@@ -32,7 +32,7 @@ Worker::Worker(ServerContext& context, int index)
 Worker::~Worker() { Stop(); }
 
 absl::Status Worker::Start() {
-  absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
+  absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create(context_.options.event_loop);
   if (!loop.ok()) return loop.status();
   loop_ = *std::move(loop);
   mailbox_->Attach(this);

@@ -13,7 +13,7 @@ packages=(
   libabsl-dev            # Abseil 20220623
   libgtest-dev libgmock-dev # GoogleTest / GoogleMock 1.12
   libbenchmark-dev       # Google Benchmark
-  liburing-dev           # liburing 2.3: the io_uring benchmark floors (tools/bench/uring_*)
+  liburing-dev           # liburing 2.3: the io_uring event loop and benchmark floors
   netcat-openbsd         # the README's "try it" step
   wrk nginx-light        # peers and load for the benchmark smoke test
   nghttp2-client         # h2load: keep-alive load for the TLS benchmark smoke

@@ -8,6 +8,8 @@
 // Contract (scripts drive it):
 // - When listening it prints one line to stdout containing HOST:PORT (or the unix path).
 // - With --metrics_port, a second line names the metrics endpoint's HOST:PORT.
+// - Once listening, at --log=info or debug, a stderr line names the event loop
+//   ("harness: event loop: epoll").
 // - SIGTERM or SIGINT: /readyz fails, and after --drain_delay the listener closes,
 //   connections drain within --shutdown_timeout (a stderr line each second with those
 //   still open, then a summary), then exit 0. A second signal exits 1 at once.
@@ -27,6 +29,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +45,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "server/event_loop_kind.h"
 #include "server/inherited_listeners.h"
 #include "server/listener_handoff.h"
 #include "server/stop_signal.h"
@@ -74,6 +78,9 @@ ABSL_FLAG(bool, proxy_optional, false,
 ABSL_FLAG(int32_t, num_acceptors, 1, "acceptor threads");
 ABSL_FLAG(int32_t, num_listen_sockets, 1, "listening sockets (SO_REUSEPORT)");
 ABSL_FLAG(int32_t, num_workers, 0, "event-loop threads; 0 = one per core");
+ABSL_FLAG(std::string, event_loop, "default",
+          "what the workers' loops wait on: epoll, io_uring, or default (the "
+          "ISLET_EVENT_LOOP environment variable, else epoll)");
 ABSL_FLAG(int32_t, num_connections, 16384, "connections per acceptor; -1 = unlimited");
 ABSL_FLAG(absl::Duration, max_connections_retry_wait, absl::Seconds(1),
           "wait for a free connection slot this long per retry");
@@ -156,7 +163,7 @@ struct FlagGroup {
 };
 const std::vector<FlagGroup> kFlagGroups = {
     {"Listener", {"handler", "ip", "port", "unix_socket", "num_acceptors",
-                  "num_listen_sockets", "num_workers"}},
+                  "num_listen_sockets", "num_workers", "event_loop"}},
     {"Proxy (--handler=proxy)",
      {"upstream", "upstream_tls", "upstream_cacertfile", "upstream_server_name"}},
     {"Transport and TLS", {"transport", "certfile", "keyfile", "cacertfile", "verify_peer",
@@ -253,6 +260,13 @@ islet::harness::HarnessConfig ConfigFromFlags() {
   c.num_acceptors = absl::GetFlag(FLAGS_num_acceptors);
   c.num_listen_sockets = absl::GetFlag(FLAGS_num_listen_sockets);
   c.num_workers = absl::GetFlag(FLAGS_num_workers);
+  const std::string event_loop = absl::GetFlag(FLAGS_event_loop);
+  std::optional<islet::EventLoopKind> kind = islet::ParseEventLoopKind(event_loop);
+  if (!kind.has_value()) {
+    Fail(absl::StrCat("bad value for --event_loop: \"", event_loop,
+                      "\": not one of epoll, io_uring, default"));
+  }
+  c.event_loop = *kind;
   c.num_connections = absl::GetFlag(FLAGS_num_connections);
   c.max_connections_retry_wait = absl::GetFlag(FLAGS_max_connections_retry_wait);
   c.max_connections_retry_count = absl::GetFlag(FLAGS_max_connections_retry_count);
@@ -392,6 +406,9 @@ int main(int argc, char** argv) {
                 (*harness)->metrics_listening().c_str());
   }
   std::fflush(stdout);
+  if (config.log == "debug" || config.log == "info") {
+    Log(absl::StrCat("event loop: ", (*harness)->server().Info().event_loop));
+  }
   const absl::Duration drain_delay = absl::GetFlag(FLAGS_drain_delay);
 
   // Serves until a stop signal or a hand-off; SIGHUP reloads in between.

@@ -212,6 +212,7 @@ absl::StatusOr<std::unique_ptr<HarnessServer>> HarnessServer::Start(const Harnes
   options.num_acceptors = config.num_acceptors;
   options.num_listen_sockets = config.num_listen_sockets;
   options.num_workers = config.num_workers;
+  options.event_loop = config.event_loop;
   options.num_connections = config.num_connections;
   options.max_connections_retry_wait = config.max_connections_retry_wait;
   options.max_connections_retry_count = config.max_connections_retry_count;

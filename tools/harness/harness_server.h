@@ -38,6 +38,7 @@ struct HarnessConfig {
   int num_acceptors = 1;
   int num_listen_sockets = 1;
   int num_workers = 0;
+  EventLoopKind event_loop = EventLoopKind::kDefault;
   int num_connections = 16384;
   absl::Duration max_connections_retry_wait = absl::Seconds(1);
   int max_connections_retry_count = 5;

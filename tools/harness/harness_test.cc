@@ -262,6 +262,7 @@ INSTANTIATE_TEST_SUITE_P(
                     std::vector<std::string>{"--port=abc"},
                     std::vector<std::string>{"--port=65536"},
                     std::vector<std::string>{"--num_workers=many"},
+                    std::vector<std::string>{"--event_loop=kqueue"},
                     std::vector<std::string>{"--transport=carrier-pigeon"},
                     std::vector<std::string>{"--transport=tls"},
                     std::vector<std::string>{"--transport=tls", "--certfile=/nonexistent",
@@ -357,6 +358,34 @@ TEST(HarnessTest, ListeningLineNamesHostAndPortAndEchoServes) {
   ASSERT_NO_FATAL_FAILURE(ExpectEchoes(*client, "hello harness\n"));
   EXPECT_EQ(h.process->Stdout(), h.line + "\n") << "one line on stdout, nothing more";
   ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*h.process));
+}
+
+// The stderr line naming the loop, for each choice; io_uring where the kernel allows it,
+// else one clear line and exit 2 (no silent fallback to epoll).
+TEST(HarnessTest, EventLoopFlagChoosesTheLoopAndTheLogSaysWhich) {
+  for (const char* loop : {"epoll", "io_uring"}) {
+    SCOPED_TRACE(loop);
+    std::optional<std::string> refused;
+    if (std::string(loop) == "io_uring") {
+      CommandResult probe = RunCommand({"server/io_uring_probe"});
+      if (probe.exit_code == 77) refused = probe.output;
+    }
+    if (refused.has_value()) {
+      const std::string line = ExpectUsageError({"--port=0", "--event_loop=io_uring"});
+      EXPECT_TRUE(absl::StrContains(line, "io_uring")) << line;
+      continue;
+    }
+    Harness h;
+    ASSERT_NO_FATAL_FAILURE(StartHarness({"--port=0", absl::StrCat("--event_loop=", loop)}, &h));
+    const std::string said = absl::StrCat("harness: event loop: ", loop);
+    EXPECT_TRUE(h.process->WaitForStderr(
+        [&](absl::string_view err) { return absl::StrContains(err, said); }, kExitTimeout))
+        << Describe(*h.process);
+    auto client = Connect(Loopback(h.port));
+    ASSERT_NE(client, nullptr);
+    ASSERT_NO_FATAL_FAILURE(ExpectEchoes(*client, "over the chosen loop\n"));
+    ASSERT_NO_FATAL_FAILURE(StopAndExpectExit0(*h.process));
+  }
 }
 
 // ---- Signals ----

@@ -1,0 +1,413 @@
+// The io_uring backend, readiness over a ring: each watched descriptor has one poll
+// armed at a time, and one io_uring_enter per loop iteration submits every poll, removal
+// and wake-up read queued in the iteration, then waits.
+//
+// Level-triggered readiness from one-shot polls: a one-shot poll checks the descriptor
+// when it is armed, so arming it again after each delivery reports data a watcher left
+// unread at once, as level-triggered epoll does. (The kernel here refuses
+// IORING_POLL_ADD_LEVEL with EINVAL; multishot polls report wake-ups, not levels.) The
+// one exception: io_uring reports EPOLLRDHUP whatever the mask, so a half-closed peer
+// would complete every one-shot poll at once. A completion with nothing asked for in it
+// switches that descriptor to a multishot poll, which then reports only changes, until a
+// change brings something asked for; then it goes back to one-shot polls.
+//
+// Every poll carries (generation, fd) as its user data; Modify and Remove abandon the
+// armed poll (a poll_remove, whose success posts nothing) and bump the generation, so a
+// completion already on its way for the old poll is recognised and dropped.
+//
+// Thread rule: the ring is set up with SINGLE_ISSUER|DEFER_TASKRUN where the kernel has
+// them (what keeps a ring from costing more CPU than epoll, docs/IO_URING.md), created
+// disabled and enabled by the first Wait, so the thread that runs the loop is its only
+// submitter. Add, Modify and Remove only queue work (no system call), so they also work
+// before Run and after it, from the thread that holds the loop.
+#include <liburing.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/loop_backend.h"
+#include "transport/errors.h"
+#include "transport/unique_fd.h"
+
+namespace islet {
+namespace {
+
+constexpr unsigned kSubmissionEntries = 512;
+// Readiness of many descriptors at once lands here; beyond it the kernel keeps the
+// overflow (IORING_FEAT_NODROP) until the loop reaps.
+constexpr unsigned kCompletionEntries = 8192;
+
+// User data: generation << 32 | fd. Generation 0 is for the backend's own operations.
+constexpr uint64_t kIgnoreTag = 0;  // a poll_remove's failure (its poll had completed)
+constexpr uint64_t kWakeTag = 1;    // the read of the wake-up eventfd
+constexpr uint64_t kCancelTag = 2;  // Quiesce's cancel of everything
+constexpr uint32_t kMaxGeneration = 0x7fffffff;
+
+class IoUringBackend final : public LoopBackend {
+ public:
+  IoUringBackend(io_uring ring, UniqueFd wake, unsigned setup_flags, unsigned features)
+      : ring_(ring),
+        wake_(std::move(wake)),
+        setup_flags_(setup_flags),
+        skip_success_((features & IORING_FEAT_CQE_SKIP) != 0),
+        enabled_((setup_flags & IORING_SETUP_R_DISABLED) == 0) {}
+
+  ~IoUringBackend() override { io_uring_queue_exit(&ring_); }
+
+  absl::Status Add(int fd, uint32_t events, EventLoop::Watcher* watcher) override {
+    if (fd < 0) return PosixError(EBADF, "event loop: watch");
+    Slot& slot = SlotFor(fd);
+    if (slot.active) return PosixError(EEXIST, "event loop: watch");
+    slot.active = true;
+    slot.watcher = watcher;
+    slot.want = events;
+    slot.edge = false;
+    QueueArm(fd);
+    return absl::OkStatus();
+  }
+
+  absl::Status Modify(int fd, uint32_t events, EventLoop::Watcher* watcher) override {
+    if (fd < 0 || static_cast<size_t>(fd) >= slots_.size() || !slots_[fd].active) {
+      return PosixError(ENOENT, "event loop: modify");
+    }
+    Slot& slot = slots_[fd];
+    slot.watcher = watcher;
+    if (events == slot.want) return absl::OkStatus();
+    slot.want = events;
+    Disarm(fd);
+    slot.edge = false;
+    QueueArm(fd);
+    return absl::OkStatus();
+  }
+
+  void Remove(int fd) override {
+    if (fd < 0 || static_cast<size_t>(fd) >= slots_.size() || !slots_[fd].active) return;
+    Disarm(fd);
+    Slot& slot = slots_[fd];
+    slot.active = false;
+    slot.watcher = nullptr;
+  }
+
+  void Wait(int timeout_ms, Dispatch dispatch) override {
+    if (!enabled_) Enable();
+    FlushArms();
+    if (!wake_armed_) ArmWake();
+    int r;
+    if (timeout_ms == 0) {
+      r = io_uring_submit_and_get_events(&ring_);
+    } else if (timeout_ms < 0) {
+      r = io_uring_submit_and_wait(&ring_, 1);
+    } else {
+      __kernel_timespec ts = {};
+      ts.tv_sec = timeout_ms / 1000;
+      ts.tv_nsec = static_cast<long long>(timeout_ms % 1000) * 1000000;
+      io_uring_cqe* cqe = nullptr;
+      r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    }
+    // -ETIME (the timeout), -EINTR (a signal) and -EBUSY (completions to reap first) all
+    // mean: reap what is there. -EEXIST means a second thread submits to a ring that
+    // SINGLE_ISSUER bound to the first: a misuse no retry can fix.
+    if (r == -EEXIST) {
+      std::fprintf(stderr,
+                   "islet: an io_uring event loop ran on a second thread; a loop runs on "
+                   "one thread for its life\n");
+      std::abort();
+    }
+    Reap(dispatch);
+  }
+
+  void Wake() override {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t r = ::write(wake_.get(), &one, sizeof(one));
+  }
+
+  void Quiesce() override {
+    // Even with nothing armed: the removals queued since the last Wait must reach the
+    // kernel, or the polls they remove keep their sockets open.
+    if (!enabled_) return;
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data64(sqe, kCancelTag);
+    cancel_done_ = false;
+    // Bounded: a cancel of polls completes at once; the bound only guards a kernel bug.
+    for (int tries = 0; tries < 50 && (!cancel_done_ || armed_ > 0 || wake_armed_);
+         ++tries) {
+      __kernel_timespec ts = {};
+      ts.tv_nsec = 20 * 1000 * 1000;
+      io_uring_cqe* cqe = nullptr;
+      io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+      // Whatever readiness arrives here is not lost: the polls are armed again, level
+      // by level, when a Wait runs next.
+      Reap([](EventLoop::Watcher*, uint32_t) {});
+    }
+    for (size_t fd = 0; fd < slots_.size(); ++fd) {
+      Slot& slot = slots_[fd];
+      slot.armed = false;
+      if (slot.active) QueueArm(static_cast<int>(fd));
+    }
+    armed_ = 0;
+    wake_armed_ = false;
+  }
+
+  absl::string_view name() const override { return "io_uring"; }
+
+  std::string description() const override {
+    std::string flags;
+    if (setup_flags_ & IORING_SETUP_DEFER_TASKRUN) {
+      flags = "SINGLE_ISSUER|DEFER_TASKRUN";
+    } else if (setup_flags_ & IORING_SETUP_COOP_TASKRUN) {
+      flags = "COOP_TASKRUN";
+    } else {
+      flags = "no task-run flags";
+    }
+    return absl::StrCat("io_uring (", flags, ")");
+  }
+
+ private:
+  struct Slot {
+    EventLoop::Watcher* watcher = nullptr;
+    uint32_t want = 0;
+    uint32_t generation = 0;
+    bool active = false;  // registered
+    bool armed = false;   // a poll of this generation is with the kernel
+    bool queued = false;  // in arms_, to be armed before the next submit
+    bool edge = false;    // multishot: the last completion held nothing asked for
+  };
+
+  static uint64_t UserData(int fd, uint32_t generation) {
+    return (static_cast<uint64_t>(generation) << 32) | static_cast<uint32_t>(fd);
+  }
+
+  Slot& SlotFor(int fd) {
+    if (static_cast<size_t>(fd) >= slots_.size()) {
+      slots_.resize(std::max<size_t>(fd + 1, slots_.size() * 2));
+    }
+    return slots_[fd];
+  }
+
+  void QueueArm(int fd) {
+    Slot& slot = slots_[fd];
+    if (slot.queued) return;
+    slot.queued = true;
+    arms_.push_back(fd);
+  }
+
+  // A free submission entry; submits what is queued when the ring is full. Before the
+  // first Wait (the ring still disabled) arms are only queued, never submitted, so this
+  // is reached there only by Disarm of a poll that is armed, which cannot be.
+  io_uring_sqe* GetSqe() {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    while (sqe == nullptr) {
+      io_uring_submit(&ring_);
+      sqe = io_uring_get_sqe(&ring_);
+    }
+    return sqe;
+  }
+
+  void FlushArms() {
+    // Index loop: Arm may not add to arms_, but keep it robust to growth.
+    for (size_t i = 0; i < arms_.size(); ++i) {
+      const int fd = arms_[i];
+      Slot& slot = slots_[fd];
+      slot.queued = false;
+      if (slot.active && !slot.armed) Arm(fd);
+    }
+    arms_.clear();
+  }
+
+  void Arm(int fd) {
+    Slot& slot = slots_[fd];
+    slot.generation = slot.generation >= kMaxGeneration ? 1 : slot.generation + 1;
+    io_uring_sqe* sqe = GetSqe();
+    if (slot.edge) {
+      io_uring_prep_poll_multishot(sqe, fd, slot.want);
+    } else {
+      io_uring_prep_poll_add(sqe, fd, slot.want);
+    }
+    io_uring_sqe_set_data64(sqe, UserData(fd, slot.generation));
+    slot.armed = true;
+    ++armed_;
+  }
+
+  // Abandons the armed poll, if any: completions of its generation are dropped.
+  void Disarm(int fd) {
+    Slot& slot = slots_[fd];
+    if (!slot.armed) return;
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_poll_remove(sqe, UserData(fd, slot.generation));
+    io_uring_sqe_set_data64(sqe, kIgnoreTag);
+    if (skip_success_) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    slot.armed = false;
+    --armed_;
+    slot.generation = slot.generation >= kMaxGeneration ? 1 : slot.generation + 1;
+  }
+
+  void ArmWake() {
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_read(sqe, wake_.get(), &wake_count_, sizeof(wake_count_), 0);
+    io_uring_sqe_set_data64(sqe, kWakeTag);
+    wake_armed_ = true;
+  }
+
+  void Enable() {
+    // liburing 2.3 declares io_uring_enable_rings but its library lacks it: the call it
+    // would make.
+    if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+                  nullptr, 0) != 0) {
+      std::fprintf(stderr, "islet: io_uring: enabling the ring: %s\n", std::strerror(errno));
+      std::abort();
+    }
+    enabled_ = true;
+  }
+
+  // Handles the completions there now (not those the handling makes: they wait for the
+  // next Wait, so timers and posted tasks get their turn).
+  void Reap(Dispatch dispatch) {
+    unsigned ready = io_uring_cq_ready(&ring_);
+    while (ready-- > 0) {
+      io_uring_cqe* cqe = nullptr;
+      if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) break;
+      const uint64_t user_data = cqe->user_data;
+      const int32_t res = cqe->res;
+      const uint32_t flags = cqe->flags;
+      io_uring_cqe_seen(&ring_, cqe);
+      Complete(user_data, res, flags, dispatch);
+    }
+  }
+
+  void Complete(uint64_t user_data, int32_t res, uint32_t flags, Dispatch dispatch) {
+    const uint32_t generation = static_cast<uint32_t>(user_data >> 32);
+    if (generation == 0) {
+      if (user_data == kWakeTag) wake_armed_ = false;
+      if (user_data == kCancelTag) cancel_done_ = true;
+      return;
+    }
+    const int fd = static_cast<int>(user_data & 0xffffffff);
+    if (generation > kMaxGeneration || static_cast<size_t>(fd) >= slots_.size()) return;
+    Slot& slot = slots_[fd];
+    if (!slot.active || !slot.armed || slot.generation != generation) return;  // stale
+    const bool more = (flags & IORING_CQE_F_MORE) != 0;
+    if (!more) {
+      slot.armed = false;
+      --armed_;
+    }
+    if (res < 0) {
+      if (more) Disarm(fd);
+      if (res == -ECANCELED) {
+        QueueArm(fd);
+        return;
+      }
+      // The descriptor cannot be polled (closed under its registration): said once;
+      // armed again only when the watcher asks again (Modify), or it would repeat.
+      slot.edge = false;
+      EventLoop::Watcher* watcher = slot.watcher;
+      dispatch(watcher, EPOLLERR);
+      return;
+    }
+    const uint32_t ready = static_cast<uint32_t>(res) & (slot.want | EPOLLERR | EPOLLHUP);
+    if (ready == 0) {
+      slot.edge = true;
+      if (!more) QueueArm(fd);
+      return;
+    }
+    if (slot.edge) {
+      if (more) Disarm(fd);
+      slot.edge = false;
+    }
+    QueueArm(fd);
+    EventLoop::Watcher* watcher = slot.watcher;
+    dispatch(watcher, ready);  // may add, modify or remove any slot: `slot` is stale now
+  }
+
+  io_uring ring_;
+  UniqueFd wake_;
+  const unsigned setup_flags_;
+  const bool skip_success_;
+  bool enabled_;
+  std::vector<Slot> slots_;  // by descriptor
+  std::vector<int> arms_;    // descriptors to arm before the next submit
+  size_t armed_ = 0;         // polls with the kernel
+  bool wake_armed_ = false;
+  bool cancel_done_ = false;
+  uint64_t wake_count_ = 0;  // where the wake-up read lands
+};
+
+absl::Status RefusedError(int err) {
+  switch (err) {
+    case ENOSYS:
+      return absl::UnavailableError(
+          "event loop: io_uring is not available: this kernel has no io_uring (ENOSYS)");
+    case EPERM:
+    case EACCES:
+      return absl::UnavailableError(absl::StrCat(
+          "event loop: io_uring is refused here (", std::strerror(err),
+          "): kernel.io_uring_disabled, or a seccomp policy (containers) forbids it"));
+    case ENOMEM:
+      return absl::ResourceExhaustedError(
+          "event loop: io_uring_setup: out of memory (RLIMIT_MEMLOCK too low for the ring?)");
+    default:
+      return PosixError(err, "event loop: io_uring_setup");
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LoopBackend>> MakeIoUringBackend() {
+  // The best task-run mode the kernel takes: DEFER_TASKRUN (6.1), then COOP_TASKRUN
+  // (5.19), then none.
+  const unsigned candidates[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+      IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+      0,
+  };
+  io_uring ring;
+  io_uring_params params;
+  int r = -EINVAL;
+  unsigned flags = 0;
+  // Set up on a thread of its own that ends at once. The kernel keeps the creating
+  // thread on the ring's list of users, and when the ring goes it interrupts every
+  // thread on that list (its next blocking call with a timeout fails with EINTR): that
+  // must not be the caller, a user's thread. The loop thread, its only other user, has
+  // ended by then.
+  std::thread([&] {
+    for (unsigned candidate : candidates) {
+      std::memset(&params, 0, sizeof(params));
+      params.flags = candidate | IORING_SETUP_CQSIZE;
+      params.cq_entries = kCompletionEntries;
+      r = io_uring_queue_init_params(kSubmissionEntries, &ring, &params);
+      if (r != -EINVAL) {
+        flags = candidate;
+        break;
+      }
+    }
+  }).join();
+  if (r < 0) return RefusedError(-r);
+  // Timeouts in the io_uring_enter call itself, and poll removals that post nothing.
+  constexpr unsigned kNeeded = IORING_FEAT_EXT_ARG | IORING_FEAT_NODROP;
+  if ((params.features & kNeeded) != kNeeded) {
+    io_uring_queue_exit(&ring);
+    return absl::UnavailableError(
+        "event loop: this kernel's io_uring is too old (it lacks IORING_FEAT_EXT_ARG; "
+        "Linux 5.11 or later is needed)");
+  }
+  // Blocking on purpose: only the ring reads it, and a read of a non-blocking eventfd
+  // would fail with EAGAIN instead of waiting.
+  UniqueFd wake(::eventfd(0, EFD_CLOEXEC));
+  if (!wake) {
+    const int err = errno;
+    io_uring_queue_exit(&ring);
+    return PosixError(err, "event loop: eventfd");
+  }
+  return std::make_unique<IoUringBackend>(ring, std::move(wake), flags, params.features);
+}
+
+}  // namespace islet
