@@ -21,12 +21,13 @@ from islet_bench.stats import Spread, spread
 
 CHART = "benchmarks_cpu.svg"  # beside docs/BENCHMARKS.md, which embeds it
 GNUPLOT_TIMEOUT_SECONDS = 60
-NEWLINE = "\n"
-MISSING_GNUPLOT = "gnuplot is not installed: it draws the chart (apt-get install gnuplot-nox; tools/setup.sh does)"
+MISSING_GNUPLOT = ("gnuplot is not installed: it draws the chart "
+                   "(apt-get install gnuplot-nox; tools/setup.sh does)")
 
 
 class Series(NamedTuple):
-    """One bar per case: the servers that play one part (the HTTP or the echo one)."""
+    """A bar in each case and an entry in the legend: the servers that play one part
+    (its HTTP server and its echo server)."""
 
     title: str
     servers: Sequence[str]
@@ -137,7 +138,8 @@ def script(bars: Sequence[Bar], svg_path: str) -> str:
     layout = _layout(bars)
     top = max(b.cpu.high for b in bars) * 1.12  # room for the figures above the whiskers
     # Each case's name on lines of its own ("HTTP hello", "wrk -c 50", "pipelined x16").
-    tics = ", ".join(f"{_quoted(case.replace(', ', NEWLINE))} {i}" for i, case in enumerate(layout.cases))
+    names = [case.replace(", ", "\n") for case in layout.cases]
+    tics = ", ".join(f"{_quoted(name)} {i}" for i, name in enumerate(names))
     plots = []
     for i, series in enumerate(layout.series):
         plots += [
