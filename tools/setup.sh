@@ -20,6 +20,7 @@ packages=(
   openssl                # s_client, an external TLS client for tls/tls_external_test (curl too)
   curl                   # the harness test's HTTP client (//tools/harness:harness_test)
   python3                # the benchmark program (tools/bench/bench.py) and its unit tests
+  gnuplot-nox            # the chart of docs/BENCHMARKS.md (docs/benchmarks_cpu.svg)
   prometheus             # promtool and a real Prometheus for //tools/harness:harness_metrics_test
   haproxy libnginx-mod-stream # real PROXY protocol senders (//tools/harness:harness_proxy_protocol_test)
 )

@@ -8,9 +8,11 @@ footprint, 1 against 2 workers, the metrics sink's overhead, and TLS against ngi
 server runs on 127.0.0.1 pinned to core 0, the load generator on core 1; every process
 started here runs under `timeout` and every server is stopped on exit. A full run takes
 the median of --runs runs (TLS: of 3) with min and max, rewrites the block between the
-markers of docs/BENCHMARKS.md and appends a section to docs/BENCHMARKS_TLS.md. --smoke runs each case once, briefly, writes nothing,
-and fails if a server does not start, a load tool reports an error or a case completes
-nothing (//tools/bench:bench_smoke_test). Quiet machine: see islet_bench/quiet.py.
+markers of docs/BENCHMARKS.md, redraws its chart (docs/benchmarks_cpu.svg, with gnuplot)
+and appends a section to docs/BENCHMARKS_TLS.md. --smoke runs each case once, briefly,
+writes nothing (the chart goes to a temporary directory), and fails if a server does not
+start, a load tool reports an error, a case completes nothing or the chart cannot be drawn
+(//tools/bench:bench_smoke_test). Quiet machine: see islet_bench/quiet.py.
 """
 
 import argparse
@@ -22,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from islet_bench import host, quiet, report
+from islet_bench import chart, host, quiet, report
 from islet_bench.context import Context
 from islet_bench.proxy import PROXY_HEADER, ProxyCases
 from islet_bench.restart import RESTART_HEADER, RestartCase
@@ -190,9 +192,27 @@ def run_restart(ctx, options, alone: bool) -> None:
                   RESTART_HEADER, f"{base_machine(ctx)}, wrk {host.package_version('wrk')}")
 
 
+def draw_chart(ctx, rows, path: str) -> bool:
+    """The chart of the throughput rows (islet_bench/chart.py) into `path`; False, with
+    the reason among the failures, when gnuplot fails. Nothing to chart: nothing done."""
+    bars = chart.bars_from_rows(rows)
+    if not chart.charted(bars):
+        return True
+    try:
+        chart.draw(bars, path)
+    except chart.ChartError as e:
+        ctx.fail(f"chart: {e}")
+        return False
+    ctx.log(f"drew the chart into {path}")
+    return True
+
+
 def run(options, tmp: str, here: str, repo: str) -> int:
     started = time.monotonic()
     only = options.only.split(",")
+    if options.write and ("http" in only or "echo" in only) and not shutil.which("gnuplot"):
+        # Said now, not after the 25 minutes of measuring that the chart would end.
+        raise SystemExit(f"bench: {chart.MISSING_GNUPLOT}")
     tcp = [p for p in TCP_PARTS if p in only]
     names = ((SUITE_BINARIES if tcp else ()) + (TLS_BINARIES if "tls" in only else ())
              + (PROXY_BINARIES if "proxy" in only else ()) + (RESTART_BINARIES if "restart" in only else ()))
@@ -224,11 +244,16 @@ def run(options, tmp: str, here: str, repo: str) -> int:
     finally:
         ctx.processes.stop_all()
     elapsed = round(time.monotonic() - started)
-    problems = len(ctx.failures)
     if options.smoke:
         if table is not None:
             ctx.log(f"smoke results ({elapsed} s):")
             print(table, file=sys.stderr)
+            # The chart too, into the temporary directory: a broken chart fails the smoke.
+            if shutil.which("gnuplot"):
+                draw_chart(ctx, suite.results, os.path.join(tmp, chart.CHART))
+            else:
+                ctx.skipped.append(f"the chart: {chart.MISSING_GNUPLOT}")
+        problems = len(ctx.failures)
         for s in ctx.skipped:
             ctx.log(f"SKIPPED: {s}")
         if problems:
@@ -237,6 +262,7 @@ def run(options, tmp: str, here: str, repo: str) -> int:
             return 1
         ctx.log(f"smoke passed in {elapsed} s")
         return 0
+    problems = len(ctx.failures)
     if table is not None:
         print(table, flush=True)
     if problems:
@@ -248,6 +274,8 @@ def run(options, tmp: str, here: str, repo: str) -> int:
         with open(path, "w") as f:
             f.write(report.replace_block(doc, table))
         ctx.log(f"wrote the table into docs/BENCHMARKS.md ({elapsed} s)")
+        if not draw_chart(ctx, suite.results, os.path.join(repo, "docs", chart.CHART)):
+            return 1
     return 1 if problems else 0
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Islet's benchmark suite, the one command: builds the servers and load tools (-c opt),
 # then runs tools/bench/bench.py, which measures every case (median of 5 runs of 10 s,
-# with min and max), rewrites the tables in docs/BENCHMARKS.md and, last, runs the TLS
-# cases (docs/BENCHMARKS_TLS.md). `run.sh --help` lists the options.
+# with min and max), rewrites the tables in docs/BENCHMARKS.md, redraws their chart
+# (docs/benchmarks_cpu.svg, with gnuplot) and, last, runs the TLS cases
+# (docs/BENCHMARKS_TLS.md). `run.sh --help` lists the options.
 #
 #   tools/bench/run.sh                # everything (~25 minutes on a quiet machine)
 #   tools/bench/run.sh --smoke        # each case once for ~1 s, writes nothing; nonzero
