@@ -36,6 +36,7 @@ void EventLoop::Run() {
   };
   while (!quit_.load(std::memory_order_acquire)) {
     backend_->Wait(NextTimeoutMs(), dispatch);
+    iterations_.fetch_add(1, std::memory_order_relaxed);
     now_ = MonotonicNow();
     RunTimers();
     RunPostedTasks();

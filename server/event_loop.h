@@ -121,6 +121,9 @@ class EventLoop {
   // The monotonic time at the start of the current iteration: cheap, and the same for
   // every callback of one batch.
   absl::Duration now() const { return now_; }
+  // Turns of the loop (waits for the kernel) since it was made: a loop with nothing to
+  // do turns only for its timers. Thread-safe; for tests and statistics.
+  uint64_t iterations() const { return iterations_.load(std::memory_order_relaxed); }
   // True on the thread running Run(), and only there.
   bool InLoopThread() const { return std::this_thread::get_id() == owner_.load(); }
 
@@ -160,6 +163,7 @@ class EventLoop {
   const EventLoopKind kind_;
   std::unique_ptr<LoopBackend> backend_;
   std::atomic<bool> quit_{false};
+  std::atomic<uint64_t> iterations_{0};
   // The thread inside Run(); empty before and after.
   std::atomic<std::thread::id> owner_{};
   absl::Duration now_;

@@ -3,13 +3,18 @@
 #include "server/event_loop.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <future>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -372,6 +377,93 @@ TEST(EventLoopTest, PeerHangupIsReported) {
   t.RunOnLoop([&] { reading.Reset(); });
   t.Stop();
   ::close(fds[0]);
+}
+
+// A connected TCP pair on loopback: {accepted, connecting}, both non-blocking.
+std::pair<int, int> TcpPair() {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  EXPECT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  EXPECT_EQ(::listen(listener, 1), 0);
+  EXPECT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const int server = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  ::close(listener);
+  ::fcntl(client, F_SETFL, ::fcntl(client, F_GETFL) | O_NONBLOCK);
+  return {server, client};
+}
+
+// A half-closed peer is "ready" for EPOLLRDHUP forever; a watcher that asked only for
+// the hang-up (a connection kept open for writing after the peer finished) must neither
+// hear of it nor keep the loop turning. (io_uring reports EPOLLRDHUP whatever the mask:
+// its backend must not spin on it.)
+TEST(EventLoopTest, AHalfClosedPeerWatchedForHangUpLeavesTheLoopIdle) {
+  auto [server, client] = TcpPair();
+  LoopThread t;
+  RecordingWatcher watcher(server);
+  watcher.set_drain(false);
+  ASSERT_EQ(::shutdown(client, SHUT_WR), 0);
+  EventLoop::Registration hangup = WatchOnLoop(t, server, EPOLLHUP, &watcher);
+  absl::SleepFor(absl::Milliseconds(50));  // lets the half-close be seen, if it were
+  t.RunOnLoop([] {});
+  const uint64_t turns = t.loop().iterations();
+  absl::SleepFor(absl::Milliseconds(300));
+  t.RunOnLoop([] {});
+  // Idle: a few turns (the posted tasks, the odd wake-up), not thousands.
+  EXPECT_LT(t.loop().iterations() - turns, 20u);
+  EXPECT_EQ(watcher.calls(), 0);
+
+  // The peer's reset is a hang-up, and is reported.
+  linger abort = {1, 0};
+  ASSERT_EQ(::setsockopt(client, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort)), 0);
+  ::close(client);
+  ASSERT_TRUE(testutil::WaitFor([&] { return watcher.calls() > 0; }));
+  EXPECT_NE(watcher.last_events() & (EPOLLHUP | EPOLLERR), 0u);
+  t.RunOnLoop([&] { hangup.Reset(); });
+  t.Stop();
+  ::close(server);
+}
+
+// What the loop watched until Run returned is closed for real when the holder closes it
+// afterwards (as Worker::Stop closes what is left): the peer sees the end at once.
+// (io_uring's armed polls hold their sockets open until cancelled.)
+TEST(EventLoopTest, ASocketClosedAfterRunReturnsReallyCloses) {
+  auto [server, client] = TcpPair();
+  LoopThread t;
+  RecordingWatcher watcher(server);
+  EventLoop::Registration reading = WatchOnLoop(t, server, EPOLLIN, &watcher);
+  t.Stop();
+  reading.Reset();
+  ::close(server);
+  ASSERT_TRUE(WaitForIo(client, IoInterest::kRead, MonotonicNow() + kWait, "test").ok());
+  char byte;
+  EXPECT_EQ(::recv(client, &byte, 1, 0), 0) << "errno " << errno;
+  ::close(client);
+}
+
+// Making and destroying a loop leaves the calling thread's blocking calls alone. (The
+// kernel interrupts every thread on an io_uring ring's list of users when the ring
+// goes, so the ring must not count the caller among them.)
+TEST(EventLoopTest, DestroyingALoopDoesNotInterruptTheCallersNextBlockingCall) {
+  auto [server, client] = TcpPair();
+  {
+    LoopThread t;
+    RecordingWatcher watcher(server);
+    EventLoop::Registration reading = WatchOnLoop(t, server, EPOLLIN, &watcher);
+    t.RunOnLoop([&] { reading.Reset(); });
+  }
+  timeval timeout = {0, 100 * 1000};
+  ASSERT_EQ(::setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)), 0);
+  ::fcntl(client, F_SETFL, ::fcntl(client, F_GETFL) & ~O_NONBLOCK);
+  char byte;
+  EXPECT_EQ(::recv(client, &byte, 1, 0), -1);
+  EXPECT_EQ(errno, EAGAIN) << "recv: " << std::strerror(errno);
+  ::close(server);
+  ::close(client);
 }
 
 TEST(EventLoopTest, QuitMakesRunReturn) {
