@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
@@ -464,6 +465,34 @@ TEST(EventLoopTest, DestroyingALoopDoesNotInterruptTheCallersNextBlockingCall) {
   EXPECT_EQ(errno, EAGAIN) << "recv: " << std::strerror(errno);
   ::close(server);
   ::close(client);
+}
+
+// Tasks one loop posts to another wake it (on io_uring, by a message from ring to ring),
+// back and forth many times, while neither loop has a timer to wake it otherwise.
+TEST(EventLoopTest, LoopsPostingToEachOtherWakeEachOther) {
+  LoopThread a;
+  LoopThread b;
+  constexpr int kRounds = 2000;
+  std::atomic<int> rounds{0};
+  absl::Notification done;
+  std::function<void(int)> bounce = [&](int n) {
+    rounds.fetch_add(1);
+    if (n == kRounds) {
+      done.Notify();
+      return;
+    }
+    EventLoop& next = n % 2 == 0 ? b.loop() : a.loop();
+    next.Post([&bounce, n] { bounce(n + 1); });
+  };
+  a.loop().Post([&] { bounce(1); });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait)) << rounds.load() << " rounds";
+  EXPECT_EQ(rounds.load(), kRounds);
+  // Several at once from one loop's iteration, each to the other loop.
+  std::atomic<int> arrived{0};
+  a.RunOnLoop([&] {
+    for (int i = 0; i < 100; ++i) b.loop().Post([&] { arrived.fetch_add(1); });
+  });
+  ASSERT_TRUE(testutil::WaitFor([&] { return arrived.load() == 100; }));
 }
 
 TEST(EventLoopTest, QuitMakesRunReturn) {

@@ -26,6 +26,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -50,7 +51,13 @@ constexpr unsigned kCompletionEntries = 8192;
 constexpr uint64_t kIgnoreTag = 0;  // a poll_remove's failure (its poll had completed)
 constexpr uint64_t kWakeTag = 1;    // the read of the wake-up eventfd
 constexpr uint64_t kCancelTag = 2;  // Quiesce's cancel of everything
+constexpr uint64_t kMessageTag = 3;  // a wake-up another loop's ring sent (MSG_RING)
 constexpr uint32_t kMaxGeneration = 0x7fffffff;
+
+class IoUringBackend;
+// The io_uring loop this thread is running, if any: its Wake of another io_uring loop
+// goes as a message from ring to ring.
+thread_local IoUringBackend* running_ring = nullptr;
 
 class IoUringBackend final : public LoopBackend {
  public:
@@ -99,6 +106,10 @@ class IoUringBackend final : public LoopBackend {
 
   void Wait(int timeout_ms, Dispatch dispatch) override {
     if (!enabled_) Enable();
+    if (running_ring != this) {
+      running_ring = this;
+      takes_messages_.store(true, std::memory_order_release);
+    }
     FlushArms();
     if (!wake_armed_) ArmWake();
     int r;
@@ -125,7 +136,18 @@ class IoUringBackend final : public LoopBackend {
     Reap(dispatch);
   }
 
+  // From another io_uring loop's thread: a message from that loop's ring to this one
+  // (IORING_OP_MSG_RING), which rides the sender's next submit, so a batch of hand-overs
+  // costs no system call of its own and the target reads nothing. From any other thread:
+  // the eventfd, whose read the ring keeps armed.
   void Wake() override {
+    IoUringBackend* sender = running_ring;
+    // Only to a ring that is enabled: a message to one still disabled (its loop not yet
+    // running) fails, and the wake-up would be lost.
+    if (sender != nullptr && sender != this && takes_messages_.load(std::memory_order_acquire)) {
+      sender->SendWake(ring_.ring_fd);
+      return;
+    }
     const uint64_t one = 1;
     [[maybe_unused]] ssize_t r = ::write(wake_.get(), &one, sizeof(one));
   }
@@ -134,6 +156,7 @@ class IoUringBackend final : public LoopBackend {
     // Even with nothing armed: the removals queued since the last Wait must reach the
     // kernel, or the polls they remove keep their sockets open.
     if (!enabled_) return;
+    takes_messages_.store(false, std::memory_order_release);
     io_uring_sqe* sqe = GetSqe();
     io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
     io_uring_sqe_set_data64(sqe, kCancelTag);
@@ -156,6 +179,7 @@ class IoUringBackend final : public LoopBackend {
     }
     armed_ = 0;
     wake_armed_ = false;
+    if (running_ring == this) running_ring = nullptr;
   }
 
   absl::string_view name() const override { return "io_uring"; }
@@ -251,6 +275,15 @@ class IoUringBackend final : public LoopBackend {
     slot.generation = slot.generation >= kMaxGeneration ? 1 : slot.generation + 1;
   }
 
+  // The target's completion carries kMessageTag; a failure (the target gone) comes back
+  // here as kIgnoreTag. Success posts nothing on this ring.
+  void SendWake(int target_ring_fd) {
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_msg_ring(sqe, target_ring_fd, 0, kMessageTag, 0);
+    io_uring_sqe_set_data64(sqe, kIgnoreTag);
+    if (skip_success_) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  }
+
   void ArmWake() {
     io_uring_sqe* sqe = GetSqe();
     io_uring_prep_read(sqe, wake_.get(), &wake_count_, sizeof(wake_count_), 0);
@@ -338,6 +371,8 @@ class IoUringBackend final : public LoopBackend {
   size_t armed_ = 0;         // polls with the kernel
   bool wake_armed_ = false;
   bool cancel_done_ = false;
+  // Enabled and between its first Wait and Quiesce: other loops may wake it by message.
+  std::atomic<bool> takes_messages_{false};
   uint64_t wake_count_ = 0;  // where the wake-up read lands
 };
 
