@@ -3,15 +3,17 @@
 
 tools/bench/run.sh and tools/bench/tls_bench.sh build the binaries and call this program;
 it builds nothing. The cases (islet_bench/suite.py and tls.py): HTTP hello and echo
-throughput against minimal epoll and io_uring servers and nginx, idle-connection
-footprint, 1 against 2 workers, the metrics sink's overhead, and TLS against nginx. Every
-server runs on 127.0.0.1 pinned to core 0, the load generator on core 1; every process
-started here runs under `timeout` and every server is stopped on exit. A full run takes
-the median of --runs runs (TLS: of 3) with min and max, rewrites the block between the
-markers of docs/BENCHMARKS.md, redraws its chart (docs/benchmarks_cpu.svg, with gnuplot)
-and appends a section to docs/BENCHMARKS_TLS.md. --smoke runs each case once, briefly,
-writes nothing (the chart goes to a temporary directory), and fails if a server does not
-start, a load tool reports an error, a case completes nothing or the chart cannot be drawn
+throughput of the harness on its epoll loop and on its io_uring loop (--event_loop)
+against minimal epoll and io_uring servers and nginx, idle-connection footprint, 1
+against 2 workers, the metrics sink's overhead, and TLS against nginx. Every server runs
+on 127.0.0.1 pinned to core 0, the load generator on core 1; every process started here
+runs under `timeout` and every server is stopped on exit. A full run takes the median of
+--runs runs (TLS: of 3) with min and max, rewrites the block between the markers of
+docs/BENCHMARKS.md (with issue 16's targets for the harness on io_uring), redraws its
+chart (docs/benchmarks_cpu.svg, with gnuplot) and appends a section to
+docs/BENCHMARKS_TLS.md. --smoke runs each case once, briefly, writes nothing (the chart
+goes to a temporary directory), and fails if a server does not start, a load tool reports
+an error, a case completes nothing or the chart cannot be drawn
 (//tools/bench:bench_smoke_test). Quiet machine: see islet_bench/quiet.py.
 """
 
@@ -51,7 +53,9 @@ def parse_options(argv):
                         help="the cases to run (http,echo,metrics,footprint,scaling,tls,proxy,restart,uring); "
                              "metrics: the harness with its metrics sink against without; proxy: "
                              "examples/proxy against HAProxy; restart: a takeover under wrk; uring (not by "
-                             "default): the io_uring floors with each feature off in turn")
+                             "default): the io_uring floors with each feature off in turn. Where io_uring "
+                             "is refused, the io_uring servers (the floors, the harness with "
+                             "--event_loop=io_uring) are skipped and the report says so")
     parser.add_argument("--idle_connections", type=int, default=None, metavar="N",
                         help="connections of the footprint case (10000; smoke: 1000)")
     parser.add_argument("--no_write", "--no-record", dest="write", action="store_false",

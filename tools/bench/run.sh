@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Islet's benchmark suite, the one command: builds the servers and load tools (-c opt),
 # then runs tools/bench/bench.py, which measures every case (median of 5 runs of 10 s,
-# with min and max), rewrites the tables in docs/BENCHMARKS.md, redraws their chart
+# with min and max; the harness on its epoll and its io_uring loop, the bare epoll and
+# io_uring servers, nginx), rewrites the tables in docs/BENCHMARKS.md, redraws their chart
 # (docs/benchmarks_cpu.svg, with gnuplot) and, last, runs the TLS cases
 # (docs/BENCHMARKS_TLS.md). `run.sh --help` lists the options.
 #

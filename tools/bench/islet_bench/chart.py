@@ -36,6 +36,7 @@ class Series(NamedTuple):
 
 SERIES = [
     Series("Islet harness", ("islet_http", "islet_echo"), "#1f6fb4"),
+    Series("Islet harness on io_uring", ("islet_uring_http", "islet_uring_echo"), "#7b3294"),
     Series("bare epoll loop", ("epoll_http", "epoll_echo"), "#9a9a9a"),
     Series("bare io_uring loop", ("uring_http", "uring_echo"), "#5aae61"),
     Series("nginx", ("nginx",), "#e08214"),
@@ -150,8 +151,9 @@ def script(bars: Sequence[Bar], svg_path: str) -> str:
             "lc rgb \"#333333\" notitle",
             f"$cpu index {i} using 1:4:(sprintf(\"%.2f\", $2)) with labels offset 0,0.7 font \",12\" notitle",
         ]
+    # 1200 wide: five bars a case, each figure above its bar clear of its neighbours'.
     return "\n".join([
-        f"set terminal svg size 960,560 noenhanced font \"sans-serif,15\" background rgb \"white\"",
+        f"set terminal svg size 1200,600 noenhanced font \"sans-serif,15\" background rgb \"white\"",
         f"set output {_quoted(svg_path)}",
         "set encoding utf8",
         "$cpu << EOD",

@@ -21,12 +21,14 @@ def row(case, server, cpu, workers=1):
 
 # Two runs of each server, in turn within each run, as the suite records them.
 ROWS = [
-    row(HTTP, "islet_http", 6.25), row(HTTP, "epoll_http", 5.75), row(HTTP, "uring_http", 5.50),
-    row(HTTP, "nginx", 8.00),
-    row(HTTP, "islet_http", 7.75), row(HTTP, "epoll_http", 7.50), row(HTTP, "uring_http", 7.00),
-    row(HTTP, "nginx", 8.50),
-    row(PIPELINED, "islet_http", 0.43), row(PIPELINED, "epoll_http", 0.41), row(PIPELINED, "nginx", 5.65),
-    row(ECHO, "islet_echo", 5.38), row(ECHO, "epoll_echo", 5.25), row(ECHO, "uring_echo", 5.09),
+    row(HTTP, "islet_http", 6.25), row(HTTP, "islet_uring_http", 6.00), row(HTTP, "epoll_http", 5.75),
+    row(HTTP, "uring_http", 5.50), row(HTTP, "nginx", 8.00),
+    row(HTTP, "islet_http", 7.75), row(HTTP, "islet_uring_http", 7.25), row(HTTP, "epoll_http", 7.50),
+    row(HTTP, "uring_http", 7.00), row(HTTP, "nginx", 8.50),
+    row(PIPELINED, "islet_http", 0.43), row(PIPELINED, "islet_uring_http", 0.45), row(PIPELINED, "epoll_http", 0.41),
+    row(PIPELINED, "nginx", 5.65),
+    row(ECHO, "islet_echo", 5.38), row(ECHO, "islet_uring_echo", 5.17), row(ECHO, "epoll_echo", 5.25),
+    row(ECHO, "uring_echo", 5.09),
     row(METRICS, "islet_http", 6.00), row(METRICS, "islet_http_metrics", 6.30),
 ]
 
@@ -38,9 +40,11 @@ def bars(*specs):
 class BarsTest(unittest.TestCase):
     def test_one_bar_per_case_and_server_with_the_tables_median_min_and_max(self):
         got = chart.bars_from_rows(ROWS)
-        self.assertEqual(got[:4], bars((HTTP, "islet_http", 7.00, 6.25, 7.75), (HTTP, "epoll_http", 6.625, 5.75, 7.50),
+        self.assertEqual(got[:5], bars((HTTP, "islet_http", 7.00, 6.25, 7.75),
+                                       (HTTP, "islet_uring_http", 6.625, 6.00, 7.25),
+                                       (HTTP, "epoll_http", 6.625, 5.75, 7.50),
                                        (HTTP, "uring_http", 6.25, 5.50, 7.00), (HTTP, "nginx", 8.25, 8.00, 8.50)))
-        self.assertEqual(len(got), 12)
+        self.assertEqual(len(got), 15)
 
     def test_read_back_from_the_throughput_table_alone(self):
         machine = report.Machine(
@@ -58,14 +62,17 @@ class BarsTest(unittest.TestCase):
                     for b in chart.bars_from_rows(ROWS)]
         got = chart.bars_from_doc(doc)
         self.assertEqual(sorted(got), sorted(expected))
-        self.assertEqual([b.server for b in got if b.case == HTTP], ["islet_http", "epoll_http", "uring_http", "nginx"])
+        self.assertEqual([b.server for b in got if b.case == HTTP],
+                         ["islet_http", "islet_uring_http", "epoll_http", "uring_http", "nginx"])
 
     def test_the_chart_compares_the_harness_with_its_peers_only(self):
         got = chart.charted(chart.bars_from_rows(ROWS) + bars((HTTP, "uring_http --recv=oneshot", 6, 6, 6)))
         self.assertEqual({b.case for b in got}, {HTTP, PIPELINED, ECHO})
         self.assertNotIn("islet_http_metrics", {b.server for b in got})
         self.assertNotIn("uring_http --recv=oneshot", {b.server for b in got})
-        self.assertEqual(len(got), 10)
+        self.assertEqual(len(got), 13)
+        self.assertEqual({b.server for b in got} - {b.server for b in chart.bars_from_rows(ROWS)}, set())
+        self.assertIn("islet_uring_echo", {b.server for b in got})
 
 
 class ScriptTest(unittest.TestCase):
@@ -90,6 +97,16 @@ class ScriptTest(unittest.TestCase):
             "",
         ]))
 
+    def test_the_harness_on_io_uring_is_a_series_of_its_own_beside_the_harness(self):
+        got = chart.data(bars((ECHO, "epoll_echo", 5.25, 5.23, 5.32), (ECHO, "islet_uring_echo", 5.17, 5.10, 5.30),
+                              (ECHO, "islet_echo", 5.38, 5.36, 5.46)))
+        # Three bars 0.8 / 3 wide centred on x = 0: the harness, then on io_uring, then epoll.
+        self.assertEqual(got.split("\n\n\n"), ["# Islet harness\n-0.2667 5.38 5.36 5.46",
+                                                "# Islet harness on io_uring\n0.0000 5.17 5.10 5.30",
+                                                "# bare epoll loop\n0.2667 5.25 5.23 5.32\n"])
+        colours = [s.color for s in chart.SERIES]
+        self.assertEqual(len(set(colours)), len(colours))
+
     def test_every_case_and_server_in_the_script(self):
         got = chart.script(chart.bars_from_rows(ROWS), "/tmp/out dir/cpu.svg")
         self.assertIn('set output "/tmp/out dir/cpu.svg"', got)
@@ -101,7 +118,8 @@ class ScriptTest(unittest.TestCase):
         self.assertNotIn("Metrics sink", got)
         for i, series in enumerate(chart.SERIES):
             self.assertIn(f'$cpu index {i} using 1:2 with boxes lc rgb "{series.color}" title "{series.title}"', got)
-        self.assertNotIn("$cpu index 4", got)
+        self.assertNotIn(f"$cpu index {len(chart.SERIES)}", got)
+        self.assertIn('title "Islet harness on io_uring"', got)
 
     def test_a_series_without_bars_is_not_in_the_legend(self):
         got = chart.script(bars((ECHO, "islet_echo", 5.38, 5.36, 5.46), (ECHO, "epoll_echo", 5.25, 5.23, 5.32)), "x.svg")
@@ -143,7 +161,7 @@ class DrawTest(unittest.TestCase):
             self.assertIn(text, svg)
         self.assertNotIn("Metrics sink", svg)
         # The figures above the bars: the medians.
-        for median in ("7.00", "6.62", "6.25", "8.25", "0.43", "5.65", "5.09"):
+        for median in ("7.00", "6.62", "6.25", "8.25", "0.43", "0.45", "5.65", "5.09", "5.17"):
             self.assertIn(f"<text>{median}</text>", svg)
         self.assertEqual(os.listdir(self.dir), ["cpu.svg"])
 

@@ -11,10 +11,19 @@ from islet_bench.stats import Spread, lower_median, median, plain, ratio, spread
 BEGIN = "<!-- BEGIN tools/bench/run.sh output -->"
 END = "<!-- END tools/bench/run.sh output -->"
 
+# The throughput cases (suite.py runs them; the targets below name them).
+HTTP_C50 = "HTTP hello, wrk -c 50"
+HTTP_C200 = "HTTP hello, wrk -c 200"
+HTTP_PIPELINED = "HTTP hello, wrk -c 50, pipelined x16"
+ECHO_DEPTH1 = "Echo 64 B, 50 conns, depth 1"
+ECHO_DEPTH16 = "Echo 64 B, 50 conns, depth 16"
+
 LABELS = {
     "islet_http": "islet harness (http_hello)",
+    "islet_uring_http": "islet harness on io_uring (http_hello)",
     "islet_http_metrics": "islet harness (http_hello), metrics sink attached",
     "islet_echo": "islet harness (echo)",
+    "islet_uring_echo": "islet harness on io_uring (echo)",
     "islet_echo_metrics": "islet harness (echo), metrics sink attached",
     "epoll_http": "epoll_http (ceiling)",
     "epoll_echo": "epoll_echo (ceiling)",
@@ -22,11 +31,14 @@ LABELS = {
     "uring_echo": "uring_echo (io_uring floor)",
     "nginx": "nginx",
 }
-SERVER_ORDER = ["islet_http", "islet_http_metrics", "islet_echo", "islet_echo_metrics", "epoll_http",
-                "epoll_echo", "uring_http", "uring_echo", "nginx"]
+SERVER_ORDER = ["islet_http", "islet_uring_http", "islet_http_metrics", "islet_echo", "islet_uring_echo",
+                "islet_echo_metrics", "epoll_http", "epoll_echo", "uring_http", "uring_echo", "nginx"]
 # A server that is the islet harness with the metrics sink attached: its ratio cell is its
 # CPU per operation over the harness's without it (the sink's overhead).
 METRICS_SUFFIX = "_metrics"
+# The harness on its io_uring loop (--event_loop=io_uring), and the same harness on epoll:
+# its ratio cell is its CPU per operation over that one's (what the io_uring loop costs).
+URING_HARNESS = {"islet_uring_http": "islet_http", "islet_uring_echo": "islet_echo"}
 
 
 class Row(NamedTuple):
@@ -145,6 +157,9 @@ def throughput_table(results: Sequence[Row]) -> List[str]:
             if server.endswith(METRICS_SUFFIX):
                 shown_ratio = "?" if ours is None else "sink: %+.1f%% CPU/op" % (
                     (cpu.median / ours - 1) * 100)
+            elif server in URING_HARNESS:
+                shown_ratio = "?" if ours is None else "io_uring: %+.1f%% CPU/op" % (
+                    (cpu.median / ours - 1) * 100)
             else:
                 if islet:
                     ours = cpu.median
@@ -215,11 +230,81 @@ def footprint_table(footprint: Sequence[Footprint]) -> List[str]:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for f in footprint:
-        per = _trunc_div((f.rss_after_kb - f.rss_before_kb) * 1024, f.connections)
+        per = _bytes_per_connection(f)
         lines.append(
             f"| {label(f.server)} | {f.connections} | {f.rss_before_kb // 1024} MiB ({f.rss_before_kb} kB) | "
             f"{f.rss_after_kb // 1024} MiB ({f.rss_after_kb} kB) | **{per}** | {f.threads} |")
     return lines
+
+
+def _ratio_value(shown: str) -> Optional[float]:
+    """The number of a shown ratio ("0.87x": 0.87): the verdict judges what the table shows."""
+    return float(shown[:-1]) if shown.endswith("x") else None
+
+
+class CpuTarget(NamedTuple):
+    """In `case`, `server`'s CPU per operation at most `limit` times `peer`'s."""
+
+    case: str
+    server: str
+    peer: str
+    limit: float
+
+
+# Issue 16's targets for the harness on its io_uring loop, against nginx, the io_uring
+# floor, the epoll floor and the same harness on epoll.
+URING_CPU_TARGETS = [
+    CpuTarget(HTTP_C50, "islet_uring_http", "nginx", 0.75),
+    CpuTarget(HTTP_C50, "islet_uring_http", "uring_http", 1.10),
+    CpuTarget(HTTP_C200, "islet_uring_http", "nginx", 0.75),
+    CpuTarget(HTTP_C200, "islet_uring_http", "uring_http", 1.10),
+    CpuTarget(HTTP_PIPELINED, "islet_uring_http", "islet_http", 1.00),
+    CpuTarget(ECHO_DEPTH1, "islet_uring_echo", "epoll_echo", 0.85),
+    CpuTarget(ECHO_DEPTH16, "islet_uring_echo", "islet_echo", 1.00),
+]
+# An idle connection of the harness on io_uring: at most this many bytes more than on epoll.
+URING_IDLE_EXTRA_BYTES = 512
+
+
+def _bytes_per_connection(f: Footprint) -> int:
+    return _trunc_div((f.rss_after_kb - f.rss_before_kb) * 1024, f.connections)
+
+
+def uring_targets_table(results: Sequence[Row], footprint: Sequence[Footprint]) -> List[str]:
+    """Issue 16's targets for the harness on io_uring, judged on the figures of this run:
+    a row for each target whose io_uring server was measured (n/a when its peer was not);
+    no table when it was measured nowhere."""
+    rows: List[str] = []
+    for t in URING_CPU_TARGETS:
+        ours = spread([r.cpu_us for r in results if (r.case, r.server) == (t.case, t.server)])
+        if ours is None:
+            continue
+        peer = spread([r.cpu_us for r in results if (r.case, r.server) == (t.case, t.peer)])
+        shown = ratio(ours.median, peer.median if peer else None)
+        measured = "n/a" if peer is None else (
+            f"**{shown}** ({ours.median:.2f} against {peer.median:.2f} µs/op)")
+        rows.append(f"| {t.case}: at most {t.limit:.2f}x {label(t.peer)} | {measured} | "
+                    f"{verdict(_ratio_value(shown), '<=', t.limit)} |")
+    per_connection = {f.server: _bytes_per_connection(f) for f in footprint}
+    for server in _unique(f.server for f in footprint if f.server in URING_HARNESS):
+        epoll = URING_HARNESS[server]
+        ours_b, epoll_b = per_connection[server], per_connection.get(epoll)
+        extra = None if epoll_b is None else ours_b - epoll_b
+        measured = "n/a" if extra is None else f"**{extra:+d} B** ({ours_b} against {epoll_b} B per connection)"
+        rows.append(f"| Idle connection: {label(server)} at most {URING_IDLE_EXTRA_BYTES} B more than "
+                    f"{label(epoll)} | {measured} | {verdict(extra, '<=', URING_IDLE_EXTRA_BYTES)} |")
+    if not rows:
+        return []
+    return [
+        "### Targets: the harness on io_uring (issue 16)",
+        "",
+        "The harness with `--event_loop=io_uring` against its peers in the same runs: ratios of the",
+        "median CPU per operation above (judged on the ratio shown), and the memory of an idle",
+        "connection against the harness's on epoll (Footprint).",
+        "",
+        "| target | measured | verdict |",
+        "| --- | --- | --- |",
+    ] + rows
 
 
 def uring_steps_table(rows: Sequence[Row]) -> List[str]:
@@ -262,7 +347,8 @@ def suite_report(when: str, command: str, machine: Machine, results: Sequence[Ro
         "### Throughput cases (1 worker)",
         "",
         "CPU µs/op: server utime+stime per request (HTTP) or message (echo), lower is better.",
-        "Ratio: islet's CPU/op divided by this server's (below 1: islet is cheaper).",
+        "Ratio: islet's CPU/op divided by this server's (below 1: islet is cheaper). The harness",
+        "on io_uring (`--event_loop=io_uring`): its CPU/op against the harness's on epoll.",
         "",
         "p99: wrk's 99th percentile (with its coordinated-omission correction) or echo_load's,",
         "per request or message. (a) wrk's histogram is meaningless under pipelining: none given.",
@@ -275,6 +361,9 @@ def suite_report(when: str, command: str, machine: Machine, results: Sequence[Ro
         lines += [""] + scaling_table(scaling, machine.server_cpu, machine.load_cpu)
     if footprint:
         lines += [""] + footprint_table(footprint)
+    targets = uring_targets_table(results, footprint)
+    if targets:
+        lines += [""] + targets
     if uring_steps:
         lines += [""] + uring_steps_table(uring_steps)
     if skipped:
@@ -344,11 +433,6 @@ TLS_FIGURES = ("hs_rate", "hs_cpu", "hs_p50", "hs_p99", "ka_rate", "ka_cpu", "id
 def _plain_median(values: Sequence[float]) -> str:
     m = median(values)
     return "" if m is None else plain(m)
-
-
-def _ratio_value(shown: str) -> Optional[float]:
-    """The number of a shown ratio ("0.87x": 0.87): the verdict judges what the table shows."""
-    return float(shown[:-1]) if shown.endswith("x") else None
 
 
 def tls_table(ours: Dict[str, List[float]], nginx: Dict[str, List[float]], ka_clients: int,

@@ -52,6 +52,27 @@ class ThroughputTableTest(unittest.TestCase):
                          ["islet harness (echo)", "epoll_echo (ceiling)", "uring_echo (io_uring floor)"])
         self.assertTrue(report.throughput_table(rows)[4].endswith("| 1.38x |"))
 
+    def test_the_harness_on_io_uring_beside_the_harness_on_epoll(self):
+        rows = [row(HTTP, "nginx", 8.00, 120000, 400.0), row(HTTP, "uring_http", 5.50, 150000, 340.0),
+                row(HTTP, "islet_uring_http", 6.30, 140000, 390.0), row(HTTP, "epoll_http", 5.76, 140000, 360.0),
+                row(HTTP, "islet_http", 6.00, 142000, 380.0)]
+        lines = report.throughput_table(rows)[2:]
+        self.assertEqual([line.split(" | ")[1] for line in lines],
+                         ["islet harness (http_hello)", "islet harness on io_uring (http_hello)",
+                          "epoll_http (ceiling)", "uring_http (io_uring floor)", "nginx"])
+        # Its own cell: against the harness on epoll; the peers' ratios stay the epoll
+        # harness's (6.00 / 5.76, 6.00 / 5.50, 6.00 / 8.00).
+        self.assertTrue(lines[1].endswith("| 0.39 | 88% | io_uring: +5.0% CPU/op |"), lines[1])
+        self.assertEqual([line.split(" | ")[-1] for line in lines], ["— |", "io_uring: +5.0% CPU/op |",
+                                                                     "1.04x |", "1.09x |", "0.75x |"])
+        echo = [row("Echo 64 B, 50 conns, depth 16", s, cpu, 1000000) for s, cpu in
+                (("epoll_echo", 0.40), ("islet_uring_echo", 0.42), ("islet_echo", 0.44))]
+        self.assertEqual([line.split(" | ")[1] for line in report.throughput_table(echo)[2:]],
+                         ["islet harness (echo)", "islet harness on io_uring (echo)", "epoll_echo (ceiling)"])
+        self.assertTrue(report.throughput_table(echo)[3].endswith("| io_uring: -4.5% CPU/op |"))
+        self.assertEqual(report.SERVER_ORDER[:6], ["islet_http", "islet_uring_http", "islet_http_metrics",
+                                                   "islet_echo", "islet_uring_echo", "islet_echo_metrics"])
+
     def test_io_uring_features_one_off_at_a_time(self):
         case = "io_uring features: Echo 64 B, 50 conns, depth 1"
         rows = [row(case, "uring_echo", 4.00, 200000), row(case, "uring_echo --recv=oneshot", 4.40, 190000),
@@ -107,6 +128,79 @@ class FootprintTableTest(unittest.TestCase):
         ])
 
 
+C200 = "HTTP hello, wrk -c 200"
+ECHO1 = "Echo 64 B, 50 conns, depth 1"
+ECHO16 = "Echo 64 B, 50 conns, depth 16"
+
+# The harness on io_uring and its peers in every case with a target: two runs each.
+URING_RESULTS = [
+    row(HTTP, "islet_uring_http", 6.00, 1), row(HTTP, "islet_uring_http", 6.20, 1),
+    row(HTTP, "nginx", 8.00, 1), row(HTTP, "nginx", 8.40, 1),
+    row(HTTP, "uring_http", 5.50, 1), row(HTTP, "uring_http", 5.70, 1),
+    row(C200, "islet_uring_http", 5.90, 1), row(C200, "nginx", 7.70, 1), row(C200, "uring_http", 5.30, 1),
+    row(PIPELINED, "islet_uring_http", 0.44, 1), row(PIPELINED, "islet_http", 0.43, 1),
+    row(ECHO1, "islet_uring_echo", 4.50, 1), row(ECHO1, "epoll_echo", 5.30, 1),
+    row(ECHO16, "islet_uring_echo", 0.40, 1), row(ECHO16, "islet_echo", 0.40, 1),
+]
+URING_FOOTPRINT = [Footprint("islet_echo", 10000, 6784, 13572, 2), Footprint("islet_uring_echo", 10000, 6800, 14100, 2),
+                   Footprint("islet_http", 10000, 6824, 14392, 2), Footprint("islet_uring_http", 10000, 6824, 14000, 2)]
+
+
+class UringTargetsTableTest(unittest.TestCase):
+    def test_every_target_met_or_missed(self):
+        self.assertEqual(report.uring_targets_table(URING_RESULTS, URING_FOOTPRINT), [
+            "### Targets: the harness on io_uring (issue 16)",
+            "",
+            "The harness with `--event_loop=io_uring` against its peers in the same runs: ratios of the",
+            "median CPU per operation above (judged on the ratio shown), and the memory of an idle",
+            "connection against the harness's on epoll (Footprint).",
+            "",
+            "| target | measured | verdict |",
+            "| --- | --- | --- |",
+            # 6.10 / 8.20 and 6.10 / 5.60: medians of two runs.
+            "| HTTP hello, wrk -c 50: at most 0.75x nginx | **0.74x** (6.10 against 8.20 µs/op) | met |",
+            "| HTTP hello, wrk -c 50: at most 1.10x uring_http (io_uring floor) | **1.09x** (6.10 against 5.60 µs/op) "
+            "| met |",
+            "| HTTP hello, wrk -c 200: at most 0.75x nginx | **0.77x** (5.90 against 7.70 µs/op) | MISSED |",
+            "| HTTP hello, wrk -c 200: at most 1.10x uring_http (io_uring floor) | **1.11x** (5.90 against "
+            "5.30 µs/op) | MISSED |",
+            "| HTTP hello, wrk -c 50, pipelined x16: at most 1.00x islet harness (http_hello) | **1.02x** "
+            "(0.44 against 0.43 µs/op) | MISSED |",
+            "| Echo 64 B, 50 conns, depth 1: at most 0.85x epoll_echo (ceiling) | **0.85x** (4.50 against "
+            "5.30 µs/op) | met |",
+            "| Echo 64 B, 50 conns, depth 16: at most 1.00x islet harness (echo) | **1.00x** (0.40 against "
+            "0.40 µs/op) | met |",
+            # (14100 - 6800) kB / 10000 = 747 B against 695 B; (14000 - 6824) kB: 734 B against 774 B.
+            "| Idle connection: islet harness on io_uring (echo) at most 512 B more than islet harness (echo) "
+            "| **+52 B** (747 against 695 B per connection) | met |",
+            "| Idle connection: islet harness on io_uring (http_hello) at most 512 B more than islet harness "
+            "(http_hello) | **-40 B** (734 against 774 B per connection) | met |",
+        ])
+
+    def test_more_than_512_bytes_more_is_missed(self):
+        lines = report.uring_targets_table([], [Footprint("islet_echo", 1000, 6000, 6680, 2),
+                                                Footprint("islet_uring_echo", 1000, 6000, 7180, 2)])
+        # 1180 kB over 1000 connections: 1208 B, 512 more than 696 B: met; one kB more is not.
+        self.assertEqual(lines[-1], "| Idle connection: islet harness on io_uring (echo) at most 512 B more than "
+                                    "islet harness (echo) | **+512 B** (1208 against 696 B per connection) | met |")
+        lines = report.uring_targets_table([], [Footprint("islet_echo", 1000, 6000, 6680, 2),
+                                                Footprint("islet_uring_echo", 1000, 6000, 7181, 2)])
+        self.assertTrue(lines[-1].endswith("| **+513 B** (1209 against 696 B per connection) | MISSED |"), lines[-1])
+
+    def test_a_missing_peer_is_no_figure(self):
+        lines = report.uring_targets_table([row(HTTP, "islet_uring_http", 6.0, 1)],
+                                           [Footprint("islet_uring_echo", 1000, 6000, 7000, 2)])
+        self.assertEqual(lines[8:], [
+            "| HTTP hello, wrk -c 50: at most 0.75x nginx | n/a | n/a |",
+            "| HTTP hello, wrk -c 50: at most 1.10x uring_http (io_uring floor) | n/a | n/a |",
+            "| Idle connection: islet harness on io_uring (echo) at most 512 B more than islet harness (echo) "
+            "| n/a | n/a |",
+        ])
+
+    def test_no_table_without_the_harness_on_io_uring(self):
+        self.assertEqual(report.uring_targets_table(RESULTS, [Footprint("islet_echo", 10000, 6784, 13572, 2)]), [])
+
+
 class SuiteReportTest(unittest.TestCase):
     def test_machine_lines(self):
         foreign = [row(HTTP, "islet_http", 1, 1, foreign=f) for f in (0, 11, 3, 1)]
@@ -142,8 +236,15 @@ class SuiteReportTest(unittest.TestCase):
         self.assertIn("### Throughput cases (1 worker)", lines)
         self.assertNotIn("### Scaling: 1 and 2 workers", lines)  # no scaling rows
         self.assertIn("### Footprint: idle connections", lines)
+        self.assertNotIn("### Targets: the harness on io_uring (issue 16)", lines)  # not measured
         self.assertEqual(lines[-2:], ["", "- Skipped: wrk: not installed"])
         self.assertFalse(text.endswith("\n"))
+
+    def test_the_io_uring_targets_after_the_footprint(self):
+        lines = report.suite_report("now", "run.sh", MACHINE, URING_RESULTS, [], URING_FOOTPRINT, []).split("\n")
+        targets = lines.index("### Targets: the harness on io_uring (issue 16)")
+        self.assertGreater(targets, lines.index("### Footprint: idle connections"))
+        self.assertEqual(lines[targets:], report.uring_targets_table(URING_RESULTS, URING_FOOTPRINT))
 
 
 DOC = """# Benchmarks
