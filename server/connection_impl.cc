@@ -161,9 +161,12 @@ void ConnectionImpl::BeginShutdown(absl::Duration deadline) {
     return;
   }
   phase_deadline_ = deadline;
-  if (phase_ == Phase::kOpen && loop_.now() < host_.shutdown_grace_deadline()) {
+  if ((phase_ == Phase::kOpen || phase_ == Phase::kHandshaking) &&
+      loop_.now() < host_.shutdown_grace_deadline()) {
     // Served a little longer (shutdown_grace), stopping() true: a request on its way
-    // is answered. The timer ends it then.
+    // is answered. The timer ends it then. A connection still in its handshake (a TLS
+    // or PROXY header not read yet, often with the request right behind it) gets the
+    // grace too: accepted before the stop, its request is as much on its way.
     ArmTimer();
     return;
   }
@@ -326,7 +329,8 @@ void ConnectionImpl::ContinueHandshake() {
     return;
   }
   phase_ = Phase::kOpen;
-  phase_deadline_ = absl::InfiniteDuration();
+  // Finished within a stop's grace: the stop's deadline still holds (BeginShutdown).
+  if (!host_.shutting_down()) phase_deadline_ = absl::InfiniteDuration();
   if (Telemetry::Enabled(TelemetryEventType::kConnectionReady)) {
     TelemetryEvent e = NewEvent(TelemetryEventType::kConnectionReady);
     // Only a real handshake has a length: TCP's is done before it starts.
@@ -604,7 +608,7 @@ absl::Duration ConnectionImpl::NextDeadline() const {
   // would re-arm the timer in the past, and the loop would run it forever.
   switch (phase_) {
     case Phase::kHandshaking:
-      return HandshakeDeadline();
+      return std::min(HandshakeDeadline(), GraceDeadline());
     case Phase::kLingering:
       return phase_deadline_;
     case Phase::kOpen:
@@ -682,6 +686,10 @@ void ConnectionImpl::OnTimer() {
                   allowed < options_.handshake_timeout
                       ? " (handshake_timeout, shortened under overload)"
                       : "")));
+        return;
+      }
+      if (now >= GraceDeadline()) {  // the stop's grace passed before the handshake ended
+        Close(Ending::kShutdown, CloseType::kNoFlush);
         return;
       }
       break;

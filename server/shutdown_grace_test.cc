@@ -20,6 +20,7 @@
 #include "server/server.h"
 #include "server/server_options.h"
 #include "server/test_util.h"
+#include "transport/proxy_protocol.h"
 #include "transport/tcp_transport.h"
 
 namespace islet {
@@ -74,6 +75,74 @@ TEST_F(HandlerTest, DuringTheGraceARequestArrivingAfterTheStopIsAnswered) {
   EXPECT_THAT(testutil::ReadToEof(*client, kDeadline), IsOkAndHolds("LAST:request"));
   stopper.join();
   EXPECT_THAT(Endings(1), ElementsAre("close"));
+}
+
+// A connection accepted before the stop but still in its transport handshake (here the
+// PROXY header not read yet) is served within the grace too: a balancer's connection
+// brings the header and the request together, and closing it unread would drop the
+// request (seen behind HAProxy in a rolling restart).
+TEST_F(HandlerTest, DuringTheGraceAConnectionStillInItsHandshakeIsServed) {
+  ScriptStoppingAware(script_);
+  ServerOptions options = Options();
+  options.shutdown_grace = absl::Seconds(20);
+  options.shutdown_timeout = absl::Seconds(30);
+  ProxyProtocolOptions proxy;
+  proxy.trusted_networks = {"127.0.0.1/32"};
+  absl::StatusOr<std::shared_ptr<ProxyProtocolTransport>> transport =
+      ProxyProtocolTransport::Create(std::make_shared<TcpTransport>(), proxy);
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  options.transport = *transport;
+  ASSERT_TRUE(Start(std::move(options)));
+  constexpr absl::string_view kHeader = "PROXY TCP4 192.0.2.1 192.0.2.2 40000 80\r\n";
+  std::unique_ptr<TcpSocket> open = Connect();
+  ASSERT_NE(open, nullptr);
+  ASSERT_TRUE(open->Send(kHeader).ok());
+  ASSERT_TRUE(WaitFor(1, "connection"));
+  std::unique_ptr<TcpSocket> handshaking = Connect();  // connection 2: no header yet
+  ASSERT_NE(handshaking, nullptr);
+  ASSERT_TRUE(testutil::WaitFor([&] { return server_->active_connections() == 2; }));
+
+  std::thread stopper([this] { EXPECT_TRUE(server_->Stop().ok()); });
+  // Until the worker has begun the stop (connection 1 answers a posted message).
+  std::string answer;
+  const absl::Time give_up = absl::Now() + kDeadline;
+  while (answer != "STOPPING" && absl::Now() < give_up) {
+    ASSERT_TRUE(HandleOf(1).Post(std::string("probe")).ok());
+    absl::StatusOr<std::string> got = open->Recv(8, kDeadline);
+    ASSERT_TRUE(got.ok()) << got.status();
+    answer = *got;
+  }
+  ASSERT_EQ(answer, "STOPPING");
+  ASSERT_TRUE(handshaking->Send(absl::StrCat(kHeader, "request")).ok());
+  EXPECT_THAT(testutil::ReadToEof(*handshaking, kDeadline), IsOkAndHolds("LAST:request"));
+  ASSERT_TRUE(open->Send("bye").ok());
+  EXPECT_THAT(testutil::ReadToEof(*open, kDeadline), IsOkAndHolds("LAST:bye"));
+  stopper.join();
+  EXPECT_THAT(Endings(2), ElementsAre("close"));
+}
+
+// When the grace passes first, the handshake is not waited for.
+TEST_F(HandlerTest, WhenTheGracePassesAConnectionStillInItsHandshakeIsClosed) {
+  ServerOptions options = Options();
+  options.shutdown_grace = absl::Milliseconds(200);
+  options.shutdown_timeout = absl::Seconds(30);
+  options.handshake_timeout = absl::Seconds(60);
+  ProxyProtocolOptions proxy;
+  proxy.trusted_networks = {"127.0.0.1/32"};
+  absl::StatusOr<std::shared_ptr<ProxyProtocolTransport>> transport =
+      ProxyProtocolTransport::Create(std::make_shared<TcpTransport>(), proxy);
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  options.transport = *transport;
+  ASSERT_TRUE(Start(std::move(options)));
+  std::unique_ptr<TcpSocket> handshaking = Connect();
+  ASSERT_NE(handshaking, nullptr);
+  ASSERT_TRUE(testutil::WaitFor([&] { return server_->active_connections() == 1; }));
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(server_->Stop().ok());
+  // Ended by the grace, not by the 60 s handshake timeout nor the 30 s shutdown timeout.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_EQ(server_->active_connections(), 0);
+  EXPECT_THAT(testutil::ReadToEof(*handshaking, kDeadline), IsOkAndHolds(""));
 }
 
 TEST_F(HandlerTest, WhenTheGracePassesHandleShutdownEndsAnIdleConnection) {

@@ -292,9 +292,11 @@ TEST(HarnessFleetTest, ARollingRestartBehindHaproxyLosesNoConnectionAndNoRequest
   HttpLoad load(port, /*fresh=*/2, /*kept=*/2);
   ASSERT_TRUE(load.WaitForServed(300)) << load.served() << " served" << Describe(*a.process);
   ASSERT_NO_FATAL_FAILURE(RollOver(a, handoff_a));
-  ASSERT_TRUE(load.WaitForServed(load.served() + 300)) << Describe(*a.process);
+  ASSERT_TRUE(load.WaitForServed(load.served() + 300))
+      << ::testing::PrintToString(load.failures()) << Describe(*a.process);
   ASSERT_NO_FATAL_FAILURE(RollOver(b, handoff_b));
-  ASSERT_TRUE(load.WaitForServed(load.served() + 300)) << Describe(*b.process);
+  ASSERT_TRUE(load.WaitForServed(load.served() + 300))
+      << ::testing::PrintToString(load.failures()) << Describe(*b.process);
   load.Stop();
 
   EXPECT_EQ(load.refused(), 0);
