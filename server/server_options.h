@@ -106,7 +106,9 @@ struct ServerOptions {
   // without a grace that request meets a closed connection (an HTTP client then retries
   // it, if it is idempotent; wrk reports an error). Zero (the default, Thousand Island's
   // behaviour) ends every connection as Stop begins, after what had already arrived.
-  // Bounded by Stop's timeout.
+  // A connection still in its handshake (TLS, a PROXY header) when Stop begins may
+  // finish it within the grace and is then served the same way; one that has not when
+  // the grace passes is closed. Bounded by Stop's timeout.
   absl::Duration shutdown_grace = absl::ZeroDuration();
   // A peer that drains none of our queued output for this long is closed.
   absl::Duration send_timeout = absl::Seconds(30);
