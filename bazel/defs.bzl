@@ -27,6 +27,9 @@ def islet_cc_test(name, copts = [], deps = [], size = "small", io_uring_twin = T
     The twin runs the same binary with ISLET_EVENT_LOOP=io_uring (bazel/with_event_loop.sh),
     so every server the test starts with the default ServerOptions::event_loop runs on
     io_uring; no second build. Turn it off only for tests that start no event loop.
+    Twins of the tools' and examples' tests (the harness, the abuse clients) run in
+    tools/test.sh only, tagged no_sanitizer_stage: under the sanitizers the library's own
+    twins (server/, tls/, metrics/) cover the io_uring loop, and these would add minutes.
     """
     native.cc_test(
         name = name,
@@ -53,7 +56,9 @@ def islet_cc_test(name, copts = [], deps = [], size = "small", io_uring_twin = T
             if d not in kwargs.get("data", [])
         ] + kwargs.get("data", []),
         size = size,
-        tags = kwargs.get("tags", []),
+        tags = kwargs.get("tags", []) + (
+            ["no_sanitizer_stage"] if native.package_name().startswith(("tools/", "examples/")) else []
+        ),
         timeout = kwargs.get("timeout", None),
     )
 

@@ -48,7 +48,9 @@ constexpr unsigned kSubmissionEntries = 512;
 constexpr unsigned kCompletionEntries = 8192;
 
 // User data: generation << 32 | fd. Generation 0 is for the backend's own operations.
-constexpr uint64_t kIgnoreTag = 0;  // a poll_remove's failure (its poll had completed)
+// The failure of a poll_remove (its poll had completed) or of a MSG_RING (the target
+// gone); their successes post nothing (IOSQE_CQE_SKIP_SUCCESS).
+constexpr uint64_t kIgnoreTag = 0;
 constexpr uint64_t kWakeTag = 1;    // the read of the wake-up eventfd
 constexpr uint64_t kCancelTag = 2;  // Quiesce's cancel of everything
 constexpr uint64_t kMessageTag = 3;  // a wake-up another loop's ring sent (MSG_RING)
@@ -426,7 +428,8 @@ absl::StatusOr<std::unique_ptr<LoopBackend>> MakeIoUringBackend() {
     }
   }).join();
   if (r < 0) return RefusedError(-r);
-  // Timeouts in the io_uring_enter call itself, and poll removals that post nothing.
+  // Timeouts in the io_uring_enter call itself, and no completion dropped when the
+  // completion queue is full.
   constexpr unsigned kNeeded = IORING_FEAT_EXT_ARG | IORING_FEAT_NODROP;
   if ((params.features & kNeeded) != kNeeded) {
     io_uring_queue_exit(&ring);
