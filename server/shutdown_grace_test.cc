@@ -77,6 +77,17 @@ TEST_F(HandlerTest, DuringTheGraceARequestArrivingAfterTheStopIsAnswered) {
   EXPECT_THAT(Endings(1), ElementsAre("close"));
 }
 
+// Puts a PROXY protocol transport (headers trusted from 127.0.0.1) in `options`: a
+// transport whose handshake waits for the client to speak.
+void UseProxyProtocolFromLoopback(ServerOptions& options) {
+  ProxyProtocolOptions proxy;
+  proxy.trusted_networks = {"127.0.0.1/32"};
+  absl::StatusOr<std::shared_ptr<ProxyProtocolTransport>> transport =
+      ProxyProtocolTransport::Create(std::make_shared<TcpTransport>(), proxy);
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  options.transport = *transport;
+}
+
 // A connection accepted before the stop but still in its transport handshake (here the
 // PROXY header not read yet) is served within the grace too: a balancer's connection
 // brings the header and the request together, and closing it unread would drop the
@@ -86,12 +97,7 @@ TEST_F(HandlerTest, DuringTheGraceAConnectionStillInItsHandshakeIsServed) {
   ServerOptions options = Options();
   options.shutdown_grace = absl::Seconds(20);
   options.shutdown_timeout = absl::Seconds(30);
-  ProxyProtocolOptions proxy;
-  proxy.trusted_networks = {"127.0.0.1/32"};
-  absl::StatusOr<std::shared_ptr<ProxyProtocolTransport>> transport =
-      ProxyProtocolTransport::Create(std::make_shared<TcpTransport>(), proxy);
-  ASSERT_TRUE(transport.ok()) << transport.status();
-  options.transport = *transport;
+  ASSERT_NO_FATAL_FAILURE(UseProxyProtocolFromLoopback(options));
   ASSERT_TRUE(Start(std::move(options)));
   constexpr absl::string_view kHeader = "PROXY TCP4 192.0.2.1 192.0.2.2 40000 80\r\n";
   std::unique_ptr<TcpSocket> open = Connect();
@@ -127,12 +133,7 @@ TEST_F(HandlerTest, WhenTheGracePassesAConnectionStillInItsHandshakeIsClosed) {
   options.shutdown_grace = absl::Milliseconds(200);
   options.shutdown_timeout = absl::Seconds(30);
   options.handshake_timeout = absl::Seconds(60);
-  ProxyProtocolOptions proxy;
-  proxy.trusted_networks = {"127.0.0.1/32"};
-  absl::StatusOr<std::shared_ptr<ProxyProtocolTransport>> transport =
-      ProxyProtocolTransport::Create(std::make_shared<TcpTransport>(), proxy);
-  ASSERT_TRUE(transport.ok()) << transport.status();
-  options.transport = *transport;
+  ASSERT_NO_FATAL_FAILURE(UseProxyProtocolFromLoopback(options));
   ASSERT_TRUE(Start(std::move(options)));
   std::unique_ptr<TcpSocket> handshaking = Connect();
   ASSERT_NE(handshaking, nullptr);
