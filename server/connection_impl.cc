@@ -294,6 +294,7 @@ void ConnectionImpl::CloseSocket() {
     }
     socket_->Close();
   }
+  receiver_.reset();  // cancels its receive, gives its buffers back
   out_.Clear();
   CancelAllTimers();
   if (report) {
@@ -329,6 +330,7 @@ void ConnectionImpl::ContinueHandshake() {
     return;
   }
   phase_ = Phase::kOpen;
+  AttachReceiver();
   // Finished within a stop's grace: the stop's deadline still holds (BeginShutdown).
   if (!host_.shutting_down()) phase_deadline_ = absl::InfiniteDuration();
   if (Telemetry::Enabled(TelemetryEventType::kConnectionReady)) {
@@ -420,9 +422,29 @@ void ConnectionImpl::OnReady(uint32_t events) {
   }
 }
 
+void ConnectionImpl::AttachReceiver() {
+  if (receiver_ != nullptr || socket_ == nullptr) return;
+  // After the handshake: a PROXY header is read by peeking at the descriptor.
+  std::unique_ptr<EventLoop::Receiver> receiver = loop_.MakeReceiver(socket_->fd(), this);
+  if (receiver == nullptr || !socket_->AttachInput(receiver.get())) return;
+  receiver_ = std::move(receiver);
+}
+
 bool ConnectionImpl::ReadAndDispatch() {
   AssertInLoopThread();
   if (phase_ != Phase::kOpen || ended_ || !ReadingAllowed()) return false;
+  if (receiver_ != nullptr) {
+    // Straight from the loop's receive buffer, with no copy: HandleData's bytes are
+    // valid only during the call, and the buffer goes back when it returns.
+    const absl::string_view taken = socket_->TakeInput();
+    if (!taken.empty()) {
+      Emit(TelemetryEventType::kConnectionAsyncRecv, taken.size());
+      waiting_since_ = absl::InfiniteDuration();
+      RunCallback([&] { return handler_->HandleData(taken, *this); });
+      if (receiver_ != nullptr) receiver_->ReleaseTaken();
+      return true;
+    }
+  }
   absl::Span<char> buffer = host_.read_buffer();
   absl::StatusOr<size_t> got = socket_->ReadSome(buffer);
   if (!got.ok()) {
@@ -583,6 +605,11 @@ void ConnectionImpl::UpdateInterest() {
       break;
     case Phase::kClosed:
       return;
+  }
+  if (receiver_ != nullptr) {
+    // Input comes by the loop's receive, not by readiness.
+    receiver_->SetReceiving((want & EPOLLIN) != 0);
+    want &= ~static_cast<uint32_t>(EPOLLIN);
   }
   if (want == 0) {
     // epoll reports EPOLLERR and EPOLLHUP whatever the mask: a descriptor that wants

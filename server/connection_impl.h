@@ -150,6 +150,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   bool AdoptHandshakePeer();
   // Reads once and hands the bytes to HandleData; false when nothing was delivered.
   bool ReadAndDispatch();
+  // Lets the loop receive for the socket, where it can (EventLoop::MakeReceiver).
+  void AttachReceiver();
   template <typename Callback>
   void RunCallback(Callback&& callback, Source source = Source::kClient);
   void Apply(HandlerResult result, Source source);
@@ -219,6 +221,9 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   const ServerOptions& options_;
   const uint64_t id_;
   const uint64_t span_id_;
+  // Where the loop receives for the socket (io_uring), attached once the first handshake
+  // is done; null on epoll. Declared before socket_, which points at it.
+  std::unique_ptr<EventLoop::Receiver> receiver_;
   std::unique_ptr<Socket> socket_;
   // Declared after socket_, so destroyed (unregistered) before the socket closes.
   EventLoop::Registration registration_;

@@ -2,10 +2,14 @@
 // receiving with their telemetry, blocking Recv inside callbacks, and shutting down the
 // write side. Part of the port of Thousand Island's socket_test.exs (with
 // connection_sendfile_test, connection_info_test and connection_post_test).
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -22,6 +26,7 @@
 #include "server/server.h"
 #include "server/telemetry.h"
 #include "server/test_util.h"
+#include "transport/io_wait.h"
 #include "transport/tcp_transport.h"
 
 namespace islet {
@@ -261,6 +266,55 @@ TEST_F(ConnectionTest, RecvAfterThePeerClosedReportsTheCloseThenHandleCloseRuns)
   client->Close();
   EXPECT_THAT(Endings(1), ElementsAre("close"));
   EXPECT_TRUE(Saw(1, "recv:OUT_OF_RANGE"));
+}
+
+// What a blocking Recv inside HandleData takes and what HandleData is handed make one
+// stream, in order, however the bytes arrive. (On io_uring, several receives of one
+// connection can complete in one loop turn: each is filed with the connection before
+// any handler runs, so Recv, which reads the socket only after them, never jumps ahead.)
+TEST_F(ConnectionTest, RecvInsideHandleDataAndHandleDataReadOneOrderedStream) {
+  script_.data = [](const Ctx&, absl::string_view data, Connection& conn) {
+    EXPECT_TRUE(conn.Send(data).ok());
+    // Whatever else is there: often nothing (a timeout, which is only a result).
+    auto more = conn.Recv(0, absl::Milliseconds(1));
+    if (more.ok()) {
+      EXPECT_TRUE(conn.Send(*more).ok());
+    }
+    return HandlerResult::Continue();
+  };
+  auto client = StartAndConnect();
+  ASSERT_NE(client, nullptr);
+  const std::string sent = Pattern(2 << 20);
+  const int fd = client->fd();
+  std::thread writer([&] {
+    // Many small writes, so that arrivals come close together.
+    for (size_t at = 0; at < sent.size();) {
+      const size_t n = std::min<size_t>(1000 + at % 3000, sent.size() - at);
+      const ssize_t w = ::send(fd, sent.data() + at, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w > 0) {
+        at += static_cast<size_t>(w);
+      } else if (errno != EAGAIN ||
+                 !WaitForIo(fd, IoInterest::kWrite, MonotonicNow() + kDeadline, "test").ok()) {
+        return;
+      }
+    }
+  });
+  std::string echoed;
+  std::vector<char> buf(64 * 1024);
+  while (echoed.size() < sent.size()) {
+    const ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      echoed.append(buf.data(), static_cast<size_t>(n));
+      continue;
+    }
+    if (n == 0 || errno != EAGAIN ||
+        !WaitForIo(fd, IoInterest::kRead, MonotonicNow() + kDeadline, "test").ok()) {
+      break;
+    }
+  }
+  writer.join();
+  ASSERT_EQ(echoed.size(), sent.size());
+  EXPECT_TRUE(echoed == sent) << "the stream came back reordered";
 }
 
 }  // namespace

@@ -28,6 +28,11 @@ EventLoop::~EventLoop() = default;
 
 std::string EventLoop::description() const { return backend_->description(); }
 
+std::unique_ptr<EventLoop::Receiver> EventLoop::MakeReceiver(int fd, Watcher* watcher) {
+  AssertInLoopThread();
+  return backend_->MakeReceiver(fd, watcher);
+}
+
 void EventLoop::Run() {
   owner_.store(std::this_thread::get_id());
   auto dispatch = [this](Watcher* watcher, uint32_t events) {

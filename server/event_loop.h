@@ -33,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/event_loop_kind.h"
+#include "transport/transport.h"
 
 namespace islet {
 
@@ -50,6 +51,18 @@ class EventLoop {
 
   using TimerId = uint64_t;
   using Task = absl::AnyInvocable<void() &&>;
+
+  // Input the loop receives for one connected socket (io_uring's multishot receive into
+  // the loop's shared buffers), read through Socket::AttachInput. While receiving, each
+  // arrival, and the end (EOF or an error), is told to the watcher as EPOLLIN readiness.
+  // Loop thread only (as Registration); destroy it before the loop, and before closing
+  // the descriptor (the kernel's receive holds the socket open until it is cancelled).
+  class Receiver : public InputChannel {
+   public:
+    // On: receive (again). Off: stop receiving; what arrived before stays to be read,
+    // and the descriptor keeps what comes after (the peer's window closes as usual).
+    virtual void SetReceiving(bool on) = 0;
+  };
 
   // One descriptor's registration with the loop: destroying it (or Reset) unregisters,
   // so nothing stays registered under a watcher that is gone. Move-only; it must not
@@ -109,6 +122,11 @@ class EventLoop {
   // whatever it holds). Loop thread only. Fails for a descriptor already registered with
   // this loop (EEXIST).
   absl::StatusOr<Registration> Watch(int fd, uint32_t events, Watcher* watcher);
+
+  // A Receiver for connected socket `fd`, or null where this loop learns of input by
+  // readiness only (epoll; io_uring without DEFER_TASKRUN or provided-buffer rings).
+  // It starts not receiving. Loop thread only.
+  std::unique_ptr<Receiver> MakeReceiver(int fd, Watcher* watcher);
 
   // Runs `callback` on the loop thread once MonotonicNow() reaches `deadline`.
   // Loop thread only. Cancel is a no-op for a timer that already ran.

@@ -24,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "server/loop_test_util.h"
 #include "server/test_util.h"
 #include "transport/io_wait.h"
 
@@ -31,40 +32,8 @@ namespace islet {
 namespace {
 
 using testutil::kWait;
-
-// Runs a loop on its own thread for the test's duration.
-class LoopThread {
- public:
-  LoopThread() {
-    absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::Create();
-    EXPECT_TRUE(loop.ok()) << loop.status();
-    loop_ = *std::move(loop);
-    thread_ = std::thread([this] { loop_->Run(); });
-  }
-  ~LoopThread() { Stop(); }
-
-  EventLoop& loop() { return *loop_; }
-
-  // Runs `task` on the loop thread and waits for it.
-  void RunOnLoop(absl::AnyInvocable<void() &&> task) {
-    absl::Notification done;
-    loop_->Post([&] {
-      std::move(task)();
-      done.Notify();
-    });
-    ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
-  }
-
-  void Stop() {
-    if (!thread_.joinable()) return;
-    loop_->Quit();
-    thread_.join();
-  }
-
- private:
-  std::unique_ptr<EventLoop> loop_;
-  std::thread thread_;
-};
+using testutil::LoopThread;
+using testutil::TcpPair;
 
 TEST(EventLoopTest, PostedTasksRunOnTheLoopThreadInOrder) {
   LoopThread t;
@@ -381,23 +350,6 @@ TEST(EventLoopTest, PeerHangupIsReported) {
 }
 
 // A connected TCP pair on loopback: {accepted, connecting}, both non-blocking.
-std::pair<int, int> TcpPair() {
-  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  EXPECT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  EXPECT_EQ(::listen(listener, 1), 0);
-  EXPECT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  EXPECT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  const int server = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-  ::close(listener);
-  ::fcntl(client, F_SETFL, ::fcntl(client, F_GETFL) | O_NONBLOCK);
-  return {server, client};
-}
-
 // A half-closed peer is "ready" for EPOLLRDHUP forever; a watcher that asked only for
 // the hang-up (a connection kept open for writing after the peer finished) must neither
 // hear of it nor keep the loop turning. (io_uring reports EPOLLRDHUP whatever the mask:

@@ -15,6 +15,17 @@
 // armed poll (a poll_remove, whose success posts nothing) and bump the generation, so a
 // completion already on its way for the old poll is recognised and dropped.
 //
+// Receiving (EventLoop::Receiver, step 4 of docs/IO_URING.md): a connection's input
+// arrives by one multishot recv into a provided-buffer ring the loop's connections share,
+// so an idle connection holds no buffer and a busy one only what its handler has not
+// read. Only on a DEFER_TASKRUN ring: there the kernel moves data into the buffers only
+// inside this loop's own io_uring_enter, and Reap files every arrival of a batch with its
+// receiver before any watcher runs, so while a watcher runs, what a Receiver holds is
+// all the ring has taken from the socket, and a socket may go on to read its descriptor
+// directly (a blocking Recv) without reordering the stream. Receives are armed only at
+// the flush before the submit of a Wait, never by a submit in between, for the same
+// reason.
+//
 // Thread rule: the ring is set up with SINGLE_ISSUER|DEFER_TASKRUN where the kernel has
 // them (what keeps a ring from costing more CPU than epoll, docs/IO_URING.md), created
 // disabled and enabled by the first Wait, so the thread that runs the loop is its only
@@ -23,6 +34,7 @@
 #include <liburing.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -31,9 +43,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "server/loop_backend.h"
 #include "transport/errors.h"
@@ -55,11 +70,126 @@ constexpr uint64_t kWakeTag = 1;    // the read of the wake-up eventfd
 constexpr uint64_t kCancelTag = 2;  // Quiesce's cancel of everything
 constexpr uint64_t kMessageTag = 3;  // a wake-up another loop's ring sent (MSG_RING)
 constexpr uint32_t kMaxGeneration = 0x7fffffff;
+// User data of a receive: this bit | generation << 32 | fd. Its generations count the
+// receives armed on one descriptor number, across receivers, so that completions of a
+// receiver's closed predecessor are told apart (after 2^31 receives armed on one number
+// they wrap, and a completion that late could be misfiled: not a practical concern).
+constexpr uint64_t kReceiveBit = uint64_t{1} << 63;
+
+// The shared receive buffers: 256 of 16 KiB per loop (4 MiB of address space, pages
+// touched only as the kernel fills them). Buffers in use at once are the connections
+// with input their handler has not been handed yet (plus a few a pause catches in
+// flight); when none is left a receive stops (-ENOBUFS) and is armed again once one
+// comes back.
+constexpr uint16_t kBufferGroup = 0;
+constexpr unsigned kReceiveBuffers = 256;  // a power of two
+constexpr unsigned kReceiveBufferSize = 16 * 1024;
 
 class IoUringBackend;
 // The io_uring loop this thread is running, if any: its Wake of another io_uring loop
 // goes as a message from ring to ring.
 thread_local IoUringBackend* running_ring = nullptr;
+
+// The provided-buffer ring: every buffer is the kernel's to fill until a completion names
+// it, then the receiver's until it gives it back (Recycle).
+class BufferRing {
+ public:
+  static absl::StatusOr<std::unique_ptr<BufferRing>> Register(io_uring* ring) {
+    const size_t ring_bytes = kReceiveBuffers * sizeof(io_uring_buf);
+    void* mapped = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE,
+                          MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mapped == MAP_FAILED) return PosixError(errno, "event loop: buffer ring: mmap");
+    auto buffers = std::unique_ptr<BufferRing>(
+        new BufferRing(ring, static_cast<io_uring_buf_ring*>(mapped), ring_bytes));
+    io_uring_buf_ring_init(buffers->ring_buffers_);
+    io_uring_buf_reg reg = {};
+    reg.ring_addr = reinterpret_cast<uintptr_t>(buffers->ring_buffers_);
+    reg.ring_entries = kReceiveBuffers;
+    reg.bgid = kBufferGroup;
+    const int r = io_uring_register_buf_ring(ring, &reg, 0);
+    if (r != 0) {
+      buffers->registered_ = false;
+      return PosixError(-r, "event loop: io_uring_register_buf_ring");
+    }
+    for (unsigned bid = 0; bid < kReceiveBuffers; ++bid) {
+      io_uring_buf_ring_add(buffers->ring_buffers_, buffers->At(bid), kReceiveBufferSize,
+                            static_cast<unsigned short>(bid),
+                            io_uring_buf_ring_mask(kReceiveBuffers), static_cast<int>(bid));
+    }
+    io_uring_buf_ring_advance(buffers->ring_buffers_, static_cast<int>(kReceiveBuffers));
+    return buffers;
+  }
+
+  ~BufferRing() {
+    if (registered_) io_uring_unregister_buf_ring(ring_, kBufferGroup);
+    ::munmap(ring_buffers_, ring_bytes_);
+  }
+  BufferRing(const BufferRing&) = delete;
+  BufferRing& operator=(const BufferRing&) = delete;
+
+  char* At(unsigned bid) { return bytes_.get() + size_t{bid} * kReceiveBufferSize; }
+
+  void Recycle(unsigned bid) {
+    io_uring_buf_ring_add(ring_buffers_, At(bid), kReceiveBufferSize,
+                          static_cast<unsigned short>(bid),
+                          io_uring_buf_ring_mask(kReceiveBuffers), 0);
+    io_uring_buf_ring_advance(ring_buffers_, 1);
+  }
+
+ private:
+  BufferRing(io_uring* ring, io_uring_buf_ring* ring_buffers, size_t ring_bytes)
+      : ring_(ring),
+        ring_buffers_(ring_buffers),
+        ring_bytes_(ring_bytes),
+        // Not zeroed: pages are touched only as the kernel fills them.
+        bytes_(std::make_unique_for_overwrite<char[]>(size_t{kReceiveBuffers} *
+                                                      kReceiveBufferSize)) {}
+
+  io_uring* ring_;
+  io_uring_buf_ring* ring_buffers_;
+  size_t ring_bytes_;
+  std::unique_ptr<char[]> bytes_;
+  bool registered_ = true;
+};
+
+// One connection's receiving. Its state is the backend's to change (friend); the
+// InputChannel side is what the socket reads.
+class RingReceiver final : public EventLoop::Receiver {
+ public:
+  RingReceiver(IoUringBackend& backend, int fd, EventLoop::Watcher* watcher,
+               uint32_t first_generation)
+      : backend_(backend), fd_(fd), watcher_(watcher), first_generation_(first_generation) {}
+  ~RingReceiver() override;
+
+  absl::string_view Front() const override;
+  void Consume(size_t n) override;
+  absl::string_view Take() override;
+  void ReleaseTaken() override;
+  absl::Status end() const override { return end_; }
+  void SetReceiving(bool on) override;
+
+ private:
+  friend class IoUringBackend;
+  struct Segment {
+    uint16_t bid;
+    uint16_t begin;  // kReceiveBufferSize fits
+    uint16_t end;
+  };
+
+  IoUringBackend& backend_;
+  const int fd_;
+  EventLoop::Watcher* const watcher_;
+  const uint32_t first_generation_;
+  uint32_t armed_generation_ = 0;
+  int taken_ = -1;  // the buffer Take lent, until released
+  bool want_ = false;
+  bool armed_ = false;
+  bool arm_queued_ = false;
+  bool ready_queued_ = false;
+  bool starved_ = false;
+  absl::Status end_;
+  absl::InlinedVector<Segment, 2> segments_;
+};
 
 class IoUringBackend final : public LoopBackend {
  public:
@@ -70,7 +200,36 @@ class IoUringBackend final : public LoopBackend {
         skip_success_((features & IORING_FEAT_CQE_SKIP) != 0),
         enabled_((setup_flags & IORING_SETUP_R_DISABLED) == 0) {}
 
-  ~IoUringBackend() override { io_uring_queue_exit(&ring_); }
+  ~IoUringBackend() override {
+    // The buffer ring is unregistered before the ring goes.
+    buffers_.reset();
+    io_uring_queue_exit(&ring_);
+  }
+
+  std::unique_ptr<EventLoop::Receiver> MakeReceiver(int fd, EventLoop::Watcher* watcher) override {
+    if (fd < 0 || (setup_flags_ & IORING_SETUP_DEFER_TASKRUN) == 0) return nullptr;
+    if (buffers_ == nullptr) {
+      if (buffers_failed_) return nullptr;
+      absl::StatusOr<std::unique_ptr<BufferRing>> buffers = BufferRing::Register(&ring_);
+      if (!buffers.ok()) {
+        // Said once; the loop's sockets go on by readiness (as under epoll).
+        buffers_failed_ = true;
+        std::fprintf(stderr, "islet: io_uring: receiving by readiness only: %s\n",
+                     buffers.status().ToString().c_str());
+        return nullptr;
+      }
+      buffers_ = *std::move(buffers);
+    }
+    if (static_cast<size_t>(fd) >= receivers_.size()) {
+      const size_t size = std::max<size_t>(fd + 1, receivers_.size() * 2);
+      receivers_.resize(size, nullptr);
+      receive_generation_.resize(size, 0);
+    }
+    if (receivers_[fd] != nullptr) return nullptr;  // one per descriptor
+    auto receiver = std::make_unique<RingReceiver>(*this, fd, watcher, NextGeneration(fd));
+    receivers_[fd] = receiver.get();
+    return receiver;
+  }
 
   absl::Status Add(int fd, uint32_t events, EventLoop::Watcher* watcher) override {
     if (fd < 0) return PosixError(EBADF, "event loop: watch");
@@ -164,7 +323,8 @@ class IoUringBackend final : public LoopBackend {
     io_uring_sqe_set_data64(sqe, kCancelTag);
     cancel_done_ = false;
     // Bounded: a cancel of polls completes at once; the bound only guards a kernel bug.
-    for (int tries = 0; tries < 50 && (!cancel_done_ || armed_ > 0 || wake_armed_);
+    for (int tries = 0;
+         tries < 50 && (!cancel_done_ || armed_ > 0 || receives_armed_ > 0 || wake_armed_);
          ++tries) {
       __kernel_timespec ts = {};
       ts.tv_nsec = 20 * 1000 * 1000;
@@ -180,11 +340,43 @@ class IoUringBackend final : public LoopBackend {
       if (slot.active) QueueArm(static_cast<int>(fd));
     }
     armed_ = 0;
+    for (RingReceiver* receiver : receivers_) {
+      if (receiver == nullptr) continue;
+      receiver->armed_ = false;
+      if (receiver->want_) QueueReceive(*receiver);
+    }
+    receives_armed_ = 0;
     wake_armed_ = false;
     if (running_ring == this) running_ring = nullptr;
   }
 
   absl::string_view name() const override { return "io_uring"; }
+
+  // ---- RingReceiver's side ----
+
+  char* BufferAt(unsigned bid) { return buffers_->At(bid); }
+
+  void Recycle(unsigned bid) {
+    buffers_->Recycle(bid);
+    --buffers_held_;
+  }
+
+  void SetReceiving(RingReceiver& receiver, bool on) {
+    receiver.want_ = on;
+    if (on) {
+      QueueReceive(receiver);
+    } else if (receiver.armed_) {
+      CancelReceive(receiver);
+    }
+  }
+
+  void Forget(RingReceiver& receiver) {
+    if (receiver.armed_) CancelReceive(receiver);
+    receiver.ReleaseTaken();
+    for (const RingReceiver::Segment& segment : receiver.segments_) Recycle(segment.bid);
+    receiver.segments_.clear();
+    receivers_[receiver.fd_] = nullptr;
+  }
 
   std::string description() const override {
     std::string flags;
@@ -248,6 +440,111 @@ class IoUringBackend final : public LoopBackend {
       if (slot.active && !slot.armed) Arm(fd);
     }
     arms_.clear();
+    // Starved receives go again once a buffer has come back (not at once: the ring
+    // would only refuse them again, and wake the loop to say so).
+    if (!starved_.empty() && buffers_held_ < kReceiveBuffers) {
+      for (int fd : starved_) {
+        RingReceiver* receiver = receivers_[fd];
+        if (receiver == nullptr || !receiver->starved_) continue;
+        receiver->starved_ = false;
+        QueueReceive(*receiver);
+      }
+      starved_.clear();
+    }
+    for (int fd : receive_arms_) {
+      RingReceiver* receiver = receivers_[fd];
+      if (receiver == nullptr || !receiver->arm_queued_) continue;
+      receiver->arm_queued_ = false;
+      if (receiver->want_ && !receiver->armed_ && !receiver->starved_ && receiver->end_.ok()) {
+        ArmReceive(*receiver);
+      }
+    }
+    receive_arms_.clear();
+  }
+
+  uint32_t NextGeneration(int fd) {
+    uint32_t& generation = receive_generation_[fd];
+    generation = generation >= kMaxGeneration ? 1 : generation + 1;
+    return generation;
+  }
+
+  static uint64_t ReceiveData(int fd, uint32_t generation) {
+    return kReceiveBit | UserData(fd, generation);
+  }
+
+  void QueueReceive(RingReceiver& receiver) {
+    if (receiver.arm_queued_ || receiver.armed_) return;
+    receiver.arm_queued_ = true;
+    receive_arms_.push_back(receiver.fd_);
+  }
+
+  void ArmReceive(RingReceiver& receiver) {
+    const uint32_t generation = NextGeneration(receiver.fd_);
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_recv_multishot(sqe, receiver.fd_, nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kBufferGroup;
+    io_uring_sqe_set_data64(sqe, ReceiveData(receiver.fd_, generation));
+    receiver.armed_ = true;
+    receiver.armed_generation_ = generation;
+    ++receives_armed_;
+  }
+
+  // What it already received stays; its last completion (-ECANCELED) is ignored.
+  void CancelReceive(RingReceiver& receiver) {
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_cancel64(sqe, ReceiveData(receiver.fd_, receiver.armed_generation_), 0);
+    io_uring_sqe_set_data64(sqe, kIgnoreTag);
+    if (skip_success_) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    receiver.armed_ = false;
+    --receives_armed_;
+  }
+
+  // Files a receive's completion with its receiver (pass one of Reap): bytes, the end,
+  // or a stop for want of buffers.
+  void CompleteReceive(uint64_t user_data, int32_t res, uint32_t flags) {
+    const int fd = static_cast<int>(user_data & 0xffffffff);
+    const uint32_t generation = static_cast<uint32_t>((user_data & ~kReceiveBit) >> 32);
+    const bool has_buffer = (flags & IORING_CQE_F_BUFFER) != 0;
+    const unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+    if (has_buffer) ++buffers_held_;
+    RingReceiver* receiver =
+        static_cast<size_t>(fd) < receivers_.size() ? receivers_[fd] : nullptr;
+    if (receiver == nullptr || generation < receiver->first_generation_) {
+      if (has_buffer) Recycle(bid);  // a closed receiver's: nobody reads it
+      return;
+    }
+    if ((flags & IORING_CQE_F_MORE) == 0 && receiver->armed_ &&
+        generation == receiver->armed_generation_) {
+      receiver->armed_ = false;
+      --receives_armed_;
+    }
+    if (res > 0 && has_buffer) {
+      receiver->segments_.push_back(
+          {static_cast<uint16_t>(bid), 0, static_cast<uint16_t>(res)});
+      QueueReady(*receiver);
+    } else {
+      if (has_buffer) Recycle(bid);
+      if (res == 0) {
+        receiver->end_ = PeerClosedError("recv");
+        QueueReady(*receiver);
+      } else if (res == -ENOBUFS) {
+        if (!receiver->starved_) {
+          receiver->starved_ = true;
+          starved_.push_back(fd);
+        }
+      } else if (res != -ECANCELED && res < 0) {
+        receiver->end_ = PosixError(-res, "recv");
+        QueueReady(*receiver);
+      }
+    }
+    if (!receiver->armed_ && receiver->want_) QueueReceive(*receiver);
+  }
+
+  void QueueReady(RingReceiver& receiver) {
+    if (!receiver.want_ || receiver.ready_queued_) return;
+    receiver.ready_queued_ = true;
+    receive_ready_.push_back(receiver.fd_);
   }
 
   void Arm(int fd) {
@@ -306,17 +603,30 @@ class IoUringBackend final : public LoopBackend {
 
   // Handles the completions there now (not those the handling makes: they wait for the
   // next Wait, so timers and posted tasks get their turn).
+  // Receives first, all of them, then readiness: see the top of the file.
   void Reap(Dispatch dispatch) {
-    unsigned ready = io_uring_cq_ready(&ring_);
-    while (ready-- > 0) {
-      io_uring_cqe* cqe = nullptr;
-      if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) break;
-      const uint64_t user_data = cqe->user_data;
-      const int32_t res = cqe->res;
-      const uint32_t flags = cqe->flags;
-      io_uring_cqe_seen(&ring_, cqe);
-      Complete(user_data, res, flags, dispatch);
+    batch_.clear();
+    unsigned head;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      batch_.push_back({cqe->user_data, cqe->res, cqe->flags});
     }
+    io_uring_cq_advance(&ring_, static_cast<unsigned>(batch_.size()));
+    for (const Completion& c : batch_) {
+      if ((c.user_data & kReceiveBit) != 0) CompleteReceive(c.user_data, c.res, c.flags);
+    }
+    for (const Completion& c : batch_) {
+      if ((c.user_data & kReceiveBit) == 0) Complete(c.user_data, c.res, c.flags, dispatch);
+    }
+    // By index: a watcher may make receivers, never readiness (only a Reap does).
+    for (size_t i = 0; i < receive_ready_.size(); ++i) {
+      const int fd = receive_ready_[i];
+      RingReceiver* receiver = receivers_[fd];
+      if (receiver == nullptr || !receiver->ready_queued_) continue;  // closed since
+      receiver->ready_queued_ = false;
+      dispatch(receiver->watcher_, EPOLLIN);
+    }
+    receive_ready_.clear();
   }
 
   void Complete(uint64_t user_data, int32_t res, uint32_t flags, Dispatch dispatch) {
@@ -363,6 +673,12 @@ class IoUringBackend final : public LoopBackend {
     dispatch(watcher, ready);  // may add, modify or remove any slot: `slot` is stale now
   }
 
+  struct Completion {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+  };
+
   io_uring ring_;
   UniqueFd wake_;
   const unsigned setup_flags_;
@@ -376,7 +692,56 @@ class IoUringBackend final : public LoopBackend {
   // Enabled and between its first Wait and Quiesce: other loops may wake it by message.
   std::atomic<bool> takes_messages_{false};
   uint64_t wake_count_ = 0;  // where the wake-up read lands
+  std::vector<Completion> batch_;  // Reap's
+
+  // Receiving: made on the first MakeReceiver (DEFER_TASKRUN rings only).
+  std::unique_ptr<BufferRing> buffers_;
+  bool buffers_failed_ = false;
+  size_t buffers_held_ = 0;                  // named by a completion, not given back
+  std::vector<RingReceiver*> receivers_;     // by descriptor
+  std::vector<uint32_t> receive_generation_;  // by descriptor: the last one used
+  std::vector<int> receive_arms_;    // receives to arm before the next submit
+  std::vector<int> starved_;         // receives stopped by -ENOBUFS
+  std::vector<int> receive_ready_;   // receivers to tell EPOLLIN in this Reap
+  size_t receives_armed_ = 0;
 };
+
+RingReceiver::~RingReceiver() { backend_.Forget(*this); }
+
+absl::string_view RingReceiver::Front() const {
+  if (segments_.empty()) return {};
+  const Segment& s = segments_.front();
+  return absl::string_view(backend_.BufferAt(s.bid) + s.begin, s.end - s.begin);
+}
+
+void RingReceiver::Consume(size_t n) {
+  while (n > 0 && !segments_.empty()) {
+    Segment& s = segments_.front();
+    const size_t m = std::min<size_t>(n, s.end - s.begin);
+    s.begin = static_cast<uint16_t>(s.begin + m);
+    n -= m;
+    if (s.begin == s.end) {
+      backend_.Recycle(s.bid);
+      segments_.erase(segments_.begin());
+    }
+  }
+}
+
+absl::string_view RingReceiver::Take() {
+  ReleaseTaken();
+  if (segments_.empty()) return {};
+  const Segment s = segments_.front();
+  segments_.erase(segments_.begin());
+  taken_ = s.bid;
+  return absl::string_view(backend_.BufferAt(s.bid) + s.begin, s.end - s.begin);
+}
+
+void RingReceiver::ReleaseTaken() {
+  if (taken_ < 0) return;
+  backend_.Recycle(static_cast<unsigned>(std::exchange(taken_, -1)));
+}
+
+void RingReceiver::SetReceiving(bool on) { backend_.SetReceiving(*this, on); }
 
 absl::Status RefusedError(int err) {
   switch (err) {

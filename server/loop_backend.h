@@ -43,6 +43,11 @@ class LoopBackend {
   // `timeout_ms` passes (-1: no limit, 0: no wait), and calls `dispatch` once per ready
   // descriptor with the mask it is ready for.
   virtual void Wait(int timeout_ms, Dispatch dispatch) = 0;
+  // See EventLoop::MakeReceiver; null by default.
+  virtual std::unique_ptr<EventLoop::Receiver> MakeReceiver(int fd, EventLoop::Watcher* watcher) {
+    return nullptr;
+  }
+
   // Makes a blocked Wait return. Thread-safe.
   virtual void Wake() = 0;
   // Run is returning: give back what the kernel holds of watched descriptors (io_uring's

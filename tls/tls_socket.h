@@ -106,6 +106,8 @@ class TlsSocket : public Socket {
   const ProxyHeader* proxy_header() const override { return inner_->proxy_header(); }
 
   int fd() const override;
+  // The inner socket's: BoringSSL reads through it.
+  bool AttachInput(InputChannel* input) override { return inner_->AttachInput(input); }
   absl::StatusOr<IoInterest> HandshakeStep() override;
   absl::StatusOr<size_t> WriteSome(absl::Span<const absl::string_view> buffers) override;
   // Reads the file in chunks of 64 KiB and writes them as records until the inner

@@ -182,8 +182,16 @@ class ProxySocket final : public Socket {
   absl::StatusOr<size_t> SendfileSome(int file_fd, uint64_t offset, size_t length) override {
     return inner_->SendfileSome(file_fd, offset, length);
   }
+  // Only once the header is read: reading it peeks at the descriptor.
+  bool AttachInput(InputChannel* input) override {
+    if (state_ != State::kDone && input != nullptr) return false;
+    return inner_->AttachInput(input);
+  }
 
  protected:
+  absl::string_view TakeTransportInput() override {
+    return replay_.empty() ? inner_->TakeInput() : absl::string_view();
+  }
   absl::StatusOr<size_t> ReadSomeFromTransport(absl::Span<char> buf) override {
     if (!replay_.empty()) {
       if (inner_->IsClosed()) return ClosedError("recv");

@@ -477,8 +477,43 @@ absl::StatusOr<IoInterest> TcpSocket::HandshakeStep() {
   return IoInterest::kNone;
 }
 
+bool TcpSocket::AttachInput(InputChannel* input) {
+  if (connecting_ || !fd_) return false;
+  input_ = input;
+  return true;
+}
+
+bool TcpSocket::TransportHasBufferedInput() const {
+  return input_ != nullptr && (!input_->Front().empty() || !input_->end().ok());
+}
+
+absl::string_view TcpSocket::TakeTransportInput() {
+  if (input_ == nullptr) return {};
+  const absl::string_view taken = input_->Take();
+  if (!taken.empty()) counters_.CountReceive(taken.size());
+  return taken;
+}
+
 absl::StatusOr<size_t> TcpSocket::ReadSomeFromTransport(absl::Span<char> buf) {
   if (!fd_) return ClosedError("recv");
+  if (input_ != nullptr) {
+    // What the loop received first; then its end, or the descriptor (see InputChannel).
+    size_t n = 0;
+    while (n < buf.size()) {
+      const absl::string_view front = input_->Front();
+      if (front.empty()) break;
+      const size_t m = std::min(front.size(), buf.size() - n);
+      std::memcpy(buf.data() + n, front.data(), m);
+      input_->Consume(m);
+      n += m;
+    }
+    if (n > 0) {
+      counters_.CountReceive(n);
+      return n;
+    }
+    absl::Status end = input_->end();
+    if (!end.ok()) return end;
+  }
   for (;;) {
     const ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
     if (n > 0) {

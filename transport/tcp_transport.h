@@ -67,7 +67,10 @@ class TcpSocket : public Socket {
   absl::StatusOr<IoInterest> HandshakeStep() override;
 
   absl::Status Shutdown(ShutdownWay way) override;
-  void Close() override { fd_.reset(); }
+  void Close() override {
+    input_ = nullptr;
+    fd_.reset();
+  }
   bool IsClosed() const override { return !fd_.valid(); }
   absl::StatusOr<SocketInfo> LocalInfo() const override;
   absl::StatusOr<SocketInfo> PeerInfo() const override;
@@ -75,11 +78,15 @@ class TcpSocket : public Socket {
   int fd() const override { return fd_.get(); }
   absl::StatusOr<size_t> WriteSome(absl::Span<const absl::string_view> buffers) override;
   absl::StatusOr<size_t> SendfileSome(int file_fd, uint64_t offset, size_t length) override;
+  // Not while a StartConnect is under way.
+  bool AttachInput(InputChannel* input) override;
 
   AddressFamily family() const { return family_; }
 
  protected:
   absl::StatusOr<size_t> ReadSomeFromTransport(absl::Span<char> buf) override;
+  bool TransportHasBufferedInput() const override;
+  absl::string_view TakeTransportInput() override;
   absl::Status ApplyOption(const SocketOption& option) override;
   absl::StatusOr<SocketOption> ReadOption(SocketOptionName name) const override;
 
@@ -101,6 +108,7 @@ class TcpSocket : public Socket {
   };
 
   UniqueFd fd_;
+  InputChannel* input_ = nullptr;  // AttachInput's; read before the descriptor
   AddressFamily family_;
   bool connecting_ = false;  // StartConnect's connect is under way
   uint16_t peer_port_ = 0;  // host order; 0: no address kept (see the constructor)

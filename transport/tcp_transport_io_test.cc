@@ -10,10 +10,13 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <initializer_list>
 #include <future>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -41,6 +44,91 @@ using ::testing::HasSubstr;
 INSTANTIATE_TEST_SUITE_P(AllNets, ConnectedTest,
                          testing::Values(Net::kIpv4, Net::kIpv6, Net::kUnix), NetName);
 INSTANTIATE_TEST_SUITE_P(IpNets, IpConnectedTest, testing::Values(Net::kIpv4, Net::kIpv6), NetName);
+
+// =====================================================================================
+// Input a loop received for the socket (AttachInput)
+// =====================================================================================
+
+// Segments held as a loop's receiver holds them.
+class HeldInput : public InputChannel {
+ public:
+  HeldInput(std::initializer_list<absl::string_view> segments,
+            absl::Status end = absl::OkStatus())
+      : segments_(segments.begin(), segments.end()), end_(std::move(end)) {}
+
+  absl::string_view Front() const override {
+    return segments_.empty() ? absl::string_view() : segments_.front();
+  }
+  void Consume(size_t n) override {
+    segments_.front().erase(0, n);
+    if (segments_.front().empty()) segments_.pop_front();
+  }
+  absl::string_view Take() override {
+    ReleaseTaken();
+    if (segments_.empty()) return {};
+    taken_ = std::move(segments_.front());
+    segments_.pop_front();
+    return taken_;
+  }
+  void ReleaseTaken() override { taken_.clear(); }
+  absl::Status end() const override { return end_; }
+
+ private:
+  std::deque<std::string> segments_;
+  std::string taken_;
+  absl::Status end_;
+};
+
+TEST_P(ConnectedTest, AttachedInputIsReadBeforeTheDescriptor) {
+  ASSERT_THAT(client_->Send("socket"), IsOk());
+  ASSERT_TRUE(WaitReadable(server_->fd()));
+  HeldInput held({"held1,", "held2,"});
+  ASSERT_TRUE(server_->AttachInput(&held));
+  EXPECT_TRUE(server_->HasBufferedInput());
+  char buf[100];
+  // One read takes across the held segments, then the next one reads the descriptor.
+  EXPECT_THAT(server_->ReadSome(absl::MakeSpan(buf)), IsOkAndHolds(12u));
+  EXPECT_EQ(absl::string_view(buf, 12), "held1,held2,");
+  EXPECT_FALSE(server_->HasBufferedInput());
+  EXPECT_THAT(server_->ReadSome(absl::MakeSpan(buf)), IsOkAndHolds(6u));
+  EXPECT_EQ(absl::string_view(buf, 6), "socket");
+  ASSERT_OK_AND_ASSIGN(SocketStats stats, server_->GetStat());
+  EXPECT_EQ(stats.bytes_received, 18u);
+  server_->Close();
+  EXPECT_FALSE(server_->HasBufferedInput()) << "closing lets go of the input";
+}
+
+TEST_P(ConnectedTest, TakeInputLendsTheFrontSegmentWholeAndReadsGoOnAfterIt) {
+  HeldInput held({"ab", "cd"});
+  ASSERT_TRUE(server_->AttachInput(&held));
+  EXPECT_EQ(server_->TakeInput(), "ab");
+  char buf[10];
+  EXPECT_THAT(server_->ReadSome(absl::MakeSpan(buf)), IsOkAndHolds(2u));
+  EXPECT_EQ(absl::string_view(buf, 2), "cd");
+  EXPECT_EQ(server_->TakeInput(), "") << "nothing held: ReadSome reads the descriptor";
+  EXPECT_THAT(server_->ReadSome(absl::MakeSpan(buf)),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST_P(ConnectedTest, TheEndOfAttachedInputIsReportedOnceItsBytesAreRead) {
+  HeldInput held({"last"}, PosixError(ECONNRESET, "recv"));
+  ASSERT_TRUE(server_->AttachInput(&held));
+  char buf[10];
+  EXPECT_THAT(server_->ReadSome(absl::MakeSpan(buf)), IsOkAndHolds(4u));
+  EXPECT_TRUE(server_->HasBufferedInput()) << "the end is still to be read";
+  EXPECT_THAT(server_->ReadSome(absl::MakeSpan(buf)), StatusIs(absl::StatusCode::kAborted));
+}
+
+TEST_P(ConnectedTest, RecvReadsAttachedInputThenWaitsOnTheDescriptor) {
+  HeldInput held({"he"});
+  ASSERT_TRUE(server_->AttachInput(&held));
+  std::thread sender([this] {
+    absl::SleepFor(absl::Milliseconds(20));
+    EXPECT_THAT(client_->Send("llo"), IsOk());
+  });
+  EXPECT_THAT(server_->Recv(5, kGenerous), IsOkAndHolds("hello"));
+  sender.join();
+}
 
 // =====================================================================================
 // Recv

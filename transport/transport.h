@@ -64,6 +64,27 @@ namespace islet {
 // What a non-blocking call needs before it can make progress.
 enum class IoInterest : uint8_t { kNone, kRead, kWrite };
 
+// Input an event loop receives on a socket's behalf (io_uring's multishot receive into
+// buffers the loop owns), for the socket to read in place of its descriptor
+// (Socket::AttachInput). What it holds always comes before what the descriptor still
+// has: the loop receives nothing while the socket's owner runs, so a socket may read
+// its descriptor directly once the channel is empty.
+class InputChannel {
+ public:
+  virtual ~InputChannel() = default;
+  // The oldest bytes received and not read yet; empty when none.
+  virtual absl::string_view Front() const = 0;
+  // Marks the first `n` bytes of Front() read.
+  virtual void Consume(size_t n) = 0;
+  // Takes Front() whole without a copy: reads go on after it, and its bytes stay valid
+  // until the next Take, ReleaseTaken, or the channel's end.
+  virtual absl::string_view Take() = 0;
+  virtual void ReleaseTaken() = 0;
+  // Why receiving ended (OutOfRange at the peer's orderly close, or the error), to be
+  // reported once Front() is empty; OK while it goes on.
+  virtual absl::Status end() const = 0;
+};
+
 // A connected socket. Not thread-safe: one owner thread at a time (see the table).
 class Socket {
  public:
@@ -149,6 +170,18 @@ class Socket {
     return !kept_input_.empty() || TransportHasBufferedInput();
   }
 
+  // Reads from `input` from now on, before the descriptor (null: the descriptor only
+  // again). False for a transport that reads its descriptor some other way (the loop
+  // then goes on polling it). Wrapping transports hand it to the socket they wrap.
+  virtual bool AttachInput(InputChannel* input) { return false; }
+  // Zero-copy reading of an attached input: the oldest received bytes, taken whole (no
+  // later read returns them) and valid as InputChannel::Take says; empty when there are
+  // none, or when this socket must transform them first (TLS) or holds others before
+  // them. ReadSome reads in every case.
+  absl::string_view TakeInput() {
+    return kept_input_.empty() ? TakeTransportInput() : absl::string_view();
+  }
+
   // Writes what the transport accepts now from the buffers, in order: a count > 0,
   // or Unavailable when nothing could be written.
   virtual absl::StatusOr<size_t> WriteSome(absl::Span<const absl::string_view> buffers) = 0;
@@ -165,6 +198,8 @@ class Socket {
   // Input the transport holds that polling fd() would not reveal (TLS plaintext or
   // read-ahead ciphertext).
   virtual bool TransportHasBufferedInput() const { return false; }
+  // TakeInput after the kept bytes.
+  virtual absl::string_view TakeTransportInput() { return {}; }
   // Option hooks. Called only with options that passed ValidateSocketOption; send_timeout
   // is handled here and never reaches them.
   virtual absl::Status ApplyOption(const SocketOption& option) = 0;
