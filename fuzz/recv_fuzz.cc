@@ -26,7 +26,10 @@
 // carries only the bytes under test, so the invariant is exactly "what was sent".
 //
 // The input:
-//   byte 0            mode: % 3 = 0 data, 1 recv, 2 http
+//   byte 0            mode: % 3 = 0 data, 1 recv, 2 http; (/ 3) % 2: the server's event
+//                     loop, 0 epoll, 1 io_uring (its receives into the ring's shared
+//                     buffers, and blocking Recvs beside them; epoll where io_uring is
+//                     refused)
 //   byte 1            chunk count, % 33
 //   2 bytes a chunk   little-endian: bits 0-11 the length (clamped to what is left),
 //                     bits 12-13 a repeat count (1, 8, 64 or 512 times the same bytes,
@@ -69,6 +72,7 @@
 #include "absl/time/time.h"
 #include "examples/http_hello/http_hello.h"
 #include "server/connection.h"
+#include "server/event_loop_kind.h"
 #include "server/handler.h"
 #include "server/server.h"
 #include "server/server_options.h"
@@ -139,6 +143,7 @@ struct Chunk {
 
 struct Input {
   Mode mode = Mode::kData;
+  EventLoopKind loop = EventLoopKind::kEpoll;
   std::vector<Chunk> chunks;
   std::vector<Step> script;
   HttpHelloOptions http;
@@ -150,7 +155,9 @@ Input Parse(const uint8_t* data, size_t size) {
   const uint8_t* end = data + size;
   auto take = [&]() -> uint8_t { return p < end ? *p++ : 0; };
   Input in;
-  in.mode = static_cast<Mode>(take() % 3);
+  const uint8_t first = take();
+  in.mode = static_cast<Mode>(first % 3);
+  in.loop = (first / 3) % 2 == 0 ? EventLoopKind::kEpoll : EventLoopKind::kIoUring;
   struct Cut {
     size_t length;
     size_t repeat;
@@ -351,28 +358,37 @@ std::unique_ptr<Handler> MakeHandler(const std::any&) {
   return std::make_unique<StreamHandler>(std::move(s));
 }
 
-// The server: started once, never stopped.
-const SocketInfo& ServerAddress() {
-  static Server* server = nullptr;  // kept for the life of the process
-  static const SocketInfo* address = [] {
+// The servers, one per event loop: each started at its first input, never stopped.
+// Where io_uring is refused, its inputs go to the epoll server (said once).
+const SocketInfo& ServerAddress(EventLoopKind loop) {
+  static auto start = [](EventLoopKind kind) -> const SocketInfo* {
     ServerOptions options;
     options.port = 0;
     options.transport_options.address = "127.0.0.1";
     options.handler_factory = MakeHandler;
     options.num_workers = 2;
+    options.event_loop = kind;
     options.read_timeout = kReadTimeout;
     // Generous: the client half-closes right after its last chunk, so the lingering
     // close never runs out unless something is stuck.
     options.linger_timeout = absl::Seconds(3);
     options.name = "recv_fuzz";
     absl::StatusOr<std::unique_ptr<Server>> started = Server::Start(std::move(options));
+    if (!started.ok() && kind == EventLoopKind::kIoUring && absl::IsUnavailable(started.status())) {
+      std::fprintf(stderr, "recv_fuzz: io_uring inputs go to epoll: %s\n",
+                   started.status().ToString().c_str());
+      return nullptr;
+    }
     if (!started.ok()) Die(absl::StrCat("server start: ", started.status().ToString()));
-    server = started->release();
+    Server* server = started->release();  // kept for the life of the process
     absl::StatusOr<SocketInfo> where = server->ListenerInfo();
     if (!where.ok()) Die(absl::StrCat("listener info: ", where.status().ToString()));
     return new SocketInfo(*where);
-  }();
-  return *address;
+  };
+  static const SocketInfo* epoll = start(EventLoopKind::kEpoll);
+  if (loop == EventLoopKind::kEpoll) return *epoll;
+  static const SocketInfo* io_uring = start(EventLoopKind::kIoUring);
+  return io_uring != nullptr ? *io_uring : *epoll;
 }
 
 // The handler's view, for messages. Call with s.mu held.
@@ -389,7 +405,8 @@ absl::Duration Left(absl::Time deadline) {
 }
 
 std::string Describe(const Input& in, absl::string_view stage) {
-  return absl::StrCat("mode ", ModeName(in.mode), ", ", in.chunks.size(), " chunks, ",
+  return absl::StrCat("mode ", ModeName(in.mode), " on ", EventLoopKindName(in.loop), ", ",
+                      in.chunks.size(), " chunks, ",
                       in.script.size(), " steps, ", in.stream.size(), " bytes (", stage, ")");
 }
 
@@ -419,7 +436,7 @@ std::string RunConnection(const Input& in, const std::shared_ptr<Session>& s,
     *offered = s;
   }
   absl::StatusOr<std::unique_ptr<TcpSocket>> client =
-      TcpSocket::Connect(ServerAddress(), Left(deadline));
+      TcpSocket::Connect(ServerAddress(in.loop), Left(deadline));
   if (!client.ok()) Die(absl::StrCat("connect: ", client.status().ToString(), "; ", context));
   uint64_t sent = 0;
   for (const Chunk& chunk : chunks) {

@@ -325,6 +325,9 @@ TEST_F(BackpressureTest, ASlowReaderGetsEveryByteInOrder) {
   ServerOptions options = Options();
   options.send_queue_high_water = 192 * 1024;
   options.send_queue_limit = kLimit;
+  // A small send buffer, so that the queue is used whatever else holds bytes on their
+  // way (the kernel's autotuned buffer, io_uring's staged sends).
+  options.transport_options.socket_options.push_back(SocketOption::SendBuffer(16 << 10));
   options.handler_factory = [c = counters_](const std::any&) -> std::unique_ptr<Handler> {
     return std::make_unique<Streamer>(c, kPerRequest, 192 * 1024);
   };

@@ -148,6 +148,7 @@ void ConnectionImpl::RunDrained() {
 void ConnectionImpl::BeginShutdown(absl::Duration deadline) {
   AssertInLoopThread();
   if (phase_ == Phase::kClosed) return;
+  stop_deadline_ = std::min(stop_deadline_, deadline);
   // What the peer sent before the stop is the peer's: it is handed to HandleData first
   // (a bounded amount), so that requests already here are answered, not dropped.
   for (int i = 0; i < kShutdownReads && phase_ == Phase::kOpen && !ended_; ++i) {
@@ -193,7 +194,7 @@ void ConnectionImpl::Close(Ending ending, CloseType type, absl::Status error) {
     return;
   }
   if (phase_ == Phase::kClosed) return;
-  if (out_.empty()) {
+  if (AllSent()) {
     CloseSocketOrLinger();
     return;
   }
@@ -248,6 +249,15 @@ void ConnectionImpl::CloseSocketOrLinger() {
   // connection. A transport with no room for its last bytes (TLS close_notify) closes
   // at once: its peer is not reading anyway.
   absl::StatusOr<IoInterest> half_closed = socket_->ShutdownStep(ShutdownWay::kWrite);
+  if (half_closed.ok() && *half_closed == IoInterest::kWrite && socket_->HasPendingOutput()) {
+    // What the transport sends last (a TLS close_notify) is staged for the loop to send
+    // (io_uring): the half-close follows once it has gone out.
+    phase_ = Phase::kDraining;
+    phase_deadline_ = std::min(phase_deadline_, loop_.now() + options_.send_timeout);
+    UpdateInterest();
+    ArmTimer();
+    return;
+  }
   if (!half_closed.ok() || *half_closed != IoInterest::kNone) {
     CloseSocket();
     return;
@@ -258,8 +268,10 @@ void ConnectionImpl::CloseSocketOrLinger() {
   write_shutdown_ = WriteShutdown::kNone;
   shutdown_deadline_ = absl::InfiniteDuration();
   phase_ = Phase::kLingering;
+  // From now: not the drain's deadline (send_timeout, a different wait), only the
+  // server's stop bounds it beyond linger_timeout.
   phase_deadline_ =
-      std::min(phase_deadline_, loop_.now() + host_.ScaledTimeout(options_.linger_timeout));
+      std::min(stop_deadline_, loop_.now() + host_.ScaledTimeout(options_.linger_timeout));
   UpdateInterest();
   ArmTimer();
   DiscardInput();
@@ -294,7 +306,7 @@ void ConnectionImpl::CloseSocket() {
     }
     socket_->Close();
   }
-  receiver_.reset();  // cancels its receive, gives its buffers back
+  channel_.reset();  // cancels its receive, gives its buffers back
   out_.Clear();
   CancelAllTimers();
   if (report) {
@@ -330,7 +342,7 @@ void ConnectionImpl::ContinueHandshake() {
     return;
   }
   phase_ = Phase::kOpen;
-  AttachReceiver();
+  AttachChannel();
   // Finished within a stop's grace: the stop's deadline still holds (BeginShutdown).
   if (!host_.shutting_down()) phase_deadline_ = absl::InfiniteDuration();
   if (Telemetry::Enabled(TelemetryEventType::kConnectionReady)) {
@@ -402,11 +414,11 @@ void ConnectionImpl::OnReady(uint32_t events) {
     if (phase_ == Phase::kClosed) return;
   }
   if (phase_ == Phase::kDraining) {
-    if (out_.empty()) CloseSocketOrLinger();
+    if (AllSent()) CloseSocketOrLinger();
     return;
   }
   if (phase_ == Phase::kSwitching) {
-    if (out_.empty()) Upgrade();
+    if (AllSent()) Upgrade();
     return;
   }
   if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0 && ReadingAllowed()) {
@@ -422,18 +434,22 @@ void ConnectionImpl::OnReady(uint32_t events) {
   }
 }
 
-void ConnectionImpl::AttachReceiver() {
-  if (receiver_ != nullptr || socket_ == nullptr) return;
+void ConnectionImpl::AttachChannel() {
+  if (channel_ != nullptr || socket_ == nullptr) return;
   // After the handshake: a PROXY header is read by peeking at the descriptor.
-  std::unique_ptr<EventLoop::Receiver> receiver = loop_.MakeReceiver(socket_->fd(), this);
-  if (receiver == nullptr || !socket_->AttachInput(receiver.get())) return;
-  receiver_ = std::move(receiver);
+  std::unique_ptr<EventLoop::SocketChannel> channel = loop_.MakeChannel(socket_->fd(), this);
+  if (channel == nullptr || !socket_->AttachInput(channel.get())) return;
+  if (!socket_->AttachOutput(channel.get())) {
+    socket_->AttachInput(nullptr);
+    return;
+  }
+  channel_ = std::move(channel);
 }
 
 bool ConnectionImpl::ReadAndDispatch() {
   AssertInLoopThread();
   if (phase_ != Phase::kOpen || ended_ || !ReadingAllowed()) return false;
-  if (receiver_ != nullptr) {
+  if (channel_ != nullptr) {
     // Straight from the loop's receive buffer, with no copy: HandleData's bytes are
     // valid only during the call, and the buffer goes back when it returns.
     const absl::string_view taken = socket_->TakeInput();
@@ -441,7 +457,7 @@ bool ConnectionImpl::ReadAndDispatch() {
       Emit(TelemetryEventType::kConnectionAsyncRecv, taken.size());
       waiting_since_ = absl::InfiniteDuration();
       RunCallback([&] { return handler_->HandleData(taken, *this); });
-      if (receiver_ != nullptr) receiver_->ReleaseTaken();
+      if (channel_ != nullptr) channel_->ReleaseTaken();
       return true;
     }
   }
@@ -533,7 +549,7 @@ void ConnectionImpl::SwitchTransport(Transport* transport) {
     Close(Ending::kError, CloseType::kNoFlush, flushed);
     return;
   }
-  if (!out_.empty()) {
+  if (!AllSent()) {
     UpdateInterest();
     ArmTimer();
     return;
@@ -598,7 +614,7 @@ void ConnectionImpl::UpdateInterest() {
       break;
     case Phase::kSwitching:
     case Phase::kDraining:
-      if (!out_.empty()) want |= EPOLLOUT;
+      if (!AllSent()) want |= EPOLLOUT;
       break;
     case Phase::kLingering:
       want = EPOLLIN;
@@ -606,10 +622,15 @@ void ConnectionImpl::UpdateInterest() {
     case Phase::kClosed:
       return;
   }
-  if (receiver_ != nullptr) {
-    // Input comes by the loop's receive, not by readiness.
-    receiver_->SetReceiving((want & EPOLLIN) != 0);
+  if (channel_ != nullptr) {
+    // Input comes by the loop's receive, not by readiness; room for output, while the
+    // loop holds staged bytes, by its sends (the descriptor's writability otherwise: a
+    // sendfile's).
+    channel_->SetReceiving((want & EPOLLIN) != 0);
     want &= ~static_cast<uint32_t>(EPOLLIN);
+    const bool on_sends = (want & EPOLLOUT) != 0 && socket_->HasPendingOutput();
+    channel_->SetNotifyWhenSent(on_sends);
+    if (on_sends) want &= ~static_cast<uint32_t>(EPOLLOUT);
   }
   if (want == 0) {
     // epoll reports EPOLLERR and EPOLLHUP whatever the mask: a descriptor that wants

@@ -150,8 +150,8 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   bool AdoptHandshakePeer();
   // Reads once and hands the bytes to HandleData; false when nothing was delivered.
   bool ReadAndDispatch();
-  // Lets the loop receive for the socket, where it can (EventLoop::MakeReceiver).
-  void AttachReceiver();
+  // Lets the loop receive and send for the socket, where it can (EventLoop::MakeChannel).
+  void AttachChannel();
   template <typename Callback>
   void RunCallback(Callback&& callback, Source source = Source::kClient);
   void Apply(HandlerResult result, Source source);
@@ -175,6 +175,10 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   void OnQueued();
   // Stops reading until queued output drains to its low water mark (backpressure).
   void PauseForBackpressure();
+  // Nothing queued, and nothing the transport accepted is left to hand to the kernel.
+  bool AllSent() const {
+    return out_.empty() && (socket_ == nullptr || !socket_->HasPendingOutput());
+  }
   // Neither backpressure nor the handler holds reading back.
   bool ReadingAllowed() const { return !reading_paused_ && !handler_paused_ && !peer_closed_; }
   // NotifyWhenDrained's mark reached: HandleDrained on a later turn.
@@ -221,9 +225,9 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   const ServerOptions& options_;
   const uint64_t id_;
   const uint64_t span_id_;
-  // Where the loop receives for the socket (io_uring), attached once the first handshake
-  // is done; null on epoll. Declared before socket_, which points at it.
-  std::unique_ptr<EventLoop::Receiver> receiver_;
+  // The loop's I/O for the socket (io_uring), attached once the first handshake is done;
+  // null on epoll. Declared before socket_, which points at it.
+  std::unique_ptr<EventLoop::SocketChannel> channel_;
   std::unique_ptr<Socket> socket_;
   // Declared after socket_, so destroyed (unregistered) before the socket closes.
   EventLoop::Registration registration_;
@@ -253,6 +257,7 @@ class ConnectionImpl final : public Connection, private EventLoop::Watcher {
   absl::Duration waiting_since_ = absl::InfiniteDuration();
   absl::Duration wait_timeout_ = absl::InfiniteDuration();
   absl::Duration phase_deadline_ = absl::InfiniteDuration(); // handshake or drain
+  absl::Duration stop_deadline_ = absl::InfiniteDuration();  // the server's, once it stops
   absl::Duration handshake_started_;  // when the current handshake began
   absl::Duration shutdown_deadline_ = absl::InfiniteDuration();  // while kSending
   // SetDeadline: when it was set (infinite: none), its length, and whether it shrinks.

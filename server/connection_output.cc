@@ -87,8 +87,8 @@ absl::Status ConnectionImpl::FlushBlocking(absl::Duration deadline) {
   for (;;) {
     absl::Status flushed = Flush();
     if (!flushed.ok()) return flushed;
-    if (out_.empty() || phase_ == Phase::kClosed) return absl::OkStatus();
-    absl::Status ready = WaitForIo(socket_->fd(), IoInterest::kWrite, deadline, "send");
+    if (phase_ == Phase::kClosed || AllSent()) return absl::OkStatus();
+    absl::Status ready = socket_->WaitWritable(deadline, "send");
     if (!ready.ok()) return ready;
   }
 }
@@ -98,13 +98,22 @@ void ConnectionImpl::OnOutputDrained() {
     StepShutdown().IgnoreError();  // reported in telemetry
   }
   if (phase_ == Phase::kDraining) {
-    CloseSocketOrLinger();
+    if (AllSent()) {
+      CloseSocketOrLinger();
+    } else {
+      UpdateInterest();  // the transport's staged bytes still to go
+    }
     return;
   }
   if (phase_ == Phase::kSwitching) {
     // Drained by the flush of a Close (a handle's, or Stop's): the switch is abandoned,
     // and Close goes on to close.
-    if (!ended_) Upgrade();
+    if (ended_) return;
+    if (AllSent()) {
+      Upgrade();
+    } else {
+      UpdateInterest();  // the transport's staged bytes still to go
+    }
     return;
   }
   ResumeReadingIfDrained();

@@ -14,7 +14,7 @@ namespace islet {
 absl::StatusOr<std::string> ConnectionImpl::Recv(size_t n, std::optional<absl::Duration> timeout) {
   AssertInLoopThread();
   if (socket_ == nullptr || phase_ == Phase::kClosed) return ClosedError("recv");
-  if (!out_.empty()) {
+  if (!AllSent()) {
     absl::Status flushed = FlushBlocking(MonotonicNow() + options_.send_timeout);
     if (!flushed.ok()) {
       SetPendingError(flushed);

@@ -28,9 +28,9 @@ EventLoop::~EventLoop() = default;
 
 std::string EventLoop::description() const { return backend_->description(); }
 
-std::unique_ptr<EventLoop::Receiver> EventLoop::MakeReceiver(int fd, Watcher* watcher) {
+std::unique_ptr<EventLoop::SocketChannel> EventLoop::MakeChannel(int fd, Watcher* watcher) {
   AssertInLoopThread();
-  return backend_->MakeReceiver(fd, watcher);
+  return backend_->MakeChannel(fd, watcher);
 }
 
 void EventLoop::Run() {

@@ -52,16 +52,21 @@ class EventLoop {
   using TimerId = uint64_t;
   using Task = absl::AnyInvocable<void() &&>;
 
-  // Input the loop receives for one connected socket (io_uring's multishot receive into
-  // the loop's shared buffers), read through Socket::AttachInput. While receiving, each
-  // arrival, and the end (EOF or an error), is told to the watcher as EPOLLIN readiness.
-  // Loop thread only (as Registration); destroy it before the loop, and before closing
-  // the descriptor (the kernel's receive holds the socket open until it is cancelled).
-  class Receiver : public InputChannel {
+  // The loop's I/O for one connected socket (io_uring): its input received by one
+  // multishot receive into the loop's shared buffers, read through Socket::AttachInput;
+  // its output staged by Socket::AttachOutput and sent by one send per loop turn,
+  // submitted with everything else. Each arrival and the input's end (EOF, an error) is
+  // told to the watcher as EPOLLIN while receiving; the kernel's taking staged bytes as
+  // EPOLLOUT while asked for. Loop thread only (as Registration); destroy it before the
+  // loop, and after closing the socket (Socket::Close hands it the unsent bytes).
+  class SocketChannel : public InputChannel, public OutputChannel {
    public:
     // On: receive (again). Off: stop receiving; what arrived before stays to be read,
     // and the descriptor keeps what comes after (the peer's window closes as usual).
     virtual void SetReceiving(bool on) = 0;
+    // On: tell the watcher EPOLLOUT when the kernel takes staged bytes (at once when
+    // nothing is unsent).
+    virtual void SetNotifyWhenSent(bool on) = 0;
   };
 
   // One descriptor's registration with the loop: destroying it (or Reset) unregisters,
@@ -123,10 +128,10 @@ class EventLoop {
   // this loop (EEXIST).
   absl::StatusOr<Registration> Watch(int fd, uint32_t events, Watcher* watcher);
 
-  // A Receiver for connected socket `fd`, or null where this loop learns of input by
-  // readiness only (epoll; io_uring without DEFER_TASKRUN or provided-buffer rings).
+  // A SocketChannel for connected socket `fd`, or null where this loop does socket I/O
+  // by readiness only (epoll; io_uring without DEFER_TASKRUN or provided-buffer rings).
   // It starts not receiving. Loop thread only.
-  std::unique_ptr<Receiver> MakeReceiver(int fd, Watcher* watcher);
+  std::unique_ptr<SocketChannel> MakeChannel(int fd, Watcher* watcher);
 
   // Runs `callback` on the loop thread once MonotonicNow() reaches `deadline`.
   // Loop thread only. Cancel is a no-op for a timer that already ran.

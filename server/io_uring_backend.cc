@@ -15,7 +15,7 @@
 // armed poll (a poll_remove, whose success posts nothing) and bump the generation, so a
 // completion already on its way for the old poll is recognised and dropped.
 //
-// Receiving (EventLoop::Receiver, step 4 of docs/IO_URING.md): a connection's input
+// Receiving (EventLoop::SocketChannel, step 4 of docs/IO_URING.md): a connection's input
 // arrives by one multishot recv into a provided-buffer ring the loop's connections share,
 // so an idle connection holds no buffer and a busy one only what its handler has not
 // read. Only on a DEFER_TASKRUN ring: there the kernel moves data into the buffers only
@@ -50,8 +50,11 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "server/loop_backend.h"
 #include "transport/errors.h"
+#include "transport/io_wait.h"
 #include "transport/unique_fd.h"
 
 namespace islet {
@@ -69,12 +72,18 @@ constexpr uint64_t kIgnoreTag = 0;
 constexpr uint64_t kWakeTag = 1;    // the read of the wake-up eventfd
 constexpr uint64_t kCancelTag = 2;  // Quiesce's cancel of everything
 constexpr uint64_t kMessageTag = 3;  // a wake-up another loop's ring sent (MSG_RING)
-constexpr uint32_t kMaxGeneration = 0x7fffffff;
+constexpr uint32_t kMaxGeneration = 0x3fffffff;
 // User data of a receive: this bit | generation << 32 | fd. Its generations count the
-// receives armed on one descriptor number, across receivers, so that completions of a
-// receiver's closed predecessor are told apart (after 2^31 receives armed on one number
+// receives armed on one descriptor number, across channels, so that completions of a
+// channel's closed predecessor are told apart (after 2^30 receives armed on one number
 // they wrap, and a completion that late could be misfiled: not a practical concern).
 constexpr uint64_t kReceiveBit = uint64_t{1} << 63;
+// User data of a send: this bit | the channel's first generation << 32 | fd. One send
+// at a time per channel.
+constexpr uint64_t kSendBit = uint64_t{1} << 62;
+// What a channel stages at most (the order of a socket's send buffer): beyond it
+// WriteSome says Unavailable, as a full socket would.
+constexpr size_t kStagingLimit = 64 * 1024;
 
 // The shared receive buffers: 256 of 16 KiB per loop (4 MiB of address space, pages
 // touched only as the kernel fills them). Buffers in use at once are the connections
@@ -154,12 +163,12 @@ class BufferRing {
 
 // One connection's receiving. Its state is the backend's to change (friend); the
 // InputChannel side is what the socket reads.
-class RingReceiver final : public EventLoop::Receiver {
+class RingChannel final : public EventLoop::SocketChannel {
  public:
-  RingReceiver(IoUringBackend& backend, int fd, EventLoop::Watcher* watcher,
+  RingChannel(IoUringBackend& backend, int fd, EventLoop::Watcher* watcher,
                uint32_t first_generation)
       : backend_(backend), fd_(fd), watcher_(watcher), first_generation_(first_generation) {}
-  ~RingReceiver() override;
+  ~RingChannel() override;
 
   absl::string_view Front() const override;
   void Consume(size_t n) override;
@@ -167,6 +176,12 @@ class RingReceiver final : public EventLoop::Receiver {
   void ReleaseTaken() override;
   absl::Status end() const override { return end_; }
   void SetReceiving(bool on) override;
+
+  absl::StatusOr<size_t> Stage(absl::Span<const absl::string_view> buffers) override;
+  size_t unsent() const override { return sending_.size() - sent_ + staged_.size(); }
+  absl::Status WaitForSent(absl::Duration deadline) override;
+  void SendBeforeClose() override;
+  void SetNotifyWhenSent(bool on) override;
 
  private:
   friend class IoUringBackend;
@@ -185,10 +200,20 @@ class RingReceiver final : public EventLoop::Receiver {
   bool want_ = false;
   bool armed_ = false;
   bool arm_queued_ = false;
-  bool ready_queued_ = false;
   bool starved_ = false;
+  uint32_t ready_events_ = 0;  // to tell the watcher at the end of this Reap
   absl::Status end_;
   absl::InlinedVector<Segment, 2> segments_;
+
+  // Output: `sending_` (from `sent_` on) is the kernel's while a send is armed;
+  // Stage appends to `staged_`, which follows it.
+  std::string sending_;
+  size_t sent_ = 0;
+  std::string staged_;
+  absl::Status send_error_;
+  bool send_armed_ = false;
+  bool send_queued_ = false;
+  bool notify_sent_ = false;
 };
 
 class IoUringBackend final : public LoopBackend {
@@ -206,7 +231,7 @@ class IoUringBackend final : public LoopBackend {
     io_uring_queue_exit(&ring_);
   }
 
-  std::unique_ptr<EventLoop::Receiver> MakeReceiver(int fd, EventLoop::Watcher* watcher) override {
+  std::unique_ptr<EventLoop::SocketChannel> MakeChannel(int fd, EventLoop::Watcher* watcher) override {
     if (fd < 0 || (setup_flags_ & IORING_SETUP_DEFER_TASKRUN) == 0) return nullptr;
     if (buffers_ == nullptr) {
       if (buffers_failed_) return nullptr;
@@ -220,14 +245,14 @@ class IoUringBackend final : public LoopBackend {
       }
       buffers_ = *std::move(buffers);
     }
-    if (static_cast<size_t>(fd) >= receivers_.size()) {
-      const size_t size = std::max<size_t>(fd + 1, receivers_.size() * 2);
-      receivers_.resize(size, nullptr);
+    if (static_cast<size_t>(fd) >= channels_.size()) {
+      const size_t size = std::max<size_t>(fd + 1, channels_.size() * 2);
+      channels_.resize(size, nullptr);
       receive_generation_.resize(size, 0);
     }
-    if (receivers_[fd] != nullptr) return nullptr;  // one per descriptor
-    auto receiver = std::make_unique<RingReceiver>(*this, fd, watcher, NextGeneration(fd));
-    receivers_[fd] = receiver.get();
+    if (channels_[fd] != nullptr) return nullptr;  // one per descriptor
+    auto receiver = std::make_unique<RingChannel>(*this, fd, watcher, NextGeneration(fd));
+    channels_[fd] = receiver.get();
     return receiver;
   }
 
@@ -273,6 +298,8 @@ class IoUringBackend final : public LoopBackend {
     }
     FlushArms();
     if (!wake_armed_) ArmWake();
+    // Readiness already known (from a blocking send's wait): no waiting for more.
+    if (!pending_.empty() || !ready_.empty()) timeout_ms = 0;
     int r;
     if (timeout_ms == 0) {
       r = io_uring_submit_and_get_events(&ring_);
@@ -324,7 +351,8 @@ class IoUringBackend final : public LoopBackend {
     cancel_done_ = false;
     // Bounded: a cancel of polls completes at once; the bound only guards a kernel bug.
     for (int tries = 0;
-         tries < 50 && (!cancel_done_ || armed_ > 0 || receives_armed_ > 0 || wake_armed_);
+         tries < 50 && (!cancel_done_ || armed_ > 0 || receives_armed_ > 0 || sends_armed_ > 0 ||
+                          wake_armed_);
          ++tries) {
       __kernel_timespec ts = {};
       ts.tv_nsec = 20 * 1000 * 1000;
@@ -340,19 +368,25 @@ class IoUringBackend final : public LoopBackend {
       if (slot.active) QueueArm(static_cast<int>(fd));
     }
     armed_ = 0;
-    for (RingReceiver* receiver : receivers_) {
-      if (receiver == nullptr) continue;
-      receiver->armed_ = false;
-      if (receiver->want_) QueueReceive(*receiver);
+    for (RingChannel* channel : channels_) {
+      if (channel == nullptr) continue;
+      channel->armed_ = false;
+      if (channel->want_) QueueReceive(*channel);
+      // A send the cancel stopped (it completed with -ECANCELED, filed above) goes again
+      // if the loop runs again.
+      if (channel->send_armed_) channel->send_armed_ = false;
+      if (channel->unsent() > 0) QueueSend(*channel);
     }
     receives_armed_ = 0;
+    sends_armed_ = 0;
+    orphans_.clear();
     wake_armed_ = false;
     if (running_ring == this) running_ring = nullptr;
   }
 
   absl::string_view name() const override { return "io_uring"; }
 
-  // ---- RingReceiver's side ----
+  // ---- RingChannel's side ----
 
   char* BufferAt(unsigned bid) { return buffers_->At(bid); }
 
@@ -361,7 +395,7 @@ class IoUringBackend final : public LoopBackend {
     --buffers_held_;
   }
 
-  void SetReceiving(RingReceiver& receiver, bool on) {
+  void SetReceiving(RingChannel& receiver, bool on) {
     receiver.want_ = on;
     if (on) {
       QueueReceive(receiver);
@@ -370,12 +404,70 @@ class IoUringBackend final : public LoopBackend {
     }
   }
 
-  void Forget(RingReceiver& receiver) {
-    if (receiver.armed_) CancelReceive(receiver);
-    receiver.ReleaseTaken();
-    for (const RingReceiver::Segment& segment : receiver.segments_) Recycle(segment.bid);
-    receiver.segments_.clear();
-    receivers_[receiver.fd_] = nullptr;
+  void Forget(RingChannel& channel) {
+    if (channel.armed_) CancelReceive(channel);
+    channel.ReleaseTaken();
+    for (const RingChannel::Segment& segment : channel.segments_) Recycle(segment.bid);
+    channel.segments_.clear();
+    if (channel.send_armed_) {
+      // The kernel reads these bytes until the send completes: they outlive the channel.
+      // Cancelled, as a close drops what a socket could not send: SendBeforeClose gave
+      // them their chance.
+      const uint64_t user_data = SendData(channel);
+      orphans_.push_back({user_data, std::move(channel.sending_)});
+      io_uring_sqe* sqe = GetSqe();
+      io_uring_prep_cancel64(sqe, user_data, 0);
+      io_uring_sqe_set_data64(sqe, kIgnoreTag);
+      if (skip_success_) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+      --sends_armed_;
+    }
+    channels_[channel.fd_] = nullptr;
+  }
+
+  // Submits `channel`'s unsent bytes now, mid-turn: the send is issued in the submit and
+  // takes its own reference to the socket, so it goes on after the descriptor closes.
+  void SendNow(RingChannel& channel) {
+    if (!running()) return;  // after Run: nothing submits (Worker::Stop's closes)
+    if (!channel.send_armed_) ArmSend(channel);
+    io_uring_submit(&ring_);
+  }
+
+  // Stage's caller is blocking (Socket::Send, a Recv after a Send): submits and waits
+  // for completions, filing each (nothing of a watcher runs), until the kernel has
+  // taken some of `channel`'s bytes or `deadline` passes.
+  absl::Status WaitForSent(RingChannel& channel, absl::Duration deadline) {
+    const size_t before = channel.unsent();
+    if (before == 0 || !channel.send_error_.ok()) return channel.send_error_;
+    if (!running()) {
+      return absl::FailedPreconditionError("send: the event loop is not running");
+    }
+    for (;;) {
+      if (!channel.send_armed_) ArmSend(channel);
+      const absl::Duration left = deadline - MonotonicNow();
+      if (left <= absl::ZeroDuration()) return absl::DeadlineExceededError("send");
+      __kernel_timespec ts = {};
+      if (left < absl::Seconds(1)) {
+        ts.tv_nsec = absl::ToInt64Nanoseconds(left);
+      } else {
+        ts.tv_sec = 1;  // and check the deadline again
+      }
+      io_uring_cqe* cqe = nullptr;
+      io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+      Collect();
+      if (!channel.send_error_.ok()) return channel.send_error_;
+      if (channel.unsent() < before) return absl::OkStatus();
+    }
+  }
+
+  void SetNotifyWhenSent(RingChannel& channel, bool on) {
+    channel.notify_sent_ = on;
+    if (on && channel.unsent() == 0) QueueReady(channel, EPOLLOUT);
+  }
+
+  void QueueSend(RingChannel& channel) {
+    if (channel.send_armed_ || channel.send_queued_) return;
+    channel.send_queued_ = true;
+    send_queue_.push_back(channel.fd_);
   }
 
   std::string description() const override {
@@ -444,7 +536,7 @@ class IoUringBackend final : public LoopBackend {
     // would only refuse them again, and wake the loop to say so).
     if (!starved_.empty() && buffers_held_ < kReceiveBuffers) {
       for (int fd : starved_) {
-        RingReceiver* receiver = receivers_[fd];
+        RingChannel* receiver = channels_[fd];
         if (receiver == nullptr || !receiver->starved_) continue;
         receiver->starved_ = false;
         QueueReceive(*receiver);
@@ -452,7 +544,7 @@ class IoUringBackend final : public LoopBackend {
       starved_.clear();
     }
     for (int fd : receive_arms_) {
-      RingReceiver* receiver = receivers_[fd];
+      RingChannel* receiver = channels_[fd];
       if (receiver == nullptr || !receiver->arm_queued_) continue;
       receiver->arm_queued_ = false;
       if (receiver->want_ && !receiver->armed_ && !receiver->starved_ && receiver->end_.ok()) {
@@ -460,6 +552,75 @@ class IoUringBackend final : public LoopBackend {
       }
     }
     receive_arms_.clear();
+    for (int fd : send_queue_) {
+      RingChannel* channel = channels_[fd];
+      if (channel == nullptr || !channel->send_queued_) continue;
+      channel->send_queued_ = false;
+      if (!channel->send_armed_) ArmSend(*channel);
+    }
+    send_queue_.clear();
+  }
+
+  bool running() const { return enabled_ && running_ring == this; }
+
+  static uint64_t SendData(const RingChannel& channel) {
+    return kSendBit | UserData(channel.fd_, channel.first_generation_);
+  }
+
+  // One send of everything unsent; the bytes staged meanwhile go in the next one.
+  void ArmSend(RingChannel& channel) {
+    channel.send_queued_ = false;
+    if (channel.sent_ == channel.sending_.size()) {
+      channel.sending_.clear();
+      channel.sent_ = 0;
+      channel.sending_.swap(channel.staged_);
+    }
+    if (channel.sending_.empty() || !channel.send_error_.ok()) return;
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_send(sqe, channel.fd_, channel.sending_.data() + channel.sent_,
+                       channel.sending_.size() - channel.sent_, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, SendData(channel));
+    channel.send_armed_ = true;
+    ++sends_armed_;
+  }
+
+  void CompleteSend(uint64_t user_data, int32_t res) {
+    const int fd = static_cast<int>(user_data & 0xffffffff);
+    RingChannel* channel = static_cast<size_t>(fd) < channels_.size() ? channels_[fd] : nullptr;
+    if (channel == nullptr || !channel->send_armed_ || SendData(*channel) != user_data) {
+      // A closed channel's: its bytes can go now.
+      for (size_t i = 0; i < orphans_.size(); ++i) {
+        if (orphans_[i].first != user_data) continue;
+        orphans_[i] = std::move(orphans_.back());
+        orphans_.pop_back();
+        break;
+      }
+      return;
+    }
+    channel->send_armed_ = false;
+    --sends_armed_;
+    if (res == -ECANCELED) {
+      QueueSend(*channel);  // Quiesce's: the bytes go if the loop runs again
+      return;
+    }
+    if (res >= 0) {
+      channel->sent_ += static_cast<size_t>(res);
+      if (channel->sent_ == channel->sending_.size()) {
+        // Freed, not kept: an idle connection holds no output buffer.
+        std::string().swap(channel->sending_);
+        channel->sent_ = 0;
+      }
+      if (channel->unsent() > 0) QueueSend(*channel);
+    } else {
+      // What the socket says on its own next write: ECONNRESET, EPIPE (never SIGPIPE).
+      channel->send_error_ = PosixError(-res, "send");
+      channel->sending_.clear();
+      channel->sent_ = 0;
+      channel->staged_.clear();
+    }
+    if (channel->notify_sent_) {
+      QueueReady(*channel, res >= 0 ? EPOLLOUT : (EPOLLOUT | EPOLLERR));
+    }
   }
 
   uint32_t NextGeneration(int fd) {
@@ -472,13 +633,13 @@ class IoUringBackend final : public LoopBackend {
     return kReceiveBit | UserData(fd, generation);
   }
 
-  void QueueReceive(RingReceiver& receiver) {
+  void QueueReceive(RingChannel& receiver) {
     if (receiver.arm_queued_ || receiver.armed_) return;
     receiver.arm_queued_ = true;
     receive_arms_.push_back(receiver.fd_);
   }
 
-  void ArmReceive(RingReceiver& receiver) {
+  void ArmReceive(RingChannel& receiver) {
     const uint32_t generation = NextGeneration(receiver.fd_);
     io_uring_sqe* sqe = GetSqe();
     io_uring_prep_recv_multishot(sqe, receiver.fd_, nullptr, 0, 0);
@@ -491,7 +652,7 @@ class IoUringBackend final : public LoopBackend {
   }
 
   // What it already received stays; its last completion (-ECANCELED) is ignored.
-  void CancelReceive(RingReceiver& receiver) {
+  void CancelReceive(RingChannel& receiver) {
     io_uring_sqe* sqe = GetSqe();
     io_uring_prep_cancel64(sqe, ReceiveData(receiver.fd_, receiver.armed_generation_), 0);
     io_uring_sqe_set_data64(sqe, kIgnoreTag);
@@ -508,8 +669,8 @@ class IoUringBackend final : public LoopBackend {
     const bool has_buffer = (flags & IORING_CQE_F_BUFFER) != 0;
     const unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
     if (has_buffer) ++buffers_held_;
-    RingReceiver* receiver =
-        static_cast<size_t>(fd) < receivers_.size() ? receivers_[fd] : nullptr;
+    RingChannel* receiver =
+        static_cast<size_t>(fd) < channels_.size() ? channels_[fd] : nullptr;
     if (receiver == nullptr || generation < receiver->first_generation_) {
       if (has_buffer) Recycle(bid);  // a closed receiver's: nobody reads it
       return;
@@ -541,10 +702,14 @@ class IoUringBackend final : public LoopBackend {
     if (!receiver->armed_ && receiver->want_) QueueReceive(*receiver);
   }
 
-  void QueueReady(RingReceiver& receiver) {
-    if (!receiver.want_ || receiver.ready_queued_) return;
-    receiver.ready_queued_ = true;
-    receive_ready_.push_back(receiver.fd_);
+  // Readiness for the channel's watcher at the end of this Reap (or the next one):
+  // EPOLLIN only while receiving, EPOLLOUT only while asked for.
+  void QueueReady(RingChannel& channel, uint32_t events = EPOLLIN) {
+    if (!channel.want_) events &= ~static_cast<uint32_t>(EPOLLIN);
+    if (!channel.notify_sent_) events &= ~static_cast<uint32_t>(EPOLLOUT | EPOLLERR);
+    if (events == 0) return;
+    if (channel.ready_events_ == 0) ready_.push_back(channel.fd_);
+    channel.ready_events_ |= events;
   }
 
   void Arm(int fd) {
@@ -601,32 +766,54 @@ class IoUringBackend final : public LoopBackend {
     enabled_ = true;
   }
 
-  // Handles the completions there now (not those the handling makes: they wait for the
-  // next Wait, so timers and posted tasks get their turn).
-  // Receives first, all of them, then readiness: see the top of the file.
-  void Reap(Dispatch dispatch) {
-    batch_.clear();
+  // Takes every completion there now: receives and sends are filed with their channels
+  // at once, the rest kept in pending_ for the Reap to dispatch. So, whenever a watcher
+  // runs, all the ring has received is with the channels (see the top of the file).
+  void Collect() {
     unsigned head;
     io_uring_cqe* cqe;
+    unsigned seen = 0;
     io_uring_for_each_cqe(&ring_, head, cqe) {
-      batch_.push_back({cqe->user_data, cqe->res, cqe->flags});
+      ++seen;
+      const Completion c = {cqe->user_data, cqe->res, cqe->flags};
+      if ((c.user_data & kReceiveBit) != 0) {
+        CompleteReceive(c.user_data, c.res, c.flags);
+      } else if ((c.user_data & kSendBit) != 0) {
+        CompleteSend(c.user_data, c.res);
+      } else {
+        pending_.push_back(c);
+      }
     }
-    io_uring_cq_advance(&ring_, static_cast<unsigned>(batch_.size()));
-    for (const Completion& c : batch_) {
-      if ((c.user_data & kReceiveBit) != 0) CompleteReceive(c.user_data, c.res, c.flags);
+    io_uring_cq_advance(&ring_, seen);
+  }
+
+  // Handles the completions there now (not those the handling makes: they wait for the
+  // next Wait, so timers and posted tasks get their turn), then tells the channels'
+  // watchers what came for them.
+  void Reap(Dispatch dispatch) {
+    Collect();
+    // By index: a watcher's blocking send may collect more (WaitForSent).
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      const Completion c = pending_[i];
+      Complete(c.user_data, c.res, c.flags, dispatch);
     }
-    for (const Completion& c : batch_) {
-      if ((c.user_data & kReceiveBit) == 0) Complete(c.user_data, c.res, c.flags, dispatch);
+    pending_.clear();
+    for (size_t i = 0; i < ready_.size(); ++i) {
+      const int fd = ready_[i];
+      RingChannel* channel = channels_[fd];
+      if (channel == nullptr || channel->ready_events_ == 0) continue;  // closed since
+      dispatch(channel->watcher_, std::exchange(channel->ready_events_, 0));
+      // Level-triggered, as readiness is: input left unread (or an end not yet read)
+      // is told again on the next turn, while the watcher still receives.
+      channel = channels_[fd];
+      if (channel != nullptr && channel->want_ && channel->ready_events_ == 0 &&
+          (!channel->segments_.empty() || !channel->end_.ok())) {
+        channel->ready_events_ = EPOLLIN;
+        again_.push_back(fd);
+      }
     }
-    // By index: a watcher may make receivers, never readiness (only a Reap does).
-    for (size_t i = 0; i < receive_ready_.size(); ++i) {
-      const int fd = receive_ready_[i];
-      RingReceiver* receiver = receivers_[fd];
-      if (receiver == nullptr || !receiver->ready_queued_) continue;  // closed since
-      receiver->ready_queued_ = false;
-      dispatch(receiver->watcher_, EPOLLIN);
-    }
-    receive_ready_.clear();
+    ready_.clear();
+    ready_.swap(again_);  // Wait does not block while it holds any
   }
 
   void Complete(uint64_t user_data, int32_t res, uint32_t flags, Dispatch dispatch) {
@@ -692,29 +879,34 @@ class IoUringBackend final : public LoopBackend {
   // Enabled and between its first Wait and Quiesce: other loops may wake it by message.
   std::atomic<bool> takes_messages_{false};
   uint64_t wake_count_ = 0;  // where the wake-up read lands
-  std::vector<Completion> batch_;  // Reap's
 
-  // Receiving: made on the first MakeReceiver (DEFER_TASKRUN rings only).
+  // Receiving: made on the first MakeChannel (DEFER_TASKRUN rings only).
   std::unique_ptr<BufferRing> buffers_;
   bool buffers_failed_ = false;
   size_t buffers_held_ = 0;                  // named by a completion, not given back
-  std::vector<RingReceiver*> receivers_;     // by descriptor
+  std::vector<RingChannel*> channels_;     // by descriptor
   std::vector<uint32_t> receive_generation_;  // by descriptor: the last one used
   std::vector<int> receive_arms_;    // receives to arm before the next submit
   std::vector<int> starved_;         // receives stopped by -ENOBUFS
-  std::vector<int> receive_ready_;   // receivers to tell EPOLLIN in this Reap
+  std::vector<int> ready_;           // channels with readiness to tell (ready_events_)
+  std::vector<int> again_;           // Reap's: input left unread, told again next turn
+  std::vector<int> send_queue_;      // sends to arm before the next submit
+  std::vector<Completion> pending_;  // collected, not yet dispatched
+  // Sends of closed channels, with the bytes the kernel may still read.
+  std::vector<std::pair<uint64_t, std::string>> orphans_;
+  size_t sends_armed_ = 0;
   size_t receives_armed_ = 0;
 };
 
-RingReceiver::~RingReceiver() { backend_.Forget(*this); }
+RingChannel::~RingChannel() { backend_.Forget(*this); }
 
-absl::string_view RingReceiver::Front() const {
+absl::string_view RingChannel::Front() const {
   if (segments_.empty()) return {};
   const Segment& s = segments_.front();
   return absl::string_view(backend_.BufferAt(s.bid) + s.begin, s.end - s.begin);
 }
 
-void RingReceiver::Consume(size_t n) {
+void RingChannel::Consume(size_t n) {
   while (n > 0 && !segments_.empty()) {
     Segment& s = segments_.front();
     const size_t m = std::min<size_t>(n, s.end - s.begin);
@@ -727,7 +919,7 @@ void RingReceiver::Consume(size_t n) {
   }
 }
 
-absl::string_view RingReceiver::Take() {
+absl::string_view RingChannel::Take() {
   ReleaseTaken();
   if (segments_.empty()) return {};
   const Segment s = segments_.front();
@@ -736,12 +928,39 @@ absl::string_view RingReceiver::Take() {
   return absl::string_view(backend_.BufferAt(s.bid) + s.begin, s.end - s.begin);
 }
 
-void RingReceiver::ReleaseTaken() {
+void RingChannel::ReleaseTaken() {
   if (taken_ < 0) return;
   backend_.Recycle(static_cast<unsigned>(std::exchange(taken_, -1)));
 }
 
-void RingReceiver::SetReceiving(bool on) { backend_.SetReceiving(*this, on); }
+void RingChannel::SetReceiving(bool on) { backend_.SetReceiving(*this, on); }
+
+absl::StatusOr<size_t> RingChannel::Stage(absl::Span<const absl::string_view> buffers) {
+  if (!send_error_.ok()) return send_error_;
+  const size_t held = unsent();
+  if (held >= kStagingLimit) return WouldBlockError("send");
+  size_t room = kStagingLimit - held;
+  size_t n = 0;
+  for (absl::string_view b : buffers) {
+    const size_t m = std::min(b.size(), room - n);
+    staged_.append(b.data(), m);
+    n += m;
+    if (n == room) break;
+  }
+  if (n == 0) return WouldBlockError("send");
+  backend_.QueueSend(*this);
+  return n;
+}
+
+absl::Status RingChannel::WaitForSent(absl::Duration deadline) {
+  return backend_.WaitForSent(*this, deadline);
+}
+
+void RingChannel::SendBeforeClose() {
+  if (unsent() > 0 && send_error_.ok()) backend_.SendNow(*this);
+}
+
+void RingChannel::SetNotifyWhenSent(bool on) { backend_.SetNotifyWhenSent(*this, on); }
 
 absl::Status RefusedError(int err) {
   switch (err) {

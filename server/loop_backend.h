@@ -43,8 +43,8 @@ class LoopBackend {
   // `timeout_ms` passes (-1: no limit, 0: no wait), and calls `dispatch` once per ready
   // descriptor with the mask it is ready for.
   virtual void Wait(int timeout_ms, Dispatch dispatch) = 0;
-  // See EventLoop::MakeReceiver; null by default.
-  virtual std::unique_ptr<EventLoop::Receiver> MakeReceiver(int fd, EventLoop::Watcher* watcher) {
+  // See EventLoop::MakeChannel; null by default.
+  virtual std::unique_ptr<EventLoop::SocketChannel> MakeChannel(int fd, EventLoop::Watcher* watcher) {
     return nullptr;
   }
 

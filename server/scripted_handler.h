@@ -163,11 +163,10 @@ inline bool IsEnding(absl::string_view what) {
          absl::StartsWith(what, "error:");
 }
 
-// Blocks the callback until the client's bytes are in the socket's receive buffer,
-// without reading them.
+// Blocks the callback until the client's bytes have arrived (in the socket's receive
+// buffer, or received by the loop), without reading them.
 inline void WaitReadable(Connection& conn) {
-  EXPECT_TRUE(
-      WaitForIo(conn.socket().fd(), IoInterest::kRead, MonotonicNow() + kDeadline, "test").ok());
+  EXPECT_TRUE(conn.socket().WaitReady(IoInterest::kRead, MonotonicNow() + kDeadline, "test").ok());
 }
 
 // A script step for script_.data: sends the data back, and continues.

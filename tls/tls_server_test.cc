@@ -24,6 +24,7 @@
 #include "testing/test_certs.h"
 #include "testing/tls_test_util.h"
 #include "tls/tls_transport.h"
+#include "transport/io_wait.h"
 
 namespace islet {
 namespace {
@@ -536,15 +537,19 @@ class StalledShutdownHandler : public Handler {
     }
     const std::string chunk(16 << 10, 's');
     const absl::string_view view = chunk;
-    // The peer's receive window may still open a little after a refusal. (Every retry
-    // carries the same bytes, as a pending record needs.)
+    // Until nothing more is taken: the peer's receive window may still open a little
+    // after a refusal, and on io_uring the loop's staged bytes reach the kernel only
+    // while the socket waits for room (WaitWritable). (Every retry carries the same
+    // bytes, as a pending record needs.)
     for (int settled = 0, i = 0; settled < 3 && i < 100000; ++i) {
       if (conn.socket().WriteSome(absl::MakeConstSpan(&view, 1)).ok()) {
         settled = 0;
         continue;
       }
-      if (++settled == 3) break;
-      absl::SleepFor(absl::Milliseconds(20));
+      if (conn.socket().WaitWritable(MonotonicNow() + absl::Milliseconds(20), "test").ok()) {
+        continue;
+      }
+      ++settled;
     }
     if (!conn.Shutdown(ShutdownWay::kWrite).ok()) return HandlerResult::Continue();
     shut->Notify();

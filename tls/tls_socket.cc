@@ -434,7 +434,7 @@ absl::Status TlsSocket::Shutdown(ShutdownWay way) {
     absl::StatusOr<IoInterest> step = ShutdownStep(way);
     if (!step.ok()) return step.status();
     if (*step == IoInterest::kNone) return absl::OkStatus();
-    absl::Status ready = WaitForIo(fd(), *step, deadline, "shutdown");
+    absl::Status ready = WaitReady(*step, deadline, "shutdown");
     if (!ready.ok()) return ready;
   }
 }
@@ -464,9 +464,8 @@ absl::StatusOr<IoInterest> TlsSocket::ShutdownStep(ShutdownWay way) {
       return step;
     }
   }
-  absl::Status done = inner_->Shutdown(way);
-  if (!done.ok()) return done;
-  return IoInterest::kNone;
+  // The inner socket's step: it may first have to send what it holds (close_notify).
+  return inner_->ShutdownStep(way);
 }
 
 // ---- Information ----

@@ -108,6 +108,11 @@ class TlsSocket : public Socket {
   int fd() const override;
   // The inner socket's: BoringSSL reads through it.
   bool AttachInput(InputChannel* input) override { return inner_->AttachInput(input); }
+  bool AttachOutput(OutputChannel* output) override { return inner_->AttachOutput(output); }
+  bool HasPendingOutput() const override { return inner_->HasPendingOutput(); }
+  absl::Status WaitWritable(absl::Duration deadline, absl::string_view op) override {
+    return inner_->WaitWritable(deadline, op);
+  }
   absl::StatusOr<IoInterest> HandshakeStep() override;
   absl::StatusOr<size_t> WriteSome(absl::Span<const absl::string_view> buffers) override;
   // Reads the file in chunks of 64 KiB and writes them as records until the inner

@@ -182,6 +182,11 @@ class ProxySocket final : public Socket {
   absl::StatusOr<size_t> SendfileSome(int file_fd, uint64_t offset, size_t length) override {
     return inner_->SendfileSome(file_fd, offset, length);
   }
+  bool AttachOutput(OutputChannel* output) override { return inner_->AttachOutput(output); }
+  bool HasPendingOutput() const override { return inner_->HasPendingOutput(); }
+  absl::Status WaitWritable(absl::Duration deadline, absl::string_view op) override {
+    return inner_->WaitWritable(deadline, op);
+  }
   // Only once the header is read: reading it peeks at the descriptor.
   bool AttachInput(InputChannel* input) override {
     if (state_ != State::kDone && input != nullptr) return false;

@@ -483,6 +483,33 @@ bool TcpSocket::AttachInput(InputChannel* input) {
   return true;
 }
 
+bool TcpSocket::AttachOutput(OutputChannel* output) {
+  if (connecting_ || !fd_) return false;
+  output_ = output;
+  return true;
+}
+
+void TcpSocket::Close() {
+  if (output_ != nullptr && fd_ && output_->unsent() > 0) output_->SendBeforeClose();
+  input_ = nullptr;
+  output_ = nullptr;
+  fd_.reset();
+}
+
+absl::Status TcpSocket::WaitWritable(absl::Duration deadline, absl::string_view op) {
+  if (!HasPendingOutput()) return Socket::WaitWritable(deadline, op);
+  absl::Status sent = output_->WaitForSent(deadline);
+  if (absl::IsDeadlineExceeded(sent)) return TimeoutError(op);
+  return sent;
+}
+
+absl::StatusOr<IoInterest> TcpSocket::ShutdownStep(ShutdownWay way) {
+  if (way != ShutdownWay::kRead && HasPendingOutput()) return IoInterest::kWrite;
+  absl::Status s = Shutdown(way);
+  if (!s.ok()) return s;
+  return IoInterest::kNone;
+}
+
 bool TcpSocket::TransportHasBufferedInput() const {
   return input_ != nullptr && (!input_->Front().empty() || !input_->end().ok());
 }
@@ -529,6 +556,11 @@ absl::StatusOr<size_t> TcpSocket::ReadSomeFromTransport(absl::Span<char> buf) {
 
 absl::StatusOr<size_t> TcpSocket::WriteSome(absl::Span<const absl::string_view> buffers) {
   if (!fd_) return ClosedError("send");
+  if (output_ != nullptr) {
+    absl::StatusOr<size_t> staged = output_->Stage(buffers);
+    if (staged.ok()) counters_.CountSend(*staged);
+    return staged;
+  }
   // The common reply is one buffer: send(2) then spares the kernel copying in a msghdr
   // and an iovec (measured: 2.5% of the server's CPU on keep-alive HTTP).
   const bool one = buffers.size() == 1;
@@ -560,6 +592,8 @@ absl::StatusOr<size_t> TcpSocket::WriteSome(absl::Span<const absl::string_view> 
 
 absl::StatusOr<size_t> TcpSocket::SendfileSome(int file_fd, uint64_t offset, size_t length) {
   if (!fd_) return ClosedError("sendfile");
+  // The file's bytes go behind those staged, straight from the descriptor.
+  if (HasPendingOutput()) return WouldBlockError("sendfile");
   SigpipeGuard guard;
   off_t at = static_cast<off_t>(offset);
   for (;;) {
@@ -577,6 +611,16 @@ absl::StatusOr<size_t> TcpSocket::SendfileSome(int file_fd, uint64_t offset, siz
 
 absl::Status TcpSocket::Shutdown(ShutdownWay way) {
   if (!fd_) return ClosedError("shutdown");
+  if (way != ShutdownWay::kRead && HasPendingOutput()) {
+    // Staged bytes first: a FIN before them would cut them off.
+    const absl::Duration deadline = send_timeout() == absl::InfiniteDuration()
+                                        ? absl::InfiniteDuration()
+                                        : MonotonicNow() + send_timeout();
+    while (HasPendingOutput()) {
+      absl::Status sent = WaitWritable(deadline, "shutdown");
+      if (!sent.ok()) return sent;
+    }
+  }
   const int how = way == ShutdownWay::kRead    ? SHUT_RD
                   : way == ShutdownWay::kWrite ? SHUT_WR
                                                : SHUT_RDWR;

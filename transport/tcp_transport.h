@@ -67,10 +67,8 @@ class TcpSocket : public Socket {
   absl::StatusOr<IoInterest> HandshakeStep() override;
 
   absl::Status Shutdown(ShutdownWay way) override;
-  void Close() override {
-    input_ = nullptr;
-    fd_.reset();
-  }
+  // Unsent bytes of an attached output go to the kernel first (OutputChannel).
+  void Close() override;
   bool IsClosed() const override { return !fd_.valid(); }
   absl::StatusOr<SocketInfo> LocalInfo() const override;
   absl::StatusOr<SocketInfo> PeerInfo() const override;
@@ -80,6 +78,11 @@ class TcpSocket : public Socket {
   absl::StatusOr<size_t> SendfileSome(int file_fd, uint64_t offset, size_t length) override;
   // Not while a StartConnect is under way.
   bool AttachInput(InputChannel* input) override;
+  bool AttachOutput(OutputChannel* output) override;
+  bool HasPendingOutput() const override { return output_ != nullptr && output_->unsent() > 0; }
+  absl::Status WaitWritable(absl::Duration deadline, absl::string_view op) override;
+  // kWrite while an attached output holds unsent bytes (they go before the FIN).
+  absl::StatusOr<IoInterest> ShutdownStep(ShutdownWay way) override;
 
   AddressFamily family() const { return family_; }
 
@@ -109,6 +112,7 @@ class TcpSocket : public Socket {
 
   UniqueFd fd_;
   InputChannel* input_ = nullptr;  // AttachInput's; read before the descriptor
+  OutputChannel* output_ = nullptr;  // AttachOutput's; written instead of it
   AddressFamily family_;
   bool connecting_ = false;  // StartConnect's connect is under way
   uint16_t peer_port_ = 0;  // host order; 0: no address kept (see the constructor)

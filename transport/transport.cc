@@ -34,9 +34,25 @@ absl::Status Socket::Handshake(absl::Duration timeout) {
     absl::StatusOr<IoInterest> step = HandshakeStep();
     if (!step.ok()) return step.status();
     if (*step == IoInterest::kNone) return absl::OkStatus();
-    absl::Status ready = WaitForIo(fd(), *step, deadline, "handshake");
+    absl::Status ready = WaitReady(*step, deadline, "handshake");
     if (!ready.ok()) return ready;
   }
+}
+
+absl::Status Socket::WaitWritable(absl::Duration deadline, absl::string_view op) {
+  return WaitForIo(fd(), IoInterest::kWrite, deadline, op);
+}
+
+absl::Status Socket::WaitReady(IoInterest interest, absl::Duration deadline,
+                               absl::string_view op) {
+  if (interest == IoInterest::kWrite) return WaitWritable(deadline, op);
+  // Waiting for the peer: what this side sent must reach it first.
+  while (HasPendingOutput()) {
+    absl::Status sent = WaitWritable(deadline, op);
+    if (!sent.ok()) return sent;
+  }
+  if (HasBufferedInput()) return absl::OkStatus();
+  return WaitForIo(fd(), interest, deadline, op);
 }
 
 absl::StatusOr<size_t> Socket::ReadSome(absl::Span<char> buf) {
@@ -65,6 +81,12 @@ absl::StatusOr<std::string> Socket::Recv(size_t n, absl::Duration timeout) {
     if (got.ok()) continue;
     if (!IsWouldBlock(got.status())) return got.status();
     if (TransportHasBufferedInput()) continue;
+    // What this side sent must reach the peer before waiting for its answer. (Not
+    // WaitReady: the bytes kept so far are input it would count.)
+    while (HasPendingOutput()) {
+      absl::Status sent = WaitWritable(deadline, "recv");
+      if (!sent.ok()) return sent;
+    }
     absl::Status ready = WaitForIo(fd(), IoInterest::kRead, deadline, "recv");
     if (!ready.ok()) return ready;
   }
@@ -98,7 +120,7 @@ absl::Status Socket::WriteAll(absl::Span<const absl::string_view> buffers,
       continue;
     }
     if (!IsWouldBlock(wrote.status())) return wrote.status();
-    absl::Status ready = WaitForIo(fd(), IoInterest::kWrite, deadline, op);
+    absl::Status ready = WaitWritable(deadline, op);
     if (!ready.ok()) return ready;
   }
   return absl::OkStatus();
@@ -122,7 +144,7 @@ absl::StatusOr<uint64_t> Socket::Sendfile(const std::string& path, uint64_t offs
       continue;
     }
     if (!IsWouldBlock(sent.status())) return sent.status();
-    absl::Status ready = WaitForIo(fd(), IoInterest::kWrite, deadline, "sendfile");
+    absl::Status ready = WaitWritable(deadline, "sendfile");
     if (!ready.ok()) return ready;
   }
   return at - offset;

@@ -85,6 +85,27 @@ class InputChannel {
   virtual absl::Status end() const = 0;
 };
 
+// Output an event loop sends on a socket's behalf (io_uring: one send per socket per
+// loop turn, submitted with everything else), in place of the socket writing its
+// descriptor (Socket::AttachOutput). Staged bytes are the counterpart of bytes in the
+// kernel's send buffer: accepted, in order, on their way.
+class OutputChannel {
+ public:
+  virtual ~OutputChannel() = default;
+  // Copies what fits of `buffers` (the channel holds a bounded amount): a count > 0,
+  // Unavailable when full, or the error an earlier send failed with.
+  virtual absl::StatusOr<size_t> Stage(absl::Span<const absl::string_view> buffers) = 0;
+  // Bytes staged and not yet taken by the kernel.
+  virtual size_t unsent() const = 0;
+  // Blocks until the kernel has taken some of the unsent bytes (at once when there are
+  // none), or `deadline` passes (DeadlineExceeded); the send's error if it failed.
+  // On the loop's thread: it runs no callback meanwhile.
+  virtual absl::Status WaitForSent(absl::Duration deadline) = 0;
+  // The descriptor is about to close: hands the unsent bytes to the kernel now, without
+  // waiting, as bytes in a send buffer go out after a close.
+  virtual void SendBeforeClose() = 0;
+};
+
 // A connected socket. Not thread-safe: one owner thread at a time (see the table).
 class Socket {
  public:
@@ -174,6 +195,19 @@ class Socket {
   // again). False for a transport that reads its descriptor some other way (the loop
   // then goes on polling it). Wrapping transports hand it to the socket they wrap.
   virtual bool AttachInput(InputChannel* input) { return false; }
+  // The same for output: WriteSome stages into `output`. A transport that accepts it
+  // reports staged bytes in HasPendingOutput and waits for them in WaitWritable, and its
+  // shutdown of the write side waits for them too.
+  virtual bool AttachOutput(OutputChannel* output) { return false; }
+  // Bytes WriteSome accepted that have not reached the kernel yet (an attached output's).
+  virtual bool HasPendingOutput() const { return false; }
+  // Waits until WriteSome may take more, or `deadline` (DeadlineExceeded naming `op`):
+  // the descriptor's writability, or an attached output's progress.
+  virtual absl::Status WaitWritable(absl::Duration deadline, absl::string_view op);
+  // kWrite: WaitWritable. kRead: input to read (buffered, or the descriptor readable),
+  // once what this side has sent is out of its hands (HasPendingOutput): a peer may
+  // wait for it before it answers.
+  absl::Status WaitReady(IoInterest interest, absl::Duration deadline, absl::string_view op);
   // Zero-copy reading of an attached input: the oldest received bytes, taken whole (no
   // later read returns them) and valid as InputChannel::Take says; empty when there are
   // none, or when this socket must transform them first (TLS) or holds others before
