@@ -60,6 +60,39 @@ TEST(LingeringCloseTest, CloseWithUnreadInputEndsInAnOrderlyEofNotAReset) {
   EXPECT_TRUE(WaitFor([&] { return server->active_connections() == 0; }));
 }
 
+// Sends a long goodbye, more than the socket takes at once, and closes.
+class LongByeHandler : public Handler {
+ public:
+  static constexpr size_t kBye = 1 << 20;
+  HandlerResult HandleData(absl::string_view data, Connection& conn) override {
+    conn.Send(std::string(kBye, 'b')).IgnoreError();
+    return HandlerResult::Close();
+  }
+};
+
+// A close that first drains its queued output then lingers for linger_timeout, however
+// short the drain's own bound (send_timeout). Before, the lingering close kept the
+// drain's deadline and ended when send_timeout had passed since the close.
+TEST(LingeringCloseTest, LingeringAfterADrainLastsLingerTimeoutNotTheDrainsDeadline) {
+  ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<LongByeHandler>());
+  options.transport_options.socket_options.push_back(SocketOption::SendBuffer(16 << 10));
+  options.send_timeout = absl::Milliseconds(300);
+  options.linger_timeout = kWait;  // until the client closes
+  std::unique_ptr<Server> server = testutil::MustStart(std::move(options));
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<TcpSocket> client = MustConnect(*server);
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send("quit\n").ok());
+  absl::StatusOr<std::string> bye = testutil::ReadToEof(*client);
+  ASSERT_TRUE(bye.ok()) << bye.status();
+  EXPECT_EQ(bye->size(), LongByeHandler::kBye);
+  // Past the drain's 300 ms: still lingering, as the client has not closed.
+  absl::SleepFor(absl::Milliseconds(600));
+  EXPECT_EQ(server->active_connections(), 1);
+  client->Close();
+  EXPECT_TRUE(WaitFor([&] { return server->active_connections() == 0; }));
+}
+
 TEST(LingeringCloseTest, ZeroLingerTimeoutClosesAtOnce) {
   ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<ByeHandler>());
   options.linger_timeout = absl::ZeroDuration();

@@ -1,11 +1,13 @@
-// EventLoop::SocketChannel: the io_uring loop receiving for a socket into its shared buffers
-// (multishot receive, provided-buffer ring). On epoll, MakeChannel is null: sockets
-// there are read on readiness.
+// EventLoop::SocketChannel: the io_uring loop receiving for a socket into its shared
+// buffers (multishot receive, provided-buffer ring), and sending what the socket staged
+// (one send per loop turn). On epoll, MakeChannel is null: sockets there are read and
+// written on readiness.
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <cerrno>
 #include <memory>
 #include <string>
@@ -116,7 +118,7 @@ std::string Pattern(size_t size) {
   return s;
 }
 
-TEST(ReceiverTest, ReceivesArrivalsInOrderThenThePeersEnd) {
+TEST(SocketChannelTest, ReceivesArrivalsInOrderThenThePeersEnd) {
   auto [server, client] = TcpPair();
   LoopThread t;
   ReceivingWatcher watcher;
@@ -140,7 +142,7 @@ TEST(ReceiverTest, ReceivesArrivalsInOrderThenThePeersEnd) {
 
 // Stopped, a receiver keeps what arrived before; what comes after stays in the socket,
 // behind it: the stream is read in order, part from the receiver, part from the socket.
-TEST(ReceiverTest, AStoppedReceiverKeepsWhatArrivedAheadOfTheDescriptor) {
+TEST(SocketChannelTest, AStoppedReceiverKeepsWhatArrivedAheadOfTheDescriptor) {
   auto [server, client] = TcpPair();
   LoopThread t;
   ReceivingWatcher watcher;
@@ -178,7 +180,7 @@ TEST(ReceiverTest, AStoppedReceiverKeepsWhatArrivedAheadOfTheDescriptor) {
 // A receiver whose bytes are not read takes the loop's buffers until none is left; its
 // receive then stops (the rest waits in the socket, the peer's window closes), and goes
 // on once buffers come back. Nothing is lost or reordered.
-TEST(ReceiverTest, AReceiverOutOfBuffersGoesOnOnceTheyComeBack) {
+TEST(SocketChannelTest, AReceiverOutOfBuffersGoesOnOnceTheyComeBack) {
   auto [server, client] = TcpPair();
   LoopThread t;
   ReceivingWatcher watcher;
@@ -224,7 +226,7 @@ TEST(ReceiverTest, AReceiverOutOfBuffersGoesOnOnceTheyComeBack) {
 
 // A receiver destroyed while holding buffers gives them back: another socket's receiver
 // can receive after it.
-TEST(ReceiverTest, DestroyingAReceiverGivesItsBuffersBack) {
+TEST(SocketChannelTest, DestroyingAReceiverGivesItsBuffersBack) {
   auto [server, client] = TcpPair();
   auto [server2, client2] = TcpPair();
   LoopThread t;
@@ -268,6 +270,184 @@ TEST(ReceiverTest, DestroyingAReceiverGivesItsBuffersBack) {
   }
   t.Stop();
   for (int fd : {server, client, server2, client2}) ::close(fd);
+}
+
+// Reads from a non-blocking socket until `size` bytes came, the peer closed, or the
+// deadline: what came.
+std::string ReadUpTo(int fd, size_t size) {
+  std::string got;
+  char buf[16384];
+  const absl::Duration deadline = MonotonicNow() + testutil::kWait;
+  while (got.size() < size) {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0) {
+      got.append(buf, static_cast<size_t>(n));
+    } else if (n == 0 || errno != EAGAIN ||
+               !WaitForIo(fd, IoInterest::kRead, deadline, "test").ok()) {
+      break;
+    }
+  }
+  return got;
+}
+
+// Staged bytes go out on the loop's next turn, in order, and a watcher that asked is
+// told (EPOLLOUT) when the kernel has taken them.
+TEST(SocketChannelTest, StagedBytesGoOutInOrderAndTheWatcherIsToldWhenSent) {
+  auto [server, client] = TcpPair();
+  LoopThread t;
+  ReceivingWatcher watcher;
+  std::unique_ptr<EventLoop::SocketChannel> channel = StartReceiving(t, server, watcher);
+  if (channel != nullptr) {
+    const absl::string_view parts[] = {"one,", "two,", "three"};
+    t.RunOnLoop([&] {
+      ASSERT_EQ(channel->Stage(absl::MakeConstSpan(parts)).value_or(0), 13u);
+      EXPECT_EQ(channel->unsent(), 13u) << "nothing goes before the loop's next turn";
+      channel->SetNotifyWhenSent(true);
+    });
+    EXPECT_EQ(ReadUpTo(client, 13), "one,two,three");
+    ASSERT_TRUE(testutil::WaitFor([&] { return watcher.calls() > 0; }));
+    size_t unsent = 1;
+    t.RunOnLoop([&] { unsent = channel->unsent(); });
+    EXPECT_EQ(unsent, 0u);
+    t.RunOnLoop([&] { channel.reset(); });
+  }
+  t.Stop();
+  ::close(server);
+  ::close(client);
+}
+
+// The channel holds a bounded amount: beyond it Stage says Unavailable, as a full socket
+// would; a blocking sender's wait is bounded by its deadline; once the peer reads,
+// everything arrives.
+TEST(SocketChannelTest, StagingIsBoundedAndABlockedSendWaitsUntilItsDeadline) {
+  auto [server, client] = TcpPair();
+  const int small = 4096;
+  ASSERT_EQ(::setsockopt(server, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+  ASSERT_EQ(::setsockopt(client, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+  LoopThread t;
+  ReceivingWatcher watcher;
+  std::unique_ptr<EventLoop::SocketChannel> channel = StartReceiving(t, server, watcher);
+  if (channel != nullptr) {
+    const std::string data = Pattern(1 << 20);
+    size_t staged = 0;
+    absl::Status refused;
+    absl::Status waited;
+    t.RunOnLoop([&] {
+      for (;;) {
+        absl::string_view rest = absl::string_view(data).substr(staged);
+        absl::StatusOr<size_t> n = channel->Stage(absl::MakeConstSpan(&rest, 1));
+        if (n.ok()) {
+          staged += *n;
+          continue;
+        }
+        refused = n.status();
+        // The peer reads nothing: the kernel takes some, then nothing more.
+        waited = channel->WaitForSent(MonotonicNow() + absl::Milliseconds(100));
+        if (!waited.ok()) break;
+      }
+    });
+    EXPECT_TRUE(absl::IsUnavailable(refused)) << refused;
+    EXPECT_TRUE(absl::IsDeadlineExceeded(waited)) << waited;
+    EXPECT_LT(staged, data.size());
+    // Reading makes room: what was staged arrives, in order.
+    EXPECT_TRUE(ReadUpTo(client, staged) == data.substr(0, staged));
+    t.RunOnLoop([&] { channel.reset(); });
+  }
+  t.Stop();
+  ::close(server);
+  ::close(client);
+}
+
+// A send the peer's reset fails is reported by the next Stage, and to a watcher waiting
+// for room.
+TEST(SocketChannelTest, ASendThatFailsIsReportedByTheNextStage) {
+  auto [server, client] = TcpPair();
+  LoopThread t;
+  ReceivingWatcher watcher;
+  watcher.set_consuming(false);
+  std::unique_ptr<EventLoop::SocketChannel> channel = StartReceiving(t, server, watcher);
+  if (channel != nullptr) {
+    linger abort = {1, 0};
+    ASSERT_EQ(::setsockopt(client, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort)), 0);
+    ::close(client);
+    client = -1;
+    absl::Status failed;
+    const absl::Duration deadline = MonotonicNow() + testutil::kWait;
+    while (failed.ok() && MonotonicNow() < deadline) {
+      t.RunOnLoop([&] {
+        const absl::string_view bytes = "are you there?";
+        absl::StatusOr<size_t> n = channel->Stage(absl::MakeConstSpan(&bytes, 1));
+        if (!n.ok()) failed = n.status();
+      });
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    EXPECT_FALSE(failed.ok());
+    EXPECT_FALSE(absl::IsUnavailable(failed)) << failed;
+    t.RunOnLoop([&] { channel.reset(); });
+  }
+  t.Stop();
+  ::close(server);
+  if (client >= 0) ::close(client);
+}
+
+// Staged bytes handed over just before the descriptor closes (Socket::Close does it)
+// still reach the peer, then its end of stream.
+TEST(SocketChannelTest, BytesSentBeforeCloseArriveThenTheEnd) {
+  auto [server, client] = TcpPair();
+  LoopThread t;
+  ReceivingWatcher watcher;
+  std::unique_ptr<EventLoop::SocketChannel> channel = StartReceiving(t, server, watcher);
+  if (channel != nullptr) {
+    t.RunOnLoop([&] {
+      const absl::string_view bytes = "last words";
+      ASSERT_TRUE(channel->Stage(absl::MakeConstSpan(&bytes, 1)).ok());
+      channel->SendBeforeClose();
+      ::close(server);
+      channel.reset();
+    });
+    EXPECT_EQ(ReadUpTo(client, 100), "last words");
+    char byte;
+    EXPECT_EQ(::recv(client, &byte, 1, 0), 0) << "an orderly end: " << std::strerror(errno);
+  } else {
+    ::close(server);
+  }
+  t.Stop();
+  ::close(client);
+}
+
+// A send still waiting for room when Run returns is cancelled with everything else: the
+// descriptor closed afterwards (as Worker::Stop closes what is left) really closes.
+TEST(SocketChannelTest, ASocketWithASendWaitingClosesForRealAfterRun) {
+  auto [server, client] = TcpPair();
+  const int small = 4096;
+  ASSERT_EQ(::setsockopt(client, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+  LoopThread t;
+  ReceivingWatcher watcher;
+  std::unique_ptr<EventLoop::SocketChannel> channel = StartReceiving(t, server, watcher);
+  if (channel != nullptr) {
+    const std::string data(4 << 20, 'z');
+    t.RunOnLoop([&] {
+      absl::string_view rest = data;
+      while (!rest.empty()) {
+        absl::StatusOr<size_t> n = channel->Stage(absl::MakeConstSpan(&rest, 1));
+        if (!n.ok()) break;
+        rest.remove_prefix(*n);
+      }
+    });
+    absl::SleepFor(absl::Milliseconds(50));  // the send goes, and waits for room
+    t.Stop();
+    channel.reset();
+    ::close(server);
+    // The peer reads what was sent, then the end (the close drops the unsent rest).
+    std::string got = ReadUpTo(client, data.size());
+    EXPECT_LT(got.size(), data.size());
+    char byte;
+    const ssize_t n = ::recv(client, &byte, 1, MSG_DONTWAIT);
+    EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET)) << n << " " << std::strerror(errno);
+  } else {
+    ::close(server);
+  }
+  ::close(client);
 }
 
 }  // namespace
