@@ -380,8 +380,11 @@ const SocketInfo& ServerAddress(EventLoopKind loop) {
       return nullptr;
     }
     if (!started.ok()) Die(absl::StrCat("server start: ", started.status().ToString()));
-    Server* server = started->release();  // kept for the life of the process
-    absl::StatusOr<SocketInfo> where = server->ListenerInfo();
+    // Kept for the life of the process, reachable (not a leak).
+    static std::vector<std::unique_ptr<Server>>* const servers =
+        new std::vector<std::unique_ptr<Server>>();
+    servers->push_back(*std::move(started));
+    absl::StatusOr<SocketInfo> where = servers->back()->ListenerInfo();
     if (!where.ok()) Die(absl::StrCat("listener info: ", where.status().ToString()));
     return new SocketInfo(*where);
   };
