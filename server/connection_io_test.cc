@@ -317,5 +317,48 @@ TEST_F(ConnectionTest, RecvInsideHandleDataAndHandleDataReadOneOrderedStream) {
   EXPECT_TRUE(echoed == sent) << "the stream came back reordered";
 }
 
+// A blocking Recv right after the socket accepted bytes it has not sent yet (io_uring
+// stages them) waits for them to go, and meanwhile the peer's answer may arrive: the
+// Recv returns it. Before, it then waited on the descriptor, which the loop had already
+// emptied into the connection's channel, until its timeout.
+TEST_F(ConnectionTest, ARecvThatFirstWaitsForItsOwnOutputFindsAnAnswerThatCameMeanwhile) {
+  static constexpr size_t kOut = 256 * 1024;
+  script_.data = [](const Ctx& ctx, absl::string_view, Connection& conn) {
+    const std::string out(kOut, 'o');
+    absl::string_view rest = out;
+    while (!rest.empty()) {  // what the socket takes without waiting
+      const absl::string_view view = rest;
+      absl::StatusOr<size_t> n = conn.socket().WriteSome(absl::MakeConstSpan(&view, 1));
+      if (!n.ok()) break;
+      rest.remove_prefix(*n);
+    }
+    auto answer = conn.socket().Recv(5, kDeadline);
+    ctx.Note(absl::StrCat("answer:", answer.ok() ? *answer : answer.status().ToString()));
+    if (!rest.empty()) {
+      EXPECT_TRUE(conn.socket().Send(rest).ok());
+    }
+    return HandlerResult::Close();
+  };
+  ServerOptions options = Options();
+  options.transport_options.socket_options.push_back(SocketOption::SendBuffer(8 << 10));
+  ASSERT_TRUE(Start(std::move(options)));
+  absl::StatusOr<SocketInfo> where = server_->ListenerInfo();
+  ASSERT_TRUE(where.ok()) << where.status();
+  // A small receive buffer: the server's output waits for room until we read.
+  UniqueFd client = testutil::RawConnect(where->port, 4096);
+  ASSERT_TRUE(client.valid()) << errno;
+  ASSERT_EQ(::send(client.get(), "go", 2, MSG_NOSIGNAL), 2);
+  absl::SleepFor(absl::Milliseconds(100));  // the server waits for room; we answer first
+  ASSERT_EQ(::send(client.get(), "reply", 5, MSG_NOSIGNAL), 5);
+  absl::SleepFor(absl::Milliseconds(100));
+  size_t got = 0;
+  char buf[16384];
+  for (ssize_t n; (n = ::recv(client.get(), buf, sizeof(buf), 0)) > 0;) {
+    got += static_cast<size_t>(n);
+  }
+  EXPECT_EQ(got, kOut);
+  EXPECT_TRUE(Saw(1, "answer:reply"));
+}
+
 }  // namespace
 }  // namespace islet

@@ -86,7 +86,7 @@ absl::Status ConnectionImpl::Shutdown(ShutdownWay way) {
     return s;
   }
   if (write_shutdown_ != WriteShutdown::kNone) return absl::OkStatus();  // under way
-  if (way == ShutdownWay::kReadWrite && !out_.empty()) {
+  if (way == ShutdownWay::kReadWrite && !AllSent()) {
     absl::Status s = socket_->Shutdown(ShutdownWay::kRead);
     if (!s.ok()) return s;
   }

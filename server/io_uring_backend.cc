@@ -93,6 +93,10 @@ constexpr size_t kStagingLimit = 64 * 1024;
 constexpr uint16_t kBufferGroup = 0;
 constexpr unsigned kReceiveBuffers = 256;  // a power of two
 constexpr unsigned kReceiveBufferSize = 16 * 1024;
+// What one connection may hold of them (128 KiB) before its receive stops until it has
+// read half: a peer sending faster than its handler reads cannot take the buffers of
+// the loop's other connections. (The bytes wait in its socket, as on epoll.)
+constexpr size_t kMaxHeldSegments = 8;
 
 class IoUringBackend;
 // The io_uring loop this thread is running, if any: its Wake of another io_uring loop
@@ -177,6 +181,13 @@ class RingChannel final : public EventLoop::SocketChannel {
   absl::Status end() const override { return end_; }
   void SetReceiving(bool on) override;
 
+  // Whether a receive of this generation was armed by this channel, not by a closed
+  // predecessor on the same descriptor number: its generations follow first_generation_,
+  // modulo the 30-bit wrap (a channel arms far fewer than 2^29).
+  bool Owns(uint32_t generation) const {
+    return ((generation - first_generation_) & kMaxGeneration) < (kMaxGeneration >> 1);
+  }
+
   absl::StatusOr<size_t> Stage(absl::Span<const absl::string_view> buffers) override;
   size_t unsent() const override { return sending_.size() - sent_ + staged_.size(); }
   absl::Status WaitForSent(absl::Duration deadline) override;
@@ -201,15 +212,17 @@ class RingChannel final : public EventLoop::SocketChannel {
   bool armed_ = false;
   bool arm_queued_ = false;
   bool starved_ = false;
+  bool full_ = false;  // holds kMaxHeldSegments: receiving stopped until it reads
   uint32_t ready_events_ = 0;  // to tell the watcher at the end of this Reap
   absl::Status end_;
   absl::InlinedVector<Segment, 2> segments_;
 
   // Output: `sending_` (from `sent_` on) is the kernel's while a send is armed;
-  // Stage appends to `staged_`, which follows it.
-  std::string sending_;
+  // Stage appends to `staged_`, which follows it. Vectors, not strings: moving one
+  // (an orphaned send) keeps its bytes where the kernel reads them.
+  std::vector<char> sending_;
   size_t sent_ = 0;
-  std::string staged_;
+  std::vector<char> staged_;
   absl::Status send_error_;
   bool send_armed_ = false;
   bool send_queued_ = false;
@@ -352,7 +365,7 @@ class IoUringBackend final : public LoopBackend {
     // Bounded: a cancel of polls completes at once; the bound only guards a kernel bug.
     for (int tries = 0;
          tries < 50 && (!cancel_done_ || armed_ > 0 || receives_armed_ > 0 || sends_armed_ > 0 ||
-                          wake_armed_);
+                          !orphans_.empty() || wake_armed_);
          ++tries) {
       __kernel_timespec ts = {};
       ts.tv_nsec = 20 * 1000 * 1000;
@@ -395,6 +408,13 @@ class IoUringBackend final : public LoopBackend {
     --buffers_held_;
   }
 
+  // A full channel has read half of what it held: it receives again.
+  void Drained(RingChannel& channel) {
+    if (!channel.full_ || channel.segments_.size() > kMaxHeldSegments / 2) return;
+    channel.full_ = false;
+    if (channel.want_) QueueReceive(channel);
+  }
+
   void SetReceiving(RingChannel& receiver, bool on) {
     receiver.want_ = on;
     if (on) {
@@ -430,6 +450,7 @@ class IoUringBackend final : public LoopBackend {
     if (!running()) return;  // after Run: nothing submits (Worker::Stop's closes)
     if (!channel.send_armed_) ArmSend(channel);
     io_uring_submit(&ring_);
+    Collect();  // see GetSqe
   }
 
   // Stage's caller is blocking (Socket::Send, a Recv after a Send): submits and waits
@@ -518,6 +539,9 @@ class IoUringBackend final : public LoopBackend {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     while (sqe == nullptr) {
       io_uring_submit(&ring_);
+      // With the completion queue overflowed, a submit also runs the ring's task work:
+      // file what it received at once (see the top of the file).
+      Collect();
       sqe = io_uring_get_sqe(&ring_);
     }
     return sqe;
@@ -532,6 +556,11 @@ class IoUringBackend final : public LoopBackend {
       if (slot.active && !slot.armed) Arm(fd);
     }
     arms_.clear();
+    for (int fd : full_channels_) {
+      RingChannel* channel = channels_[fd];
+      if (channel != nullptr && channel->full_ && channel->armed_) CancelReceive(*channel);
+    }
+    full_channels_.clear();
     // Starved receives go again once a buffer has come back (not at once: the ring
     // would only refuse them again, and wake the loop to say so).
     if (!starved_.empty() && buffers_held_ < kReceiveBuffers) {
@@ -547,7 +576,8 @@ class IoUringBackend final : public LoopBackend {
       RingChannel* receiver = channels_[fd];
       if (receiver == nullptr || !receiver->arm_queued_) continue;
       receiver->arm_queued_ = false;
-      if (receiver->want_ && !receiver->armed_ && !receiver->starved_ && receiver->end_.ok()) {
+      if (receiver->want_ && !receiver->armed_ && !receiver->starved_ && !receiver->full_ &&
+          receiver->end_.ok()) {
         ArmReceive(*receiver);
       }
     }
@@ -607,7 +637,7 @@ class IoUringBackend final : public LoopBackend {
       channel->sent_ += static_cast<size_t>(res);
       if (channel->sent_ == channel->sending_.size()) {
         // Freed, not kept: an idle connection holds no output buffer.
-        std::string().swap(channel->sending_);
+        std::vector<char>().swap(channel->sending_);
         channel->sent_ = 0;
       }
       if (channel->unsent() > 0) QueueSend(*channel);
@@ -671,7 +701,7 @@ class IoUringBackend final : public LoopBackend {
     if (has_buffer) ++buffers_held_;
     RingChannel* receiver =
         static_cast<size_t>(fd) < channels_.size() ? channels_[fd] : nullptr;
-    if (receiver == nullptr || generation < receiver->first_generation_) {
+    if (receiver == nullptr || !receiver->Owns(generation)) {
       if (has_buffer) Recycle(bid);  // a closed receiver's: nobody reads it
       return;
     }
@@ -684,6 +714,10 @@ class IoUringBackend final : public LoopBackend {
       receiver->segments_.push_back(
           {static_cast<uint16_t>(bid), 0, static_cast<uint16_t>(res)});
       QueueReady(*receiver);
+      if (receiver->segments_.size() >= kMaxHeldSegments && !receiver->full_) {
+        receiver->full_ = true;
+        full_channels_.push_back(fd);  // its receive is cancelled at the flush, unless read by then
+      }
     } else {
       if (has_buffer) Recycle(bid);
       if (res == 0) {
@@ -888,12 +922,13 @@ class IoUringBackend final : public LoopBackend {
   std::vector<uint32_t> receive_generation_;  // by descriptor: the last one used
   std::vector<int> receive_arms_;    // receives to arm before the next submit
   std::vector<int> starved_;         // receives stopped by -ENOBUFS
+  std::vector<int> full_channels_;   // channels that reached kMaxHeldSegments
   std::vector<int> ready_;           // channels with readiness to tell (ready_events_)
   std::vector<int> again_;           // Reap's: input left unread, told again next turn
   std::vector<int> send_queue_;      // sends to arm before the next submit
   std::vector<Completion> pending_;  // collected, not yet dispatched
   // Sends of closed channels, with the bytes the kernel may still read.
-  std::vector<std::pair<uint64_t, std::string>> orphans_;
+  std::vector<std::pair<uint64_t, std::vector<char>>> orphans_;
   size_t sends_armed_ = 0;
   size_t receives_armed_ = 0;
 };
@@ -917,6 +952,7 @@ void RingChannel::Consume(size_t n) {
       segments_.erase(segments_.begin());
     }
   }
+  backend_.Drained(*this);
 }
 
 absl::string_view RingChannel::Take() {
@@ -925,6 +961,7 @@ absl::string_view RingChannel::Take() {
   const Segment s = segments_.front();
   segments_.erase(segments_.begin());
   taken_ = s.bid;
+  backend_.Drained(*this);
   return absl::string_view(backend_.BufferAt(s.bid) + s.begin, s.end - s.begin);
 }
 
@@ -943,7 +980,7 @@ absl::StatusOr<size_t> RingChannel::Stage(absl::Span<const absl::string_view> bu
   size_t n = 0;
   for (absl::string_view b : buffers) {
     const size_t m = std::min(b.size(), room - n);
-    staged_.append(b.data(), m);
+    staged_.insert(staged_.end(), b.data(), b.data() + m);
     n += m;
     if (n == room) break;
   }

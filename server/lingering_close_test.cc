@@ -63,7 +63,7 @@ TEST(LingeringCloseTest, CloseWithUnreadInputEndsInAnOrderlyEofNotAReset) {
 // Sends a long goodbye, more than the socket takes at once, and closes.
 class LongByeHandler : public Handler {
  public:
-  static constexpr size_t kBye = 1 << 20;
+  static constexpr size_t kBye = 256 << 10;
   HandlerResult HandleData(absl::string_view data, Connection& conn) override {
     conn.Send(std::string(kBye, 'b')).IgnoreError();
     return HandlerResult::Close();
@@ -76,7 +76,7 @@ class LongByeHandler : public Handler {
 TEST(LingeringCloseTest, LingeringAfterADrainLastsLingerTimeoutNotTheDrainsDeadline) {
   ServerOptions options = testutil::LoopbackOptions(HandlerFactoryOf<LongByeHandler>());
   options.transport_options.socket_options.push_back(SocketOption::SendBuffer(16 << 10));
-  options.send_timeout = absl::Milliseconds(300);
+  options.send_timeout = absl::Seconds(1);  // the drain's bound: ample for 256 KiB
   options.linger_timeout = kWait;  // until the client closes
   std::unique_ptr<Server> server = testutil::MustStart(std::move(options));
   ASSERT_NE(server, nullptr);
@@ -86,8 +86,8 @@ TEST(LingeringCloseTest, LingeringAfterADrainLastsLingerTimeoutNotTheDrainsDeadl
   absl::StatusOr<std::string> bye = testutil::ReadToEof(*client);
   ASSERT_TRUE(bye.ok()) << bye.status();
   EXPECT_EQ(bye->size(), LongByeHandler::kBye);
-  // Past the drain's 300 ms: still lingering, as the client has not closed.
-  absl::SleepFor(absl::Milliseconds(600));
+  // Past the drain's second: still lingering, as the client has not closed.
+  absl::SleepFor(absl::Milliseconds(1500));
   EXPECT_EQ(server->active_connections(), 1);
   client->Close();
   EXPECT_TRUE(WaitFor([&] { return server->active_connections() == 0; }));

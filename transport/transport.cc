@@ -83,9 +83,12 @@ absl::StatusOr<std::string> Socket::Recv(size_t n, absl::Duration timeout) {
     if (TransportHasBufferedInput()) continue;
     // What this side sent must reach the peer before waiting for its answer. (Not
     // WaitReady: the bytes kept so far are input it would count.)
-    while (HasPendingOutput()) {
-      absl::Status sent = WaitWritable(deadline, "recv");
-      if (!sent.ok()) return sent;
+    if (HasPendingOutput()) {
+      while (HasPendingOutput()) {
+        absl::Status sent = WaitWritable(deadline, "recv");
+        if (!sent.ok()) return sent;
+      }
+      continue;  // the wait may have received input too (an attached InputChannel)
     }
     absl::Status ready = WaitForIo(fd(), IoInterest::kRead, deadline, "recv");
     if (!ready.ok()) return ready;
