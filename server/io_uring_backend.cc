@@ -81,9 +81,11 @@ constexpr uint64_t kReceiveBit = uint64_t{1} << 63;
 // User data of a send: this bit | the channel's first generation << 32 | fd. One send
 // at a time per channel.
 constexpr uint64_t kSendBit = uint64_t{1} << 62;
-// What a channel stages at most (the order of a socket's send buffer): beyond it
-// WriteSome says Unavailable, as a full socket would.
-constexpr size_t kStagingLimit = 64 * 1024;
+// What a channel stages at most: beyond it WriteSome says Unavailable, as a full socket
+// would, and the rest waits in the connection's queue, where the server's output budget
+// counts it. Staged bytes are not counted there: kept small, so that thousands of slow
+// readers hold little beyond the budget (tools/abuse's slow-reader flood bounds it).
+constexpr size_t kStagingLimit = 16 * 1024;
 
 // The shared receive buffers: 256 of 16 KiB per loop (4 MiB of address space, pages
 // touched only as the kernel fills them). Buffers in use at once are the connections
