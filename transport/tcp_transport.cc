@@ -616,10 +616,8 @@ absl::Status TcpSocket::Shutdown(ShutdownWay way) {
     const absl::Duration deadline = send_timeout() == absl::InfiniteDuration()
                                         ? absl::InfiniteDuration()
                                         : MonotonicNow() + send_timeout();
-    while (HasPendingOutput()) {
-      absl::Status sent = WaitWritable(deadline, "shutdown");
-      if (!sent.ok()) return sent;
-    }
+    absl::Status sent = SendPendingOutput(deadline, "shutdown");
+    if (!sent.ok()) return sent;
   }
   const int how = way == ShutdownWay::kRead    ? SHUT_RD
                   : way == ShutdownWay::kWrite ? SHUT_WR

@@ -43,14 +43,20 @@ absl::Status Socket::WaitWritable(absl::Duration deadline, absl::string_view op)
   return WaitForIo(fd(), IoInterest::kWrite, deadline, op);
 }
 
-absl::Status Socket::WaitReady(IoInterest interest, absl::Duration deadline,
-                               absl::string_view op) {
-  if (interest == IoInterest::kWrite) return WaitWritable(deadline, op);
-  // Waiting for the peer: what this side sent must reach it first.
+absl::Status Socket::SendPendingOutput(absl::Duration deadline, absl::string_view op) {
   while (HasPendingOutput()) {
     absl::Status sent = WaitWritable(deadline, op);
     if (!sent.ok()) return sent;
   }
+  return absl::OkStatus();
+}
+
+absl::Status Socket::WaitReady(IoInterest interest, absl::Duration deadline,
+                               absl::string_view op) {
+  if (interest == IoInterest::kWrite) return WaitWritable(deadline, op);
+  // Waiting for the peer: what this side sent must reach it first.
+  absl::Status sent = SendPendingOutput(deadline, op);
+  if (!sent.ok()) return sent;
   if (HasBufferedInput()) return absl::OkStatus();
   return WaitForIo(fd(), interest, deadline, op);
 }
@@ -84,10 +90,8 @@ absl::StatusOr<std::string> Socket::Recv(size_t n, absl::Duration timeout) {
     // What this side sent must reach the peer before waiting for its answer. (Not
     // WaitReady: the bytes kept so far are input it would count.)
     if (HasPendingOutput()) {
-      while (HasPendingOutput()) {
-        absl::Status sent = WaitWritable(deadline, "recv");
-        if (!sent.ok()) return sent;
-      }
+      absl::Status sent = SendPendingOutput(deadline, "recv");
+      if (!sent.ok()) return sent;
       continue;  // the wait may have received input too (an attached InputChannel)
     }
     absl::Status ready = WaitForIo(fd(), IoInterest::kRead, deadline, "recv");

@@ -240,6 +240,8 @@ class Socket {
   virtual absl::StatusOr<SocketOption> ReadOption(SocketOptionName name) const = 0;
 
   absl::Duration send_timeout() const { return send_timeout_; }
+  // Waits (WaitWritable) until nothing WriteSome accepted is left to reach the kernel.
+  absl::Status SendPendingOutput(absl::Duration deadline, absl::string_view op);
 
  private:
   absl::Status WriteAll(absl::Span<const absl::string_view> buffers, absl::string_view op);
