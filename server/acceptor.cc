@@ -228,8 +228,16 @@ bool Acceptor::HasRoom() const {
           context_.admitted.load(std::memory_order_acquire) < o.max_connections);
 }
 
-bool Acceptor::RefusedForReserve(Socket& socket, absl::Duration* backoff) {
-  if (!InDescriptorReserve(socket.fd(), context_.options.descriptor_reserve)) return false;
+int64_t Acceptor::LimitForChecks() const {
+  return context_.options.descriptor_reserve > 0 || accept_channel_ != nullptr
+             ? DescriptorLimit()
+             : kNoDescriptorLimit;
+}
+
+bool Acceptor::RefusedForReserve(Socket& socket, absl::Duration* backoff, int64_t limit) {
+  if (!InDescriptorReserve(socket.fd(), context_.options.descriptor_reserve, limit)) {
+    return false;
+  }
   // As out of descriptors: the rest of the table is for files, sendfile and logs.
   const absl::Status reserved = absl::ResourceExhaustedError(absl::StrCat(
       "accept: descriptor ", socket.fd(), " is within descriptor_reserve (",
@@ -269,7 +277,7 @@ void Acceptor::Run() {
       continue;
     }
     ++accepted_;
-    if (absl::Duration backoff; RefusedForReserve(**socket, &backoff)) {
+    if (absl::Duration backoff; RefusedForReserve(**socket, &backoff, LimitForChecks())) {
       listeners_.SleepUnlessStopping(backoff);
       continue;
     }
@@ -296,7 +304,17 @@ void Acceptor::Arm() {
 
 void Acceptor::Watch() {
   loop_->AssertInLoopThread();
-  if (stopped_ || registration_.active() || listener_ == nullptr) return;
+  if (stopped_ || Watching() || listener_ == nullptr) return;
+  if (accept_channel_ == nullptr && listener_->CanAdoptAccepted()) {
+    accept_channel_ = loop_->MakeAcceptChannel(listener_->fd(), this);
+  }
+  if (accept_channel_ != nullptr) {
+    if (!PlaceOverLimit()) return;
+    if (Watching() || pending_ != nullptr) return;  // placing it paused, or resumed
+    accepting_ = true;
+    accept_channel_->SetAccepting(true);
+    return;
+  }
   int fd = listener_->fd();
   if (shares_listener_fd_) {
     // One epoll set cannot hold the same descriptor twice: the second acceptor of a
@@ -316,13 +334,84 @@ void Acceptor::Watch() {
   registration_ = *std::move(watched);
 }
 
-void Acceptor::StopWatching() { registration_.Reset(); }
+void Acceptor::StopWatching() {
+  registration_.Reset();
+  if (accepting_) accept_channel_->SetAccepting(false);
+  accepting_ = false;
+}
 
 void Acceptor::DropListener() {
   loop_->AssertInLoopThread();
   StopWatching();
+  // What the loop accepted from a listener suspended or released is this server's to
+  // serve, as a connection accept(2) returned would be; at stop it is closed.
+  if (accept_channel_ != nullptr && !stopped_ && listener_ != nullptr) TakeAcceptedBacklog();
+  accept_channel_.reset();
+  over_limit_.reset();  // no descriptor came free for it: its client sees the close
   watch_fd_.reset();
   listener_.reset();
+}
+
+absl::StatusOr<std::unique_ptr<Socket>> Acceptor::NextAccepted() {
+  if (accept_channel_ == nullptr) return listener_->TryAccept();
+  absl::StatusOr<UniqueFd> fd = accept_channel_->Next();
+  if (!fd.ok()) return fd.status();
+  // The loop's accept counts descriptors against RLIMIT_NOFILE as it was when the
+  // accept was armed. Beyond the limit now (lowered since), every descriptor under it
+  // is taken (the kernel hands out the lowest free one): accept(2) would have failed
+  // with EMFILE and left the connection in the backlog, so it waits here instead.
+  if (descriptor_limit_ != kNoDescriptorLimit && fd->get() >= descriptor_limit_) {
+    const int number = fd->get();
+    over_limit_ = *std::move(fd);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "accept: descriptor ", number, " is beyond RLIMIT_NOFILE (", descriptor_limit_,
+        "), lowered since the loop's accept began; the connection waits for a free one"));
+  }
+  return listener_->AdoptAccepted(*std::move(fd));
+}
+
+bool Acceptor::PlaceOverLimit() {
+  if (!over_limit_.valid()) return true;
+  // The lowest free descriptor, if there is one under the limit now: the one accept(2)
+  // would give it now.
+  UniqueFd lower(::fcntl(over_limit_.get(), F_DUPFD_CLOEXEC, 0));
+  if (!lower.valid()) {
+    absl::Duration backoff;
+    Report(absl::ResourceExhaustedError(PosixError(errno, "accept: dup").message()), &backoff);
+    PauseFor(backoff, [this] { Watch(); });
+    return false;
+  }
+  over_limit_.reset();
+  absl::StatusOr<std::unique_ptr<Socket>> socket = listener_->AdoptAccepted(std::move(lower));
+  if (!socket.ok()) return true;
+  descriptor_limit_ = LimitForChecks();
+  if (absl::Duration backoff; RefusedForReserve(**socket, &backoff, descriptor_limit_)) {
+    PauseFor(backoff, [this] { Watch(); });
+    return false;
+  }
+  Place(*std::move(socket));
+  return true;
+}
+
+void Acceptor::TakeAcceptedBacklog() {
+  descriptor_limit_ = LimitForChecks();
+  for (;;) {
+    absl::StatusOr<UniqueFd> fd = accept_channel_->Next();
+    if (!fd.ok()) {
+      if (IsWouldBlock(fd.status())) return;
+      continue;  // the accept's end: the next Watch accepts again
+    }
+    ++accepted_;
+    absl::StatusOr<std::unique_ptr<Socket>> socket = listener_->AdoptAccepted(*std::move(fd));
+    if (!socket.ok()) continue;
+    absl::Duration backoff;
+    if (RefusedForReserve(**socket, &backoff, descriptor_limit_)) continue;
+    if (pending_ == nullptr && HasRoom()) {
+      HandOver(*std::move(socket));
+    } else {
+      Refuse(*std::move(socket), FullError());
+    }
+  }
 }
 
 void Acceptor::PauseFor(absl::Duration d, absl::AnyInvocable<void()> then) {
@@ -336,11 +425,16 @@ void Acceptor::PauseFor(absl::Duration d, absl::AnyInvocable<void()> then) {
 void Acceptor::OnReady(uint32_t /*events*/) {
   // A bounded batch per readiness event: a flood of connections cannot starve the
   // connections this worker already serves.
-  for (int i = 0; i < kAcceptBatch && registration_.active(); ++i) {
-    absl::StatusOr<std::unique_ptr<Socket>> socket = listener_->TryAccept();
+  // RLIMIT_NOFILE is read once per batch, not once per connection.
+  descriptor_limit_ = LimitForChecks();
+  for (int i = 0; i < kAcceptBatch && Watching(); ++i) {
+    absl::StatusOr<std::unique_ptr<Socket>> socket = NextAccepted();
     if (socket.ok()) {
       ++accepted_;
-      if (absl::Duration backoff; RefusedForReserve(**socket, &backoff)) {
+      if (absl::Duration backoff; RefusedForReserve(**socket, &backoff, descriptor_limit_)) {
+        // The loop may have accepted more meanwhile (all of them in the reserve, or
+        // close to it): they do not wait out the pause holding its descriptors.
+        if (accept_channel_ != nullptr) TakeAcceptedBacklog();
         PauseFor(backoff, [this] { Watch(); });
         return;
       }

@@ -5,7 +5,10 @@
 // acceptor runs on a worker's event loop, as nginx accepts: no thread of its own, and a
 // connection for that worker is adopted without a cross-thread wake-up. Otherwise it
 // gets a thread blocked in Listener::Accept. Both behave alike: the budget's retry
-// window, the EMFILE back-off and the telemetry are the same.
+// window, the EMFILE back-off and the telemetry are the same. On a loop that accepts
+// itself (io_uring's multishot accept, EventLoop::AcceptChannel) and a listener that
+// takes its descriptors (Listener::AdoptAccepted), the acceptor takes connections from
+// the loop instead of calling accept(2); it pauses by stopping the loop's accepting.
 #ifndef ISLET_SERVER_ACCEPTOR_H_
 #define ISLET_SERVER_ACCEPTOR_H_
 
@@ -83,9 +86,12 @@ class Acceptor : private EventLoop::Watcher {
   bool WaitForBudget();  // the thread: sleeps through the retry window
   // Room in this acceptor's budget and under the server's max_connections.
   bool HasRoom() const;
-  // A socket in the reserve is closed and reported as acceptor.emfile: true, with the
-  // back-off to take.
-  bool RefusedForReserve(Socket& socket, absl::Duration* backoff);
+  // A socket in the reserve of `limit` (a DescriptorLimit()) is closed and reported as
+  // acceptor.emfile: true, with the back-off to take.
+  bool RefusedForReserve(Socket& socket, absl::Duration* backoff, int64_t limit);
+  // DescriptorLimit() where a check needs it (a reserve, or the loop's accepting); else
+  // kNoDescriptorLimit, without asking.
+  int64_t LimitForChecks() const;
   void HandOver(std::unique_ptr<Socket> socket);
   // Closes a connection it cannot take, reporting acceptor.spawn_error with `why`.
   void Refuse(std::unique_ptr<Socket> socket, const absl::Status& why,
@@ -97,6 +103,15 @@ class Acceptor : private EventLoop::Watcher {
   void OnReady(uint32_t events) override;
   // An accept error: reports it; false when accepting should pause for `*backoff`.
   bool Report(const absl::Status& error, absl::Duration* backoff);
+  // The next connection: from the loop's accept channel, or by TryAccept.
+  absl::StatusOr<std::unique_ptr<Socket>> NextAccepted();
+  // The connection held beyond the descriptor limit (see NextAccepted), once a
+  // descriptor under the limit is free: true when it was placed or none is held.
+  bool PlaceOverLimit();
+  // Serves, or refuses, what the loop accepted and the acceptor has not taken:
+  // descriptors within the reserve are closed, the rest handed over while there is room.
+  void TakeAcceptedBacklog();
+  bool Watching() const { return registration_.active() || accepting_; }
   void Place(std::unique_ptr<Socket> socket);
   void PlacePending();
   void PauseFor(absl::Duration d, absl::AnyInvocable<void()> then);
@@ -122,6 +137,14 @@ class Acceptor : private EventLoop::Watcher {
   UniqueFd watch_fd_;                // then: a duplicate of it, for this one
   // Active while watching; declared after watch_fd_, so it goes first.
   EventLoop::Registration registration_;
+  // The loop's accepting of listener_, where it has one (made on the first Watch).
+  std::unique_ptr<EventLoop::AcceptChannel> accept_channel_;
+  bool accepting_ = false;  // accept_channel_ is accepting
+  // What a batch of accepts checks descriptors against: read once per batch.
+  int64_t descriptor_limit_ = kNoDescriptorLimit;
+  // Accepted by the loop beyond a descriptor limit lowered since its accept was armed:
+  // held unserved, as accept(2) would have failed, until a descriptor is free.
+  UniqueFd over_limit_;
   bool stopped_ = false;
   EventLoop::TimerId timer_ = 0;
   std::unique_ptr<Socket> pending_;  // accepted, waiting for room in the budget

@@ -33,6 +33,12 @@ std::unique_ptr<EventLoop::SocketChannel> EventLoop::MakeChannel(int fd, Watcher
   return backend_->MakeChannel(fd, watcher);
 }
 
+std::unique_ptr<EventLoop::AcceptChannel> EventLoop::MakeAcceptChannel(int listen_fd,
+                                                                       Watcher* watcher) {
+  AssertInLoopThread();
+  return backend_->MakeAcceptChannel(listen_fd, watcher);
+}
+
 void EventLoop::Run() {
   owner_.store(std::this_thread::get_id());
   auto dispatch = [this](Watcher* watcher, uint32_t events) {

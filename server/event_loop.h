@@ -69,6 +69,25 @@ class EventLoop {
     virtual void SetNotifyWhenSent(bool on) = 0;
   };
 
+  // Connections the loop accepts itself from one listening socket (io_uring: one
+  // multishot accept), for an acceptor that would otherwise wait for readiness and call
+  // accept(2). While accepting, the watcher hears EPOLLIN, level-triggered, as long as
+  // Next has a descriptor or an error to give. Loop thread only; destroying it stops
+  // accepting and closes what was accepted and not taken (destroy it before the loop).
+  class AcceptChannel {
+   public:
+    virtual ~AcceptChannel() = default;
+    // On: accept (again). Off: stop accepting; what was accepted stays for Next, and
+    // new connections wait in the listener's backlog.
+    virtual void SetAccepting(bool on) = 0;
+    // The next accepted descriptor (non-blocking, close-on-exec), in order; Unavailable
+    // when there is none now. Errors as Listener::TryAccept's: ResourceExhausted (out of
+    // descriptors), Aborted (a connection lost in the backlog), FailedPrecondition (the
+    // listening socket was shut down), Unknown for the rest. After an error, accepting
+    // is off until SetAccepting(true).
+    virtual absl::StatusOr<UniqueFd> Next() = 0;
+  };
+
   // One descriptor's registration with the loop: destroying it (or Reset) unregisters,
   // so nothing stays registered under a watcher that is gone. Move-only; it must not
   // outlive its loop, and is used on the loop thread only. Destroy or Reset it before
@@ -132,6 +151,10 @@ class EventLoop {
   // by readiness only (epoll; io_uring without DEFER_TASKRUN or provided-buffer rings).
   // It starts not receiving. Loop thread only.
   std::unique_ptr<SocketChannel> MakeChannel(int fd, Watcher* watcher);
+  // An AcceptChannel for listening socket `listen_fd`, or null where this loop accepts
+  // by readiness only (epoll; io_uring without DEFER_TASKRUN). It starts not accepting.
+  // Loop thread only.
+  std::unique_ptr<AcceptChannel> MakeAcceptChannel(int listen_fd, Watcher* watcher);
 
   // Runs `callback` on the loop thread once MonotonicNow() reaches `deadline`.
   // Loop thread only. Cancel is a no-op for a timer that already ran.

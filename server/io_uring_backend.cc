@@ -26,6 +26,15 @@
 // the flush before the submit of a Wait, never by a submit in between, for the same
 // reason.
 //
+// Accepting (EventLoop::AcceptChannel, step 5): one multishot accept per listening
+// socket an acceptor takes from, its descriptors filed with the channel as they are
+// collected and told to the acceptor as EPOLLIN; armed only while the acceptor takes
+// them, so what waits beyond that waits in the listener's backlog, as with accept(2).
+// The kernel's accept waits on the socket exclusively (one waiter woken per
+// connection): stopping one takes the poll off the socket at once and accepts what it
+// may have been woken for (RingAcceptChannel's SetAccepting), or a connection could
+// be left in the backlog while another loop (a successor after a hand-off) waits.
+//
 // Thread rule: the ring is set up with SINGLE_ISSUER|DEFER_TASKRUN where the kernel has
 // them (what keeps a ring from costing more CPU than epoll, docs/IO_URING.md), created
 // disabled and enabled by the first Wait, so the thread that runs the loop is its only
@@ -40,6 +49,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <deque>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -72,15 +82,18 @@ constexpr uint64_t kIgnoreTag = 0;
 constexpr uint64_t kWakeTag = 1;    // the read of the wake-up eventfd
 constexpr uint64_t kCancelTag = 2;  // Quiesce's cancel of everything
 constexpr uint64_t kMessageTag = 3;  // a wake-up another loop's ring sent (MSG_RING)
-constexpr uint32_t kMaxGeneration = 0x3fffffff;
+constexpr uint32_t kMaxGeneration = 0x1fffffff;  // 29 bits: bits 61 to 63 are tags
 // User data of a receive: this bit | generation << 32 | fd. Its generations count the
 // receives armed on one descriptor number, across channels, so that completions of a
-// channel's closed predecessor are told apart (after 2^30 receives armed on one number
+// channel's closed predecessor are told apart (after 2^29 receives armed on one number
 // they wrap, and a completion that late could be misfiled: not a practical concern).
 constexpr uint64_t kReceiveBit = uint64_t{1} << 63;
 // User data of a send: this bit | the channel's first generation << 32 | fd. One send
 // at a time per channel.
 constexpr uint64_t kSendBit = uint64_t{1} << 62;
+// User data of an accept: this bit | the arm's generation << 40 | the accept channel's
+// serial << 16 | its index (see IoUringBackend::AcceptData).
+constexpr uint64_t kAcceptBit = uint64_t{1} << 61;
 // What a channel stages at most: beyond it WriteSome says Unavailable, as a full socket
 // would, and the rest waits in the connection's queue, where the server's output budget
 // counts it. Staged bytes are not counted there: kept small, so that thousands of slow
@@ -185,7 +198,7 @@ class RingChannel final : public EventLoop::SocketChannel {
 
   // Whether a receive of this generation was armed by this channel, not by a closed
   // predecessor on the same descriptor number: its generations follow first_generation_,
-  // modulo the 30-bit wrap (a channel arms far fewer than 2^29).
+  // modulo the 29-bit wrap (a channel arms far fewer than 2^28).
   bool Owns(uint32_t generation) const {
     return ((generation - first_generation_) & kMaxGeneration) < (kMaxGeneration >> 1);
   }
@@ -231,6 +244,38 @@ class RingChannel final : public EventLoop::SocketChannel {
   bool notify_sent_ = false;
 };
 
+// A listening socket's multishot accept (EventLoop::AcceptChannel): the descriptors the
+// kernel accepted are filed here as their completions are collected, and taken in order
+// by Next.
+class RingAcceptChannel final : public EventLoop::AcceptChannel {
+ public:
+  RingAcceptChannel(IoUringBackend& backend, int fd, EventLoop::Watcher* watcher,
+                    uint16_t index, uint32_t serial)
+      : backend_(backend), fd_(fd), watcher_(watcher), index_(index), serial_(serial) {}
+  ~RingAcceptChannel() override;
+
+  void SetAccepting(bool on) override;
+  absl::StatusOr<UniqueFd> Next() override;
+
+ private:
+  friend class IoUringBackend;
+
+  IoUringBackend& backend_;
+  const int fd_;
+  EventLoop::Watcher* const watcher_;
+  const uint16_t index_;   // in the backend's accept_channels_
+  const uint32_t serial_;  // tells its completions from those of a predecessor there
+  uint32_t generation_ = 0;  // of the accept armed last
+  bool want_ = false;
+  bool armed_ = false;
+  bool arm_queued_ = false;
+  bool ready_queued_ = false;
+  // Accepted and not yet taken; bounded by the listener's backlog, since the accept is
+  // armed only while the acceptor takes them.
+  std::deque<UniqueFd> accepted_;
+  absl::Status error_;  // how the accept ended, given by Next after the descriptors
+};
+
 class IoUringBackend final : public LoopBackend {
  public:
   IoUringBackend(io_uring ring, UniqueFd wake, unsigned setup_flags, unsigned features)
@@ -269,6 +314,21 @@ class IoUringBackend final : public LoopBackend {
     auto receiver = std::make_unique<RingChannel>(*this, fd, watcher, NextGeneration(fd));
     channels_[fd] = receiver.get();
     return receiver;
+  }
+
+  std::unique_ptr<EventLoop::AcceptChannel> MakeAcceptChannel(int listen_fd,
+                                                              EventLoop::Watcher* watcher) override {
+    // Only where accepts, like receives, complete inside this loop's own io_uring_enter.
+    if (listen_fd < 0 || (setup_flags_ & IORING_SETUP_DEFER_TASKRUN) == 0) return nullptr;
+    size_t index = 0;
+    while (index < accept_channels_.size() && accept_channels_[index] != nullptr) ++index;
+    if (index > kAcceptIndexMask) return nullptr;
+    if (index == accept_channels_.size()) accept_channels_.push_back(nullptr);
+    accept_serial_ = (accept_serial_ + 1) & kAcceptSerialMask;
+    auto channel = std::make_unique<RingAcceptChannel>(
+        *this, listen_fd, watcher, static_cast<uint16_t>(index), accept_serial_);
+    accept_channels_[index] = channel.get();
+    return channel;
   }
 
   absl::Status Add(int fd, uint32_t events, EventLoop::Watcher* watcher) override {
@@ -314,7 +374,7 @@ class IoUringBackend final : public LoopBackend {
     FlushArms();
     if (!wake_armed_) ArmWake();
     // Readiness already known (from a blocking send's wait): no waiting for more.
-    if (!pending_.empty() || !ready_.empty()) timeout_ms = 0;
+    if (!pending_.empty() || !ready_.empty() || !accept_ready_.empty()) timeout_ms = 0;
     int r;
     if (timeout_ms == 0) {
       r = io_uring_submit_and_get_events(&ring_);
@@ -367,7 +427,7 @@ class IoUringBackend final : public LoopBackend {
     // Bounded: a cancel of polls completes at once; the bound only guards a kernel bug.
     for (int tries = 0;
          tries < 50 && (!cancel_done_ || armed_ > 0 || receives_armed_ > 0 || sends_armed_ > 0 ||
-                          !orphans_.empty() || wake_armed_);
+                          accepts_armed_ > 0 || !orphans_.empty() || wake_armed_);
          ++tries) {
       __kernel_timespec ts = {};
       ts.tv_nsec = 20 * 1000 * 1000;
@@ -392,8 +452,14 @@ class IoUringBackend final : public LoopBackend {
       if (channel->send_armed_) channel->send_armed_ = false;
       if (channel->unsent() > 0) QueueSend(*channel);
     }
+    for (RingAcceptChannel* channel : accept_channels_) {
+      if (channel == nullptr) continue;
+      channel->armed_ = false;
+      if (channel->want_) QueueAcceptArm(*channel);
+    }
     receives_armed_ = 0;
     sends_armed_ = 0;
+    accepts_armed_ = 0;
     orphans_.clear();
     wake_armed_ = false;
     if (running_ring == this) running_ring = nullptr;
@@ -493,6 +559,48 @@ class IoUringBackend final : public LoopBackend {
     send_queue_.push_back(channel.fd_);
   }
 
+  // ---- RingAcceptChannel's side ----
+
+  void SetAccepting(RingAcceptChannel& channel, bool on) {
+    if (channel.want_ == on) return;
+    channel.want_ = on;
+    if (on) {
+      QueueAcceptArm(channel);
+      QueueAcceptReady(channel);
+    } else if (channel.armed_) {
+      CancelAccept(channel);
+      if (!running()) return;
+      // An accept waits on the listening socket exclusively: a wake-up its poll took
+      // for a connection it will not accept now is lost to the socket's other waiters
+      // (another acceptor, a successor after a hand-off), and that connection would
+      // wait in the backlog until the next one arrives. So the cancel goes now, with
+      // the task work that takes the poll off the socket's wait queue (on this ring it
+      // runs only when asked for: until then the poll would take wake-ups still), and
+      // what the poll may have been woken for is accepted here, for Next.
+      io_uring_submit_and_get_events(&ring_);
+      Collect();  // see GetSqe
+      for (int i = 0; i < kAcceptDrainLimit; ++i) {
+        const int fd = ::accept4(channel.fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+          channel.accepted_.emplace_back(fd);
+        } else if (errno != EINTR && errno != ECONNABORTED) {
+          break;  // EAGAIN: the backlog is empty; anything else: the next accept says
+        }
+      }
+    }
+  }
+
+  // Next handed out how the accept ended: accepting goes on while wanted.
+  void AcceptErrorTaken(RingAcceptChannel& channel) {
+    if (channel.want_) QueueAcceptArm(channel);
+  }
+
+  void ForgetAcceptChannel(RingAcceptChannel& channel) {
+    if (channel.armed_) CancelAccept(channel);
+    channel.accepted_.clear();  // closes them: those clients see the connection close
+    accept_channels_[channel.index_] = nullptr;
+  }
+
   std::string description() const override {
     std::string flags;
     if (setup_flags_ & IORING_SETUP_DEFER_TASKRUN) {
@@ -558,6 +666,13 @@ class IoUringBackend final : public LoopBackend {
       if (slot.active && !slot.armed) Arm(fd);
     }
     arms_.clear();
+    for (uint16_t index : accept_arms_) {
+      RingAcceptChannel* channel = accept_channels_[index];
+      if (channel == nullptr || !channel->arm_queued_) continue;
+      channel->arm_queued_ = false;
+      if (channel->want_ && !channel->armed_ && channel->error_.ok()) ArmAccept(*channel);
+    }
+    accept_arms_.clear();
     for (int fd : full_channels_) {
       RingChannel* channel = channels_[fd];
       if (channel != nullptr && channel->full_ && channel->armed_) CancelReceive(*channel);
@@ -653,6 +768,97 @@ class IoUringBackend final : public LoopBackend {
     if (channel->notify_sent_) {
       QueueReady(*channel, res >= 0 ? EPOLLOUT : (EPOLLOUT | EPOLLERR));
     }
+  }
+
+  static constexpr uint64_t kAcceptIndexMask = 0xffff;
+  // Connections SetAccepting(false) takes from the backlog at most (see there).
+  static constexpr int kAcceptDrainLimit = 1024;
+  static constexpr uint32_t kAcceptSerialMask = 0xffffff;
+  static constexpr uint32_t kAcceptGenerationMask = 0xfffff;
+
+  static uint64_t AcceptData(const RingAcceptChannel& channel, uint32_t generation) {
+    return kAcceptBit | (uint64_t{generation & kAcceptGenerationMask} << 40) |
+           (uint64_t{channel.serial_} << 16) | channel.index_;
+  }
+
+  void QueueAcceptArm(RingAcceptChannel& channel) {
+    if (channel.arm_queued_ || channel.armed_) return;
+    channel.arm_queued_ = true;
+    accept_arms_.push_back(channel.index_);
+  }
+
+  void ArmAccept(RingAcceptChannel& channel) {
+    channel.generation_ = (channel.generation_ + 1) & kAcceptGenerationMask;
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_multishot_accept(sqe, channel.fd_, nullptr, nullptr,
+                                   SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, AcceptData(channel, channel.generation_));
+    channel.armed_ = true;
+    ++accepts_armed_;
+  }
+
+  // Descriptors it accepted before the cancel still come, and are filed; its last
+  // completion (-ECANCELED) is ignored.
+  void CancelAccept(RingAcceptChannel& channel) {
+    io_uring_sqe* sqe = GetSqe();
+    io_uring_prep_cancel64(sqe, AcceptData(channel, channel.generation_), 0);
+    io_uring_sqe_set_data64(sqe, kIgnoreTag);
+    if (skip_success_) sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    channel.armed_ = false;
+    --accepts_armed_;
+  }
+
+  // The accept channel's watcher hears EPOLLIN at the end of this Reap, while it accepts
+  // and has something for Next.
+  void QueueAcceptReady(RingAcceptChannel& channel) {
+    if (!channel.want_ || channel.ready_queued_) return;
+    if (channel.accepted_.empty() && channel.error_.ok()) return;
+    channel.ready_queued_ = true;
+    accept_ready_.push_back(channel.index_);
+  }
+
+  // As TcpListener's TryAccept reports the same errno.
+  static absl::Status AcceptError(int err) {
+    switch (err) {
+      case EMFILE:
+      case ENFILE:
+      case ENOBUFS:
+      case ENOMEM:
+        return PosixError(err, "accept");
+      case EINVAL:
+      case EBADF:
+        return absl::FailedPreconditionError("accept: listener is closed");
+      case ECONNABORTED:
+        return absl::AbortedError(PosixError(err, "accept").message());
+      default:
+        return absl::UnknownError(PosixError(err, "accept").message());
+    }
+  }
+
+  // Files an accept's completion with its channel (pass one of Reap).
+  void CompleteAccept(uint64_t user_data, int32_t res, uint32_t flags) {
+    const size_t index = user_data & kAcceptIndexMask;
+    const uint32_t serial = static_cast<uint32_t>(user_data >> 16) & kAcceptSerialMask;
+    const uint32_t generation = static_cast<uint32_t>(user_data >> 40) & kAcceptGenerationMask;
+    RingAcceptChannel* channel =
+        index < accept_channels_.size() ? accept_channels_[index] : nullptr;
+    if (channel == nullptr || channel->serial_ != serial) {
+      if (res >= 0) ::close(res);  // for a channel that is gone: nobody would serve it
+      return;
+    }
+    if ((flags & IORING_CQE_F_MORE) == 0 && channel->armed_ &&
+        generation == channel->generation_) {
+      channel->armed_ = false;
+      --accepts_armed_;
+    }
+    if (res >= 0) {
+      channel->accepted_.emplace_back(res);
+    } else if (res != -ECANCELED && channel->error_.ok()) {
+      channel->error_ = AcceptError(-res);
+    }
+    QueueAcceptReady(*channel);
+    // Ended without an error (the kernel may end a multishot): armed again.
+    if (!channel->armed_ && channel->want_ && channel->error_.ok()) QueueAcceptArm(*channel);
   }
 
   uint32_t NextGeneration(int fd) {
@@ -816,6 +1022,8 @@ class IoUringBackend final : public LoopBackend {
         CompleteReceive(c.user_data, c.res, c.flags);
       } else if ((c.user_data & kSendBit) != 0) {
         CompleteSend(c.user_data, c.res);
+      } else if ((c.user_data & kAcceptBit) != 0) {
+        CompleteAccept(c.user_data, c.res, c.flags);
       } else {
         pending_.push_back(c);
       }
@@ -850,6 +1058,23 @@ class IoUringBackend final : public LoopBackend {
     }
     ready_.clear();
     ready_.swap(again_);  // Wait does not block while it holds any
+    for (size_t i = 0; i < accept_ready_.size(); ++i) {
+      const uint16_t index = accept_ready_[i];
+      RingAcceptChannel* channel = accept_channels_[index];
+      if (channel == nullptr || !channel->ready_queued_) continue;  // closed since
+      channel->ready_queued_ = false;
+      if (!channel->want_ || (channel->accepted_.empty() && channel->error_.ok())) continue;
+      dispatch(channel->watcher_, EPOLLIN);
+      // Level-triggered: what it left is told again on the next turn.
+      channel = accept_channels_[index];
+      if (channel != nullptr && channel->want_ && !channel->ready_queued_ &&
+          (!channel->accepted_.empty() || !channel->error_.ok())) {
+        channel->ready_queued_ = true;
+        accept_again_.push_back(index);
+      }
+    }
+    accept_ready_.clear();
+    accept_ready_.swap(accept_again_);
   }
 
   void Complete(uint64_t user_data, int32_t res, uint32_t flags, Dispatch dispatch) {
@@ -933,9 +1158,35 @@ class IoUringBackend final : public LoopBackend {
   std::vector<std::pair<uint64_t, std::vector<char>>> orphans_;
   size_t sends_armed_ = 0;
   size_t receives_armed_ = 0;
+
+  // Accepting (DEFER_TASKRUN rings only), by the channels' index.
+  std::vector<RingAcceptChannel*> accept_channels_;
+  uint32_t accept_serial_ = 0;
+  std::vector<uint16_t> accept_arms_;   // accepts to arm before the next submit
+  std::vector<uint16_t> accept_ready_;  // channels with something for Next to tell
+  std::vector<uint16_t> accept_again_;  // Reap's: left untaken, told again next turn
+  size_t accepts_armed_ = 0;
 };
 
 RingChannel::~RingChannel() { backend_.Forget(*this); }
+
+RingAcceptChannel::~RingAcceptChannel() { backend_.ForgetAcceptChannel(*this); }
+
+void RingAcceptChannel::SetAccepting(bool on) { backend_.SetAccepting(*this, on); }
+
+absl::StatusOr<UniqueFd> RingAcceptChannel::Next() {
+  if (!accepted_.empty()) {
+    UniqueFd fd = std::move(accepted_.front());
+    accepted_.pop_front();
+    return fd;
+  }
+  if (!error_.ok()) {
+    absl::Status error = std::exchange(error_, absl::OkStatus());
+    backend_.AcceptErrorTaken(*this);
+    return error;
+  }
+  return WouldBlockError("accept");
+}
 
 absl::string_view RingChannel::Front() const {
   if (segments_.empty()) return {};

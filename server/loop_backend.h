@@ -47,6 +47,11 @@ class LoopBackend {
   virtual std::unique_ptr<EventLoop::SocketChannel> MakeChannel(int fd, EventLoop::Watcher* watcher) {
     return nullptr;
   }
+  // See EventLoop::MakeAcceptChannel; null by default.
+  virtual std::unique_ptr<EventLoop::AcceptChannel> MakeAcceptChannel(int listen_fd,
+                                                                      EventLoop::Watcher* watcher) {
+    return nullptr;
+  }
 
   // Makes a blocked Wait return. Thread-safe.
   virtual void Wake() = 0;

@@ -23,11 +23,23 @@ ServerContext::ServerContext(ServerOptions o)
                  Telemetry::Emit(e);
                }) {}
 
+int64_t DescriptorLimit() {
+  rlimit limit;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY ||
+      limit.rlim_cur > static_cast<rlim_t>(INT64_MAX)) {
+    return kNoDescriptorLimit;
+  }
+  return static_cast<int64_t>(limit.rlim_cur);
+}
+
+bool InDescriptorReserve(int fd, int reserve, int64_t limit) {
+  if (reserve <= 0 || fd < 0 || limit == kNoDescriptorLimit) return false;
+  return int64_t{fd} + reserve >= limit;
+}
+
 bool InDescriptorReserve(int fd, int reserve) {
   if (reserve <= 0 || fd < 0) return false;
-  rlimit limit;
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return false;
-  return static_cast<rlim_t>(fd) + static_cast<rlim_t>(reserve) >= limit.rlim_cur;
+  return InDescriptorReserve(fd, reserve, DescriptorLimit());
 }
 
 OverloadInputs ServerContext::ReadOverloadInputs() const {

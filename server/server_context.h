@@ -85,9 +85,14 @@ class PeerLimiter {
   absl::flat_hash_map<std::string, int> counts_ ABSL_GUARDED_BY(mu_);
 };
 
-// Whether descriptor `fd` falls within `reserve` of RLIMIT_NOFILE: the kernel hands out
-// the lowest free descriptor, so one this high means the table is nearly full. Reads
-// the limit each time (it may be raised). False when `reserve` is 0.
+// RLIMIT_NOFILE's soft limit now, or kNoDescriptorLimit (unlimited, or unknown).
+inline constexpr int64_t kNoDescriptorLimit = -1;
+int64_t DescriptorLimit();
+
+// Whether descriptor `fd` falls within `reserve` of `limit` (a DescriptorLimit()): the
+// kernel hands out the lowest free descriptor, so one this high means the table is
+// nearly full. False when `reserve` is 0. Without `limit`, reads it (it may be raised).
+bool InDescriptorReserve(int fd, int reserve, int64_t limit);
 bool InDescriptorReserve(int fd, int reserve);
 
 // Options are immutable once the server starts.

@@ -453,6 +453,10 @@ class ProxyProtocolTransport::ProxyListener : public Listener {
   absl::StatusOr<std::unique_ptr<Socket>> TryAccept() override {
     return Wrap(inner_->TryAccept());
   }
+  bool CanAdoptAccepted() const override { return inner_->CanAdoptAccepted(); }
+  absl::StatusOr<std::unique_ptr<Socket>> AdoptAccepted(UniqueFd fd) override {
+    return Wrap(inner_->AdoptAccepted(std::move(fd)));
+  }
   void Close() override { inner_->Close(); }
   void Release() override { inner_->Release(); }
   absl::StatusOr<SocketInfo> LocalInfo() const override { return inner_->LocalInfo(); }

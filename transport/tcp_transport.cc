@@ -103,15 +103,7 @@ class TcpListener : public Listener {
       socklen_t peer_length = sizeof(peer);
       const int fd = ::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length,
                                SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd >= 0) {
-        auto socket = std::make_unique<TcpSocket>(
-            UniqueFd(fd), family_, reinterpret_cast<const sockaddr*>(&peer), peer_length);
-        if (!not_inherited_.empty()) socket->SetOptions(not_inherited_).IgnoreError();
-        if (send_timeout_ != absl::InfiniteDuration()) {
-          socket->SetOptions({SocketOption::SendTimeout(send_timeout_)}).IgnoreError();
-        }
-        return socket;
-      }
+      if (fd >= 0) return Made(UniqueFd(fd), reinterpret_cast<const sockaddr*>(&peer), peer_length);
       switch (errno) {
         case EAGAIN:  // nothing waiting (or another acceptor took it)
           return WouldBlockError("accept");
@@ -135,6 +127,21 @@ class TcpListener : public Listener {
           return absl::UnknownError(PosixError(errno, "accept").message());
       }
     }
+  }
+
+  bool CanAdoptAccepted() const override { return true; }
+
+  absl::StatusOr<std::unique_ptr<Socket>> AdoptAccepted(UniqueFd fd) override {
+    // The accept gave no address (a multishot accept has nowhere to put one per
+    // connection): asked now, while the peer is most likely still there. A unix peer is
+    // asked of the descriptor later anyway.
+    sockaddr_storage peer;
+    socklen_t peer_length = sizeof(peer);
+    if (family_ == AddressFamily::kUnix ||
+        ::getpeername(fd.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0) {
+      return Made(std::move(fd), nullptr, 0);
+    }
+    return Made(std::move(fd), reinterpret_cast<const sockaddr*>(&peer), peer_length);
   }
 
   void Close() override {
@@ -171,6 +178,16 @@ class TcpListener : public Listener {
  private:
   static absl::Status Closed() {
     return absl::FailedPreconditionError("accept: listener is closed");
+  }
+
+  // The socket of an accepted descriptor, with the options it does not inherit.
+  std::unique_ptr<Socket> Made(UniqueFd fd, const sockaddr* peer, socklen_t peer_length) {
+    auto socket = std::make_unique<TcpSocket>(std::move(fd), family_, peer, peer_length);
+    if (!not_inherited_.empty()) socket->SetOptions(not_inherited_).IgnoreError();
+    if (send_timeout_ != absl::InfiniteDuration()) {
+      socket->SetOptions({SocketOption::SendTimeout(send_timeout_)}).IgnoreError();
+    }
+    return socket;
   }
 
   void Wake() {

@@ -246,6 +246,10 @@ absl::StatusOr<std::unique_ptr<Socket>> Listener::TryAccept() {
   return absl::UnimplementedError("accept: this listener has no non-blocking accept");
 }
 
+absl::StatusOr<std::unique_ptr<Socket>> Listener::AdoptAccepted(UniqueFd /*fd*/) {
+  return absl::UnimplementedError("accept: this listener cannot adopt accepted descriptors");
+}
+
 absl::StatusOr<std::unique_ptr<Listener>> Transport::Adopt(UniqueFd /*fd*/,
                                                           const ListenOptions& /*options*/) {
   return absl::UnimplementedError(

@@ -293,6 +293,14 @@ class Listener {
   virtual int fd() const { return -1; }
   virtual absl::StatusOr<std::unique_ptr<Socket>> TryAccept();
 
+  // For a loop that accepts from fd() itself (io_uring's multishot accept), where
+  // CanAdoptAccepted() says so: the socket TryAccept would have made of `fd`, a
+  // non-blocking, close-on-exec descriptor accepted from fd(), with the listener's
+  // options applied. Fails only where TryAccept would have (a TLS context that cannot
+  // make a session); `fd` is closed then. Unimplemented by default.
+  virtual bool CanAdoptAccepted() const { return false; }
+  virtual absl::StatusOr<std::unique_ptr<Socket>> AdoptAccepted(UniqueFd fd);
+
   // Stops listening at once (new connections are refused); thread-safe, idempotent.
   // A listener made by Transport::Adopt closes as Release does: its socket may be
   // shared with another process.

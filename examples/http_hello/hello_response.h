@@ -1,6 +1,7 @@
-// The bytes http_hello answers a keep-alive HTTP/1.1 request with. On its own, with no
-// dependencies, so that tools/bench/epoll_http (the syscall-only ceiling) sends exactly
-// the same response without linking Islet.
+// The bytes http_hello answers an HTTP/1.1 request with: kHelloResponse keeps the
+// connection, kHelloCloseResponse answers "Connection: close". On their own, with no
+// dependencies, so that the floor servers in tools/bench (epoll_http, uring_http) send
+// exactly the same responses without linking Islet.
 #ifndef ISLET_EXAMPLES_HTTP_HELLO_HELLO_RESPONSE_H_
 #define ISLET_EXAMPLES_HTTP_HELLO_HELLO_RESPONSE_H_
 
@@ -11,6 +12,15 @@ inline constexpr char kHelloResponse[] =
     "Server: islet\r\n"
     "Content-Type: text/plain\r\n"
     "Content-Length: 12\r\n"
+    "\r\n"
+    "Hello world!";
+
+inline constexpr char kHelloCloseResponse[] =
+    "HTTP/1.1 200 OK\r\n"
+    "Server: islet\r\n"
+    "Content-Type: text/plain\r\n"
+    "Content-Length: 12\r\n"
+    "Connection: close\r\n"
     "\r\n"
     "Hello world!";
 

@@ -35,14 +35,7 @@ constexpr char kHelloKeepAlive10[] =
     "Connection: keep-alive\r\n"
     "\r\n"
     "Hello world!";
-constexpr char kHelloClose[] =
-    "HTTP/1.1 200 OK\r\n"
-    "Server: islet\r\n"
-    "Content-Type: text/plain\r\n"
-    "Content-Length: 12\r\n"
-    "Connection: close\r\n"
-    "\r\n"
-    "Hello world!";
+constexpr const auto& kHelloClose = examples::kHelloCloseResponse;
 
 // How many copies of a keep-alive response one view can carry: enough for the deepest
 // pipelines clients use (wrk's benchmark script sends 16), small enough to be cheap

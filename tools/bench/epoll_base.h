@@ -4,7 +4,8 @@
 // Each thread owns one SO_REUSEPORT listener and one level-triggered epoll set; it
 // accepts, reads with one recv() per readiness event into one shared 64 KiB buffer,
 // and answers with one send(). What the kernel refuses is kept per connection and
-// written on EPOLLOUT, with reading paused meanwhile (backpressure). No timers, no
+// written on EPOLLOUT, with reading paused meanwhile (backpressure); a connection whose
+// protocol asks to close is closed once that is out. No timers, no
 // telemetry, no allocation on the steady path. Written from scratch for the benchmarks.
 //
 //   epoll_echo --port=0 --threads=1 --ip=127.0.0.1
@@ -173,6 +174,10 @@ class EpollWorker {
       }
       c->out.clear();
       c->out_sent = 0;
+      if (c->protocol.close_requested) {
+        Close(c);
+        return;
+      }
       SetWriting(c, false);
       return;
     }
@@ -199,7 +204,7 @@ class EpollWorker {
       }
       if (static_cast<size_t>(w) < len) c->out.append(p + w, len - static_cast<size_t>(w));
     });
-    if (failed) {
+    if (failed || (c->protocol.close_requested && c->out.empty())) {
       Close(c);
     } else if (!c->out.empty()) {
       SetWriting(c, true);

@@ -18,14 +18,19 @@
 // kPendingLimit pauses reading too. A multishot recv that ends (no IORING_CQE_F_MORE:
 // cancelled, buffer ring empty, or the kernel's choice) is armed again unless paused or
 // closing; after -ENOBUFS only once buffers have gone back to the ring. A peer that
-// closes its side still gets the output owed to it before the connection closes.
+// closes its side still gets the output owed to it before the connection closes, and so
+// does one whose protocol asks to close.
 //
 // Every feature can be turned off, one by one, to measure what it buys (the defaults are
-// all on): --accept=oneshot, --recv=oneshot (one-shot recv, still from the buffer ring),
+// all on): --accept=oneshot (--accept=poll: readiness, a poll then accept4(2) until
+// EAGAIN, as the harness accepts; implies --fixed_files=off), --recv=oneshot (one-shot recv, still from the buffer ring),
 // --send=syscall (send(2) from the loop; implies --fixed_files=off), --submit=split
 // (io_uring_submit, then io_uring_wait_cqe), --fixed_files=off, --register_ring=off,
 // --setup=coop|none (the ring flags: defer = SINGLE_ISSUER|DEFER_TASKRUN, falling back
 // to coop = COOP_TASKRUN|TASKRUN_FLAG, then none, as far as the kernel refuses them).
+// --peer_address=getpeername adds a getpeername(2) per accepted connection (what a
+// server that reports its peers pays with an accept that gives no address; implies
+// --fixed_files=off).
 // --buffers=N sets the provided buffers per thread (512; tests make it tiny). The ring's
 // flags and features in use are printed on stderr at start. --probe sets a ring up and
 // exits: 0 if io_uring works, 77 if the kernel or its policy refuses it (ENOSYS, EPERM),
@@ -41,6 +46,7 @@
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -75,7 +81,11 @@ inline constexpr size_t kPendingLimit = 64 * 1024;
 // What the loop uses of io_uring; each can be turned off to measure what it buys.
 struct UringFeatures {
   enum class Setup { kDefer, kCoop, kNone };
-  bool multishot_accept = true;
+  enum class Accept { kMultishot, kOneshot, kPoll };
+  Accept accept = Accept::kMultishot;
+  // getpeername(2) for each accepted connection, as a server that reports its peers
+  // must do when the accept itself gives no address (a multishot accept).
+  bool peer_address = false;
   bool multishot_recv = true;
   bool send_sqe = true;
   bool submit_and_wait = true;
@@ -121,7 +131,7 @@ inline UringServerFlags ParseUringServerFlags(const char* name, int argc, char**
       *value = v == on;
       return true;
     };
-    if (choice("--accept", "multishot", "oneshot", &u.multishot_accept) ||
+    if (choice("--peer_address", "getpeername", "none", &u.peer_address) ||
         choice("--recv", "multishot", "oneshot", &u.multishot_recv) ||
         choice("--send", "sqe", "syscall", &u.send_sqe) ||
         choice("--submit", "combined", "split", &u.submit_and_wait) ||
@@ -129,7 +139,13 @@ inline UringServerFlags ParseUringServerFlags(const char* name, int argc, char**
         choice("--register_ring", "on", "off", &u.register_ring)) {
       continue;
     }
-    if (a == "--setup=defer") {
+    if (a == "--accept=multishot") {
+      u.accept = UringFeatures::Accept::kMultishot;
+    } else if (a == "--accept=oneshot") {
+      u.accept = UringFeatures::Accept::kOneshot;
+    } else if (a == "--accept=poll") {
+      u.accept = UringFeatures::Accept::kPoll;
+    } else if (a == "--setup=defer") {
       u.setup = UringFeatures::Setup::kDefer;
     } else if (a == "--setup=coop") {
       u.setup = UringFeatures::Setup::kCoop;
@@ -147,8 +163,11 @@ inline UringServerFlags ParseUringServerFlags(const char* name, int argc, char**
       rest.push_back(argv[i]);
     }
   }
-  // A send(2) needs a descriptor, which a registered file is not.
-  if (!u.send_sqe) u.fixed_files = false;
+  // A send(2), accept4(2) and getpeername(2) need a descriptor, which a registered file
+  // is not.
+  if (!u.send_sqe || u.accept == UringFeatures::Accept::kPoll || u.peer_address) {
+    u.fixed_files = false;
+  }
   f.server = ParseEpollServerFlags(name, static_cast<int>(rest.size()), rest.data());
   return f;
 }
@@ -289,7 +308,10 @@ class UringWorker {
     s += (f & IORING_SETUP_DEFER_TASKRUN) ? "SINGLE_ISSUER|DEFER_TASKRUN"
          : (f & IORING_SETUP_COOP_TASKRUN) ? "COOP_TASKRUN|TASKRUN_FLAG"
                                            : "no setup flags";
-    s += features_.multishot_accept ? ", multishot accept" : ", one-shot accept";
+    s += features_.accept == UringFeatures::Accept::kMultishot ? ", multishot accept"
+         : features_.accept == UringFeatures::Accept::kOneshot ? ", one-shot accept"
+                                                                : ", poll + accept4";
+    if (features_.peer_address) s += ", getpeername";
     s += features_.multishot_recv ? ", multishot recv" : ", one-shot recv";
     s += features_.send_sqe ? ", send SQEs" : ", send(2)";
     s += features_.submit_and_wait ? ", submit_and_wait" : ", submit + wait_cqe";
@@ -353,15 +375,19 @@ class UringWorker {
 
   void ArmAccept() {
     io_uring_sqe* sqe = ring_.Sqe();
+    const bool multishot = features_.accept == UringFeatures::Accept::kMultishot;
     // A registered file has no descriptor to close on exec: SOCK_CLOEXEC is refused.
-    if (features_.fixed_files) {
-      if (features_.multishot_accept) {
+    if (features_.accept == UringFeatures::Accept::kPoll) {
+      // Readiness, as the harness accepts: a poll, then accept4(2) until EAGAIN.
+      io_uring_prep_poll_add(sqe, listener_, POLLIN);
+    } else if (features_.fixed_files) {
+      if (multishot) {
         io_uring_prep_multishot_accept_direct(sqe, listener_, nullptr, nullptr, 0);
       } else {
         io_uring_prep_accept_direct(sqe, listener_, nullptr, nullptr, 0,
                                     IORING_FILE_INDEX_ALLOC - 1);
       }
-    } else if (features_.multishot_accept) {
+    } else if (multishot) {
       io_uring_prep_multishot_accept(sqe, listener_, nullptr, nullptr, SOCK_CLOEXEC);
     } else {
       io_uring_prep_accept(sqe, listener_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -427,16 +453,38 @@ class UringWorker {
     }
   }
 
-  void OnAccept(io_uring_cqe* cqe) {
-    const bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
-    if (cqe->res >= 0) {
-      auto conn = std::make_unique<Conn>();
-      Conn* c = conn.get();
-      c->fd = cqe->res;
-      c->slot = conns_.size();
-      conns_.push_back(std::move(conn));
-      ArmRecv(c);
+  void Adopt(int fd) {
+    if (features_.peer_address) {
+      sockaddr_storage peer;
+      socklen_t length = sizeof(peer);
+      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length);
     }
+    auto conn = std::make_unique<Conn>();
+    Conn* c = conn.get();
+    c->fd = fd;
+    c->slot = conns_.size();
+    conns_.push_back(std::move(conn));
+    ArmRecv(c);
+  }
+
+  void OnAccept(io_uring_cqe* cqe) {
+    if (features_.accept == UringFeatures::Accept::kPoll) {
+      for (;;) {
+        const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+          Adopt(fd);
+        } else if (errno == EMFILE || errno == ENFILE) {
+          accept_after_close_ = true;
+          return;
+        } else if (errno != EINTR && errno != ECONNABORTED) {
+          break;  // EAGAIN: poll again
+        }
+      }
+      ArmAccept();
+      return;
+    }
+    const bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+    if (cqe->res >= 0) Adopt(cqe->res);
     if (more) return;
     switch (-cqe->res) {
       case ENFILE:
@@ -463,10 +511,20 @@ class UringWorker {
     const int res = cqe->res;
     if (res > 0) {
       const int bid = static_cast<int>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-      if (c->closing) {
+      if (c->closing || c->eof) {
         Recycle(bid);
       } else {
         Deliver(c, buffers_.At(static_cast<unsigned>(bid)), static_cast<size_t>(res), bid);
+        if (c->protocol.close_requested && !c->closing) {
+          // As if the peer had closed: no more reading, and the close once the output
+          // is out.
+          c->eof = true;
+          if (c->send_in_flight) {
+            CancelRecv(c);
+          } else {
+            StartClose(c);
+          }
+        }
       }
     } else if (res == -ENOBUFS) {
       c->starved = true;

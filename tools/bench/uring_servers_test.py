@@ -28,6 +28,7 @@ UNAVAILABLE_EXIT = 77  # kUringUnavailableExit (uring_base.h)
 LIFETIME_SECONDS = 120  # of every server process
 IO_TIMEOUT = 20  # seconds any one socket operation may take
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 _LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+) \((\d+) threads\)")
 _unavailable = None  # why io_uring is refused here, once probed
 
@@ -180,6 +181,17 @@ def read_available(s, seconds):
     return b"".join(chunks)
 
 
+def read_to_close(s):
+    """Everything up to the peer's close; fails if it does not close within IO_TIMEOUT."""
+    chunks = []
+    try:
+        while chunk := s.recv(1 << 20):
+            chunks.append(chunk)
+    except socket.timeout:
+        raise AssertionError(f"not closed by the server; got {b''.join(chunks)!r}") from None
+    return b"".join(chunks)
+
+
 def fill_without_reading(s, data, give_up_seconds):
     """Sends as much of `data` as the peer takes while this side reads nothing; stops when
     nothing more went out for a second, or after give_up_seconds. Returns the bytes sent."""
@@ -307,7 +319,8 @@ class UringEchoTest(UringTestCase):
                 s.close()
 
     def test_every_feature_turned_off(self):
-        for flags in (["--accept=oneshot"], ["--recv=oneshot"], ["--send=syscall"], ["--submit=split"],
+        for flags in (["--accept=oneshot"], ["--accept=poll"], ["--peer_address=getpeername"],
+                      ["--recv=oneshot"], ["--send=syscall"], ["--submit=split"],
                       ["--fixed_files=off"], ["--register_ring=off"], ["--setup=coop"], ["--setup=none"],
                       ["--accept=oneshot", "--recv=oneshot", "--send=syscall", "--submit=split",
                        "--register_ring=off", "--setup=none"]):
@@ -344,6 +357,29 @@ class UringHttpTest(UringTestCase):
                 got = self.replies(uring, requests, split)
                 self.assertEqual(len(got), len(one) * requests.count(b"\r\n\r\n"))
                 self.assertEqual(got, self.replies(epoll, requests, split))
+
+    def test_connection_close(self):
+        """The churn case's requests: the answer says Connection: close, and the server
+        closes after it (the client does not close first), on either floor and with the
+        io_uring features that touch accepting and closing turned off."""
+        keep = self.replies(self.start("epoll_http"), REQUEST)
+        for name, flags in (("epoll_http", []), ("uring_http", []), ("uring_http", ["--accept=oneshot"]),
+                            ("uring_http", ["--accept=poll"]), ("uring_http", ["--peer_address=getpeername"]),
+                            ("uring_http", ["--fixed_files=off"]), ("uring_http", ["--send=syscall"])):
+            with self.subTest(server=name, flags=flags):
+                server = self.start(name, *flags)
+                for requests in (CLOSE_REQUEST, REQUEST * 2 + CLOSE_REQUEST):
+                    for _ in range(20):
+                        with server.connect() as s:
+                            s.sendall(requests)
+                            got = read_to_close(s)
+                        kept = requests.count(b"\r\n\r\n") - 1
+                        self.assertEqual(got[:len(keep) * kept], keep * kept)
+                        closing = got[len(keep) * kept:]
+                        self.assertIn(b"\r\nConnection: close\r\n", closing)
+                        self.assertEqual(closing.replace(b"Connection: close\r\n", b""), keep)
+                server.stop()
+                self.servers.remove(server)
 
     def test_output_owed_to_a_half_closed_client(self):
         server = self.start("uring_http")

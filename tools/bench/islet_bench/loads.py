@@ -79,9 +79,10 @@ class Count(NamedTuple):
 
 
 def count(tool: str, text: str, depth: int) -> Count:
-    """The figures of a throughput load's output. `tool`: wrk, echo (echo_load), or
-    pipelined_http / pipelined_echo (pipelined_load, which gives no latency)."""
-    if tool == "wrk":
+    """The figures of a throughput load's output. `tool`: wrk (or wrk_close: wrk sending
+    Connection: close), echo (echo_load), or pipelined_http / pipelined_echo
+    (pipelined_load, which gives no latency)."""
+    if tool in ("wrk", "wrk_close"):
         wrk = parse_wrk(text)
         # wrk corrects its histogram for coordinated omission assuming one request per
         # round trip: under pipelining that correction makes its percentiles meaningless.

@@ -72,6 +72,10 @@ class CountTest(unittest.TestCase):
         self.assertEqual(loads.count("wrk", WRK, 1), loads.Count(1423456, 142345.60, "380.00us", 0))
         self.assertEqual(loads.count("wrk", WRK_ERRORS, 1).errors, 15)
 
+    def test_wrk_close_is_read_as_wrk(self):
+        self.assertEqual(loads.count("wrk_close", WRK, 1), loads.count("wrk", WRK, 1))
+        self.assertEqual(loads.count("wrk_close", WRK_ERRORS, 1).errors, 15)
+
     def test_no_latency_from_wrk_under_pipelining(self):
         self.assertIsNone(loads.count("wrk", WRK, 16).p99)
 

@@ -15,6 +15,8 @@ END = "<!-- END tools/bench/run.sh output -->"
 HTTP_C50 = "HTTP hello, wrk -c 50"
 HTTP_C200 = "HTTP hello, wrk -c 200"
 HTTP_PIPELINED = "HTTP hello, wrk -c 50, pipelined x16"
+# A new connection per request: accepting, the handshakes and the close dominate.
+HTTP_CHURN = "HTTP hello, wrk -c 50, Connection: close"
 ECHO_DEPTH1 = "Echo 64 B, 50 conns, depth 1"
 ECHO_DEPTH16 = "Echo 64 B, 50 conns, depth 16"
 

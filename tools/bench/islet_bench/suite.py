@@ -12,8 +12,8 @@ import time
 from typing import List, NamedTuple, Optional
 
 from islet_bench import loads, quiet
-from islet_bench.report import (ECHO_DEPTH1, ECHO_DEPTH16, HTTP_C50, HTTP_C200, HTTP_PIPELINED, Footprint,
-                                Row)
+from islet_bench.report import (ECHO_DEPTH1, ECHO_DEPTH16, HTTP_C50, HTTP_C200, HTTP_CHURN, HTTP_PIPELINED,
+                                Footprint, Row)
 from islet_bench.servers import Server, end, read_text, uring_unavailable, wait_until
 from islet_bench.stats import per_op_us
 from islet_bench.window import CpuWindow
@@ -25,6 +25,8 @@ WARMUP_SECONDS = 2
 URING_STEPS = [
     [],
     ["--accept=oneshot"],
+    ["--accept=poll"],
+    ["--peer_address=getpeername"],
     ["--recv=oneshot"],
     ["--send=syscall"],
     ["--submit=split"],
@@ -108,17 +110,19 @@ class Suite:
 
     def measure(self, name: str, server: Server, tool: str, conns: int, depth: int,
                 duration: int) -> Optional[Sample]:
-        """One run of a load against a server. `tool`: wrk, echo, pipelined_http or
+        """One run of a load against a server. `tool`: wrk, wrk_close (wrk sending
+        "Connection: close": a connection per request), echo, pipelined_http or
         pipelined_echo."""
         ctx = self.ctx
         if not ctx.proc.alive(server.pid):
             ctx.fail(f"{name}: the server is gone")
             return None
         target = f"127.0.0.1:{server.port}"
-        if tool == "wrk":
+        if tool in ("wrk", "wrk_close"):
             script = ["-s", os.path.join(ctx.here, "pipeline.lua")] if depth > 1 else []
+            header = ["-H", "Connection: close"] if tool == "wrk_close" else []
             cmd = [ctx.tools["wrk"], "-t1", f"-c{conns}", f"-d{duration}s", "--timeout", "5s",
-                   "--latency"] + script + [f"http://{target}/"] + (["--", str(depth)] if script else [])
+                   "--latency"] + header + script + [f"http://{target}/"] + (["--", str(depth)] if script else [])
         elif tool.startswith("pipelined_"):
             cmd = [ctx.bins["pipelined_load"], f"--target={target}",
                    f"--request={tool[len('pipelined_'):]}", f"--connections={conns}", f"--depth={depth}",
@@ -267,6 +271,7 @@ class Suite:
                 self.run_case(HTTP_C50, "wrk", 50, 1, http_peers)
                 self.run_case(HTTP_C200, "wrk", 200, 1, http_peers)
                 self.run_case(HTTP_PIPELINED, "wrk", 50, 16, http_peers)
+                self.run_case(HTTP_CHURN, "wrk_close", 50, 1, http_peers)
         if ctx.wants("echo"):
             echo_peers = ["islet_echo"] + uring("islet_uring_echo") + ["epoll_echo"] + uring("uring_echo")
             self.run_case(ECHO_DEPTH1, "echo", 50, 1, echo_peers)
@@ -277,9 +282,10 @@ class Suite:
             # HTTP and echo cases measure it.)
             for case, tool, conns, depth, binary in (
                     (HTTP_C50, "wrk", 50, 1, "uring_http"),
+                    (HTTP_CHURN, "wrk_close", 50, 1, "uring_http"),
                     (ECHO_DEPTH1, "echo", 50, 1, "uring_echo"),
                     (ECHO_DEPTH16, "echo", 50, 16, "uring_echo")):
-                if tool == "wrk" and not ctx.tools["wrk"]:
+                if tool.startswith("wrk") and not ctx.tools["wrk"]:
                     continue
                 self.run_case(f"io_uring features: {case}", tool, conns, depth,
                               [" ".join([binary] + flags) for flags in URING_STEPS], into=self.uring_steps)

@@ -6,8 +6,8 @@ from unittest import mock
 from islet_bench import report, suite
 from islet_bench.context import Context
 
-HARNESS_CASES = [report.HTTP_C50, report.HTTP_C200, report.HTTP_PIPELINED, report.ECHO_DEPTH1,
-                 report.ECHO_DEPTH16]
+HARNESS_CASES = [report.HTTP_C50, report.HTTP_C200, report.HTTP_PIPELINED, report.HTTP_CHURN,
+                 report.ECHO_DEPTH1, report.ECHO_DEPTH16]
 
 
 class HarnessCommandTest(unittest.TestCase):
@@ -112,7 +112,8 @@ class SuiteCasesTest(unittest.TestCase):
         s = run("uring")
         self.assertEqual([(c, into) for c, _, into in s.cases],
                          [(f"io_uring features: {c}", True)
-                          for c in (report.HTTP_C50, report.ECHO_DEPTH1, report.ECHO_DEPTH16)])
+                          for c in (report.HTTP_C50, report.HTTP_CHURN, report.ECHO_DEPTH1,
+                                    report.ECHO_DEPTH16)])
         for case, kinds, _ in s.cases:
             binary = "uring_http" if "HTTP" in case else "uring_echo"
             self.assertEqual(kinds, tuple(" ".join([binary] + flags) for flags in suite.URING_STEPS))
