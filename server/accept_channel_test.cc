@@ -140,75 +140,85 @@ bool BacklogHoldsOne(const TestListener& l) {
   return true;
 }
 
-TEST(AcceptChannelTest, AcceptsEveryConnectionInOrder) {
-  TestListener l = Listen();
-  LoopThread t;
-  AcceptingWatcher watcher;
-  std::unique_ptr<EventLoop::AcceptChannel> channel = StartAccepting(t, l.fd.get(), watcher);
-  if (channel != nullptr) {
-    std::vector<UniqueFd> clients;
-    for (char c : std::string("abcdefgh")) clients.push_back(Connect(l, std::string(1, c)));
-    ASSERT_TRUE(testutil::WaitFor([&] { return watcher.accepted() == 8; }))
-        << watcher.first_bytes();
-    EXPECT_EQ(watcher.first_bytes(), "abcdefgh");
-    EXPECT_TRUE(watcher.errors().empty());
-    EXPECT_FALSE(BacklogHoldsOne(l));
-    t.RunOnLoop([&] { channel.reset(); });
+// One listener, one loop, one channel taking from it.
+class AcceptChannelTest : public ::testing::Test {
+ protected:
+  // False on epoll (no channel, as checked): the test has nothing to do.
+  bool StartAccepting(bool taking = true) {
+    watcher_.set_taking(taking);
+    channel_ = islet::StartAccepting(t_, l_.fd.get(), watcher_);
+    return channel_ != nullptr;
   }
-  t.Stop();
+  void TearDown() override {
+    if (channel_ != nullptr) t_.RunOnLoop([&] { channel_.reset(); });
+    t_.Stop();
+  }
+
+  TestListener l_ = Listen();
+  LoopThread t_;
+  AcceptingWatcher watcher_;
+  std::unique_ptr<EventLoop::AcceptChannel> channel_;
+};
+
+TEST_F(AcceptChannelTest, AcceptsEveryConnectionInOrder) {
+  if (!StartAccepting()) return;
+  std::vector<UniqueFd> clients;
+  for (char c : std::string("abcdefgh")) clients.push_back(Connect(l_, std::string(1, c)));
+  ASSERT_TRUE(testutil::WaitFor([&] { return watcher_.accepted() == 8; }))
+      << watcher_.first_bytes();
+  EXPECT_EQ(watcher_.first_bytes(), "abcdefgh");
+  EXPECT_TRUE(watcher_.errors().empty());
+  EXPECT_FALSE(BacklogHoldsOne(l_));
 }
 
 // Not accepting: new connections wait in the listener's backlog, not in the loop.
-TEST(AcceptChannelTest, StoppedAcceptingLeavesConnectionsInTheBacklog) {
-  TestListener l = Listen();
-  LoopThread t;
-  AcceptingWatcher watcher;
-  std::unique_ptr<EventLoop::AcceptChannel> channel = StartAccepting(t, l.fd.get(), watcher);
-  if (channel != nullptr) {
-    UniqueFd first = Connect(l, "1");
-    ASSERT_TRUE(testutil::WaitFor([&] { return watcher.accepted() == 1; }));
-    t.RunOnLoop([&] { channel->SetAccepting(false); });
-    UniqueFd second = Connect(l, "2");
-    t.RunOnLoop([] {});
-    t.RunOnLoop([] {});
-    EXPECT_EQ(watcher.accepted(), 1u);
-    EXPECT_TRUE(BacklogHoldsOne(l)) << "the loop accepted while told not to";
-    // Accepting again takes what came meanwhile.
-    UniqueFd third = Connect(l, "3");
-    t.RunOnLoop([&] { channel->SetAccepting(true); });
-    ASSERT_TRUE(testutil::WaitFor([&] { return watcher.accepted() == 2; }));
-    EXPECT_EQ(watcher.first_bytes(), "13");
-    t.RunOnLoop([&] { channel.reset(); });
-  }
-  t.Stop();
+TEST_F(AcceptChannelTest, StoppedAcceptingLeavesConnectionsInTheBacklog) {
+  if (!StartAccepting()) return;
+  UniqueFd first = Connect(l_, "1");
+  ASSERT_TRUE(testutil::WaitFor([&] { return watcher_.accepted() == 1; }));
+  t_.RunOnLoop([&] { channel_->SetAccepting(false); });
+  UniqueFd second = Connect(l_, "2");
+  t_.RunOnLoop([] {});
+  t_.RunOnLoop([] {});
+  EXPECT_EQ(watcher_.accepted(), 1u);
+  EXPECT_TRUE(BacklogHoldsOne(l_)) << "the loop accepted while told not to";
+  // Accepting again takes what came meanwhile.
+  UniqueFd third = Connect(l_, "3");
+  t_.RunOnLoop([&] { channel_->SetAccepting(true); });
+  ASSERT_TRUE(testutil::WaitFor([&] { return watcher_.accepted() == 2; }));
+  EXPECT_EQ(watcher_.first_bytes(), "13");
 }
 
 // What was accepted stays for Next while the watcher does not take it (told again,
 // level-triggered), and is closed with the channel: its client sees the end.
-TEST(AcceptChannelTest, UntakenConnectionsWaitAndCloseWithTheChannel) {
-  TestListener l = Listen();
-  LoopThread t;
-  AcceptingWatcher watcher;
-  watcher.set_taking(false);
-  std::unique_ptr<EventLoop::AcceptChannel> channel = StartAccepting(t, l.fd.get(), watcher);
-  if (channel != nullptr) {
-    UniqueFd taken = Connect(l, "t");
-    ASSERT_TRUE(testutil::WaitFor([&] { return watcher.calls() >= 3; }))
-        << "told once, not again while untaken";
-    EXPECT_FALSE(BacklogHoldsOne(l));
-    watcher.set_taking(true);
-    ASSERT_TRUE(testutil::WaitFor([&] { return watcher.accepted() == 1; }));
-    watcher.set_taking(false);
-    UniqueFd untaken = Connect(l, "u");
-    const int calls = watcher.calls();
-    ASSERT_TRUE(testutil::WaitFor([&] { return watcher.calls() > calls; }));
-    t.RunOnLoop([&] { channel.reset(); });
-    char c = 0;
-    const ssize_t n = ::recv(untaken.get(), &c, 1, 0);  // blocking: the end, or a reset
-    EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET)) << n << " " << errno;
-    EXPECT_EQ(watcher.accepted(), 1u);
-  }
-  t.Stop();
+TEST_F(AcceptChannelTest, UntakenConnectionsWaitAndCloseWithTheChannel) {
+  if (!StartAccepting(/*taking=*/false)) return;
+  UniqueFd taken = Connect(l_, "t");
+  ASSERT_TRUE(testutil::WaitFor([&] { return watcher_.calls() >= 3; }))
+      << "told once, not again while untaken";
+  EXPECT_FALSE(BacklogHoldsOne(l_));
+  watcher_.set_taking(true);
+  ASSERT_TRUE(testutil::WaitFor([&] { return watcher_.accepted() == 1; }));
+  watcher_.set_taking(false);
+  UniqueFd untaken = Connect(l_, "u");
+  const int calls = watcher_.calls();
+  ASSERT_TRUE(testutil::WaitFor([&] { return watcher_.calls() > calls; }));
+  t_.RunOnLoop([&] { channel_.reset(); });
+  char c = 0;
+  const ssize_t n = ::recv(untaken.get(), &c, 1, 0);  // blocking: the end, or a reset
+  EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET)) << n << " " << errno;
+  EXPECT_EQ(watcher_.accepted(), 1u);
+}
+
+// A listening socket shut down under the accept: Next says so, after what was
+// accepted before.
+TEST_F(AcceptChannelTest, AShutDownListenerIsReported) {
+  if (!StartAccepting()) return;
+  UniqueFd client = Connect(l_, "a");
+  ASSERT_TRUE(testutil::WaitFor([&] { return watcher_.accepted() == 1; }));
+  ASSERT_EQ(::shutdown(l_.fd.get(), SHUT_RDWR), 0);
+  ASSERT_TRUE(testutil::WaitFor([&] { return !watcher_.errors().empty(); }));
+  EXPECT_TRUE(absl::IsFailedPrecondition(watcher_.errors()[0])) << watcher_.errors()[0];
 }
 
 // An accept waits on the listening socket exclusively: the kernel wakes one waiter per
@@ -217,7 +227,7 @@ TEST(AcceptChannelTest, UntakenConnectionsWaitAndCloseWithTheChannel) {
 // hand-off), or that connection waits in the backlog unaccepted. Loop A arms first, so
 // its wait comes first; it stops, and at once (before its loop waits again) a client
 // connects: loop B accepts it.
-TEST(AcceptChannelTest, AnotherLoopGetsTheConnectionsOnceOneStops) {
+TEST(AcceptChannelTwoLoopsTest, AnotherLoopGetsTheConnectionsOnceOneStops) {
   TestListener l = Listen();
   LoopThread a;
   LoopThread b;
@@ -240,24 +250,6 @@ TEST(AcceptChannelTest, AnotherLoopGetsTheConnectionsOnceOneStops) {
   }
   a.Stop();
   b.Stop();
-}
-
-// A listening socket shut down under the accept: Next says so, once, after what was
-// accepted before.
-TEST(AcceptChannelTest, AShutDownListenerIsReported) {
-  TestListener l = Listen();
-  LoopThread t;
-  AcceptingWatcher watcher;
-  std::unique_ptr<EventLoop::AcceptChannel> channel = StartAccepting(t, l.fd.get(), watcher);
-  if (channel != nullptr) {
-    UniqueFd client = Connect(l, "a");
-    ASSERT_TRUE(testutil::WaitFor([&] { return watcher.accepted() == 1; }));
-    ASSERT_EQ(::shutdown(l.fd.get(), SHUT_RDWR), 0);
-    ASSERT_TRUE(testutil::WaitFor([&] { return !watcher.errors().empty(); }));
-    EXPECT_TRUE(absl::IsFailedPrecondition(watcher.errors()[0])) << watcher.errors()[0];
-    t.RunOnLoop([&] { channel.reset(); });
-  }
-  t.Stop();
 }
 
 }  // namespace

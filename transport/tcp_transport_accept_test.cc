@@ -125,6 +125,34 @@ TEST_P(IpConnectedTest, PeerInfoOfAConnectionResetBeforeAcceptIsItsRealAddress) 
   EXPECT_NE(::getpeername(server->fd(), reinterpret_cast<sockaddr*>(&storage), &length), 0);
 }
 
+// A descriptor accepted from fd() by someone else (an io_uring loop's multishot accept,
+// which gives no address) becomes the socket TryAccept would have made: its peer, its
+// options (a send timeout is not inherited from the listener, so it is set), its data.
+TEST_P(ConnectedTest, AdoptAcceptedMakesTheSocketTryAcceptWould) {
+  ListenOptions options;
+  options.socket_options.push_back(SocketOption::SendTimeout(absl::Seconds(7)));
+  TempDir dir;  // the fixture's listener has dir_'s socket path
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<Listener> listener, ListenOn(GetParam(), dir, options));
+  ASSERT_TRUE(listener->CanAdoptAccepted());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<TcpSocket> client, ConnectTo(*listener));
+  ASSERT_THAT(client->Send("hello"), IsOk());
+  const int fd = ::accept4(listener->fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Socket> server, listener->AdoptAccepted(UniqueFd(fd)));
+  EXPECT_EQ(server->fd(), fd);
+  ASSERT_OK_AND_ASSIGN(SocketInfo peer, server->PeerInfo());
+  ASSERT_OK_AND_ASSIGN(SocketInfo client_local, client->LocalInfo());
+  EXPECT_EQ(peer, client_local);
+  ASSERT_OK_AND_ASSIGN(std::vector<SocketOption> got,
+                       server->GetOptions({SocketOptionName::kBlocking,
+                                           SocketOptionName::kSendTimeout}));
+  EXPECT_THAT(got, ElementsAre(SocketOption::Blocking(false),
+                               SocketOption::SendTimeout(absl::Seconds(7))));
+  EXPECT_THAT(server->Recv(5, kGenerous), IsOkAndHolds("hello"));
+  ASSERT_THAT(server->Send("back"), IsOk());
+  EXPECT_THAT(client->Recv(4, kGenerous), IsOkAndHolds("back"));
+}
+
 TEST(TcpAcceptTest, AcceptBlocksUntilAConnectionArrives) {
   TcpTransport tcp;
   ASSERT_OK_AND_ASSIGN(std::shared_ptr<Listener> listener, tcp.Listen(0, {.address = "127.0.0.1"}));
