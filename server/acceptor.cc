@@ -343,9 +343,12 @@ void Acceptor::StopWatching() {
 void Acceptor::DropListener() {
   loop_->AssertInLoopThread();
   StopWatching();
-  // What the loop accepted from a listener suspended or released is this server's to
-  // serve, as a connection accept(2) returned would be; at stop it is closed.
-  if (accept_channel_ != nullptr && !stopped_ && listener_ != nullptr) TakeAcceptedBacklog();
+  // What the loop accepted is this server's to serve, as a connection accept(2)
+  // returned would be: at stop too, under the shutdown (Worker::Adopt). Closing it
+  // would lose it where the listener was released to a successor, which would have
+  // served it from the backlog (and stopping's SetAccepting(false) takes what the
+  // accept may have been woken for out of that backlog).
+  if (accept_channel_ != nullptr && listener_ != nullptr) TakeAcceptedBacklog();
   accept_channel_.reset();
   over_limit_.reset();  // no descriptor came free for it: its client sees the close
   watch_fd_.reset();

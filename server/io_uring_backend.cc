@@ -49,10 +49,10 @@
 
 #include <atomic>
 #include <cerrno>
-#include <deque>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <thread>
 #include <utility>
