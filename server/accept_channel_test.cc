@@ -210,6 +210,22 @@ TEST_F(AcceptChannelTest, UntakenConnectionsWaitAndCloseWithTheChannel) {
   EXPECT_EQ(watcher_.accepted(), 1u);
 }
 
+// A watcher that does not take what was accepted stops the accept at a bound (256): the
+// connections beyond it wait in the listener's backlog, not in the loop, and are
+// accepted once the watcher takes again.
+TEST_F(AcceptChannelTest, WhatIsNotTakenStopsTheAcceptAtABound) {
+  if (!StartAccepting(/*taking=*/false)) return;
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 300; ++i) clients.push_back(Connect(l_));  // backlog: 64
+  t_.RunOnLoop([] {});
+  t_.RunOnLoop([] {});
+  EXPECT_TRUE(BacklogHoldsOne(l_)) << "the loop accepted all 300";
+  watcher_.set_taking(true);
+  ASSERT_TRUE(testutil::WaitFor([&] { return watcher_.accepted() == 299; }))
+      << watcher_.accepted();
+  EXPECT_FALSE(BacklogHoldsOne(l_));
+}
+
 // A listening socket shut down under the accept: Next says so, after what was
 // accepted before.
 TEST_F(AcceptChannelTest, AShutDownListenerIsReported) {

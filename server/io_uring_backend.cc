@@ -29,7 +29,8 @@
 // Accepting (EventLoop::AcceptChannel, step 5): one multishot accept per listening
 // socket an acceptor takes from, its descriptors filed with the channel as they are
 // collected and told to the acceptor as EPOLLIN; armed only while the acceptor takes
-// them, so what waits beyond that waits in the listener's backlog, as with accept(2).
+// them and the channel holds fewer than kMaxQueuedAccepts, so what waits beyond that
+// waits in the listener's backlog, as with accept(2).
 // The kernel's accept waits on the socket exclusively (one waiter woken per
 // connection): stopping one takes the poll off the socket at once and accepts what it
 // may have been woken for (RingAcceptChannel's SetAccepting), or a connection could
@@ -91,6 +92,10 @@ constexpr uint64_t kReceiveBit = uint64_t{1} << 63;
 // User data of a send: this bit | the channel's first generation << 32 | fd. One send
 // at a time per channel.
 constexpr uint64_t kSendBit = uint64_t{1} << 62;
+// What an accept channel holds, accepted and not yet taken, before its accept stops (four
+// of the acceptor's batches): beyond that, connections wait in the listener's backlog,
+// which the kernel bounds, not in the loop, which a flood would otherwise grow.
+constexpr size_t kMaxQueuedAccepts = 256;
 // User data of an accept: this bit | the arm's generation << 40 | the accept channel's
 // serial << 16 | its index (see IoUringBackend::AcceptData).
 constexpr uint64_t kAcceptBit = uint64_t{1} << 61;
@@ -270,8 +275,9 @@ class RingAcceptChannel final : public EventLoop::AcceptChannel {
   bool armed_ = false;
   bool arm_queued_ = false;
   bool ready_queued_ = false;
-  // Accepted and not yet taken; bounded by the listener's backlog, since the accept is
-  // armed only while the acceptor takes them.
+  bool full_ = false;  // holds kMaxQueuedAccepts: accepting stopped until Next takes half
+  // Accepted and not yet taken: at most kMaxQueuedAccepts, and what the kernel had
+  // accepted by the time the accept stopped.
   std::deque<UniqueFd> accepted_;
   absl::Status error_;  // how the accept ended, given by Next after the descriptors
 };
@@ -590,9 +596,13 @@ class IoUringBackend final : public LoopBackend {
     }
   }
 
-  // Next handed out how the accept ended: accepting goes on while wanted.
-  void AcceptErrorTaken(RingAcceptChannel& channel) {
-    if (channel.want_) QueueAcceptArm(channel);
+  // Next took a descriptor (or how the accept ended): a full channel, half empty again,
+  // or an ended accept, accepts again while wanted.
+  void Taken(RingAcceptChannel& channel) {
+    if (channel.full_ && channel.accepted_.size() <= kMaxQueuedAccepts / 2) {
+      channel.full_ = false;
+    }
+    if (channel.want_ && !channel.full_) QueueAcceptArm(channel);
   }
 
   void ForgetAcceptChannel(RingAcceptChannel& channel) {
@@ -670,9 +680,19 @@ class IoUringBackend final : public LoopBackend {
       RingAcceptChannel* channel = accept_channels_[index];
       if (channel == nullptr || !channel->arm_queued_) continue;
       channel->arm_queued_ = false;
-      if (channel->want_ && !channel->armed_ && channel->error_.ok()) ArmAccept(*channel);
+      if (channel->want_ && !channel->armed_ && channel->error_.ok() && !channel->full_) {
+        ArmAccept(*channel);
+      }
     }
     accept_arms_.clear();
+    // A full channel's accept stops without SetAccepting(false)'s taking from the backlog
+    // (which would fill it further): a wake-up its accept took is not lost, since the
+    // accept armed again, once Next has taken half, first accepts what is waiting.
+    for (uint16_t index : full_accepts_) {
+      RingAcceptChannel* channel = accept_channels_[index];
+      if (channel != nullptr && channel->full_ && channel->armed_) CancelAccept(*channel);
+    }
+    full_accepts_.clear();
     for (int fd : full_channels_) {
       RingChannel* channel = channels_[fd];
       if (channel != nullptr && channel->full_ && channel->armed_) CancelReceive(*channel);
@@ -853,12 +873,18 @@ class IoUringBackend final : public LoopBackend {
     }
     if (res >= 0) {
       channel->accepted_.emplace_back(res);
+      if (channel->accepted_.size() >= kMaxQueuedAccepts && !channel->full_) {
+        channel->full_ = true;
+        full_accepts_.push_back(channel->index_);  // its accept is cancelled at the flush
+      }
     } else if (res != -ECANCELED && channel->error_.ok()) {
       channel->error_ = AcceptError(-res);
     }
     QueueAcceptReady(*channel);
     // Ended without an error (the kernel may end a multishot): armed again.
-    if (!channel->armed_ && channel->want_ && channel->error_.ok()) QueueAcceptArm(*channel);
+    if (!channel->armed_ && channel->want_ && channel->error_.ok() && !channel->full_) {
+      QueueAcceptArm(*channel);
+    }
   }
 
   uint32_t NextGeneration(int fd) {
@@ -1163,6 +1189,7 @@ class IoUringBackend final : public LoopBackend {
   std::vector<RingAcceptChannel*> accept_channels_;
   uint32_t accept_serial_ = 0;
   std::vector<uint16_t> accept_arms_;   // accepts to arm before the next submit
+  std::vector<uint16_t> full_accepts_;  // channels that reached kMaxQueuedAccepts
   std::vector<uint16_t> accept_ready_;  // channels with something for Next to tell
   std::vector<uint16_t> accept_again_;  // Reap's: left untaken, told again next turn
   size_t accepts_armed_ = 0;
@@ -1178,11 +1205,12 @@ absl::StatusOr<UniqueFd> RingAcceptChannel::Next() {
   if (!accepted_.empty()) {
     UniqueFd fd = std::move(accepted_.front());
     accepted_.pop_front();
+    if (full_) backend_.Taken(*this);
     return fd;
   }
   if (!error_.ok()) {
     absl::Status error = std::exchange(error_, absl::OkStatus());
-    backend_.AcceptErrorTaken(*this);
+    backend_.Taken(*this);
     return error;
   }
   return WouldBlockError("accept");
