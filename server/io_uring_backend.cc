@@ -42,6 +42,7 @@
 // submitter. Add, Modify and Remove only queue work (no system call), so they also work
 // before Run and after it, from the thread that holds the loop.
 #include <liburing.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -233,6 +234,7 @@ class RingChannel final : public EventLoop::SocketChannel {
   bool arm_queued_ = false;
   bool starved_ = false;
   bool full_ = false;  // holds kMaxHeldSegments: receiving stopped until it reads
+  bool check_queued_ = false;  // in quiet_receives_: looked at by the next Wait
   uint32_t ready_events_ = 0;  // to tell the watcher at the end of this Reap
   absl::Status end_;
   absl::InlinedVector<Segment, 2> segments_;
@@ -377,6 +379,7 @@ class IoUringBackend final : public LoopBackend {
       running_ring = this;
       takes_messages_.store(true, std::memory_order_release);
     }
+    CheckQuietReceives();
     FlushArms();
     if (!wake_armed_) ArmWake();
     // Readiness already known (from a blocking send's wait): no waiting for more.
@@ -667,65 +670,110 @@ class IoUringBackend final : public LoopBackend {
     return sqe;
   }
 
+  // Takes `list` into `scratch`, keeping both capacities: the walk that follows may queue
+  // more on `list` (see FlushArms).
+  template <typename T>
+  static std::vector<T>& Take(std::vector<T>& list, std::vector<T>& scratch) {
+    scratch.clear();
+    scratch.swap(list);
+    return scratch;
+  }
+
+  bool ArmsQueued() const {
+    return !arms_.empty() || !accept_arms_.empty() || !full_accepts_.empty() ||
+           !full_channels_.empty() || !receive_arms_.empty() || !send_queue_.empty() ||
+           (!starved_.empty() && buffers_held_ < kReceiveBuffers);
+  }
+
+  // Arms what was queued since the last submit. Arming takes submission entries, and a
+  // full submission queue submits and collects (GetSqe), which queues more (a receive
+  // that ended, or was refused for want of buffers, while arming others): each list is
+  // taken before it is walked, and the walks go on until nothing is queued, so nothing
+  // is left unarmed while the loop sleeps.
   void FlushArms() {
-    // Index loop: Arm may not add to arms_, but keep it robust to growth.
-    for (size_t i = 0; i < arms_.size(); ++i) {
-      const int fd = arms_[i];
-      Slot& slot = slots_[fd];
-      slot.queued = false;
-      if (slot.active && !slot.armed) Arm(fd);
-    }
-    arms_.clear();
-    for (uint16_t index : accept_arms_) {
-      RingAcceptChannel* channel = accept_channels_[index];
-      if (channel == nullptr || !channel->arm_queued_) continue;
-      channel->arm_queued_ = false;
-      if (channel->want_ && !channel->armed_ && channel->error_.ok() && !channel->full_) {
-        ArmAccept(*channel);
+    do {
+      for (int fd : Take(arms_, fd_scratch_)) {
+        Slot& slot = slots_[fd];
+        slot.queued = false;
+        if (slot.active && !slot.armed) Arm(fd);
       }
-    }
-    accept_arms_.clear();
-    // A full channel's accept stops without SetAccepting(false)'s taking from the backlog
-    // (which would fill it further): a wake-up its accept took is not lost, since the
-    // accept armed again, once Next has taken half, first accepts what is waiting.
-    for (uint16_t index : full_accepts_) {
-      RingAcceptChannel* channel = accept_channels_[index];
-      if (channel != nullptr && channel->full_ && channel->armed_) CancelAccept(*channel);
-    }
-    full_accepts_.clear();
-    for (int fd : full_channels_) {
-      RingChannel* channel = channels_[fd];
-      if (channel != nullptr && channel->full_ && channel->armed_) CancelReceive(*channel);
-    }
-    full_channels_.clear();
-    // Starved receives go again once a buffer has come back (not at once: the ring
-    // would only refuse them again, and wake the loop to say so).
-    if (!starved_.empty() && buffers_held_ < kReceiveBuffers) {
-      for (int fd : starved_) {
+      for (uint16_t index : Take(accept_arms_, index_scratch_)) {
+        RingAcceptChannel* channel = accept_channels_[index];
+        if (channel == nullptr || !channel->arm_queued_) continue;
+        channel->arm_queued_ = false;
+        if (channel->want_ && !channel->armed_ && channel->error_.ok() && !channel->full_) {
+          ArmAccept(*channel);
+        }
+      }
+      // A full channel's accept stops without SetAccepting(false)'s taking from the
+      // backlog (which would fill it further): a wake-up its accept took is not lost,
+      // since the accept armed again, once Next has taken half, first accepts what is
+      // waiting.
+      for (uint16_t index : Take(full_accepts_, index_scratch_)) {
+        RingAcceptChannel* channel = accept_channels_[index];
+        if (channel != nullptr && channel->full_ && channel->armed_) CancelAccept(*channel);
+      }
+      for (int fd : Take(full_channels_, fd_scratch_)) {
+        RingChannel* channel = channels_[fd];
+        if (channel != nullptr && channel->full_ && channel->armed_) CancelReceive(*channel);
+      }
+      // Starved receives go again once a buffer has come back (not at once: the ring
+      // would only refuse them again, and wake the loop to say so).
+      if (!starved_.empty() && buffers_held_ < kReceiveBuffers) {
+        for (int fd : Take(starved_, fd_scratch_)) {
+          RingChannel* receiver = channels_[fd];
+          if (receiver == nullptr || !receiver->starved_) continue;
+          receiver->starved_ = false;
+          QueueReceive(*receiver);
+        }
+      }
+      for (int fd : Take(receive_arms_, fd_scratch_)) {
         RingChannel* receiver = channels_[fd];
-        if (receiver == nullptr || !receiver->starved_) continue;
-        receiver->starved_ = false;
-        QueueReceive(*receiver);
+        if (receiver == nullptr || !receiver->arm_queued_) continue;
+        receiver->arm_queued_ = false;
+        if (receiver->want_ && !receiver->armed_ && !receiver->starved_ && !receiver->full_ &&
+            receiver->end_.ok()) {
+          ArmReceive(*receiver);
+        }
       }
-      starved_.clear();
-    }
-    for (int fd : receive_arms_) {
+      for (int fd : Take(send_queue_, fd_scratch_)) {
+        RingChannel* channel = channels_[fd];
+        if (channel == nullptr || !channel->send_queued_) continue;
+        channel->send_queued_ = false;
+        if (!channel->send_armed_) ArmSend(*channel);
+      }
+    } while (ArmsQueued());
+  }
+
+  // A multishot receive that read a socket empty waits for the socket's next wake-up.
+  // When the peer's reset is processed on another CPU just then, this kernel (6.18) can
+  // lose that wake-up: the receive never ends, and its connection would wait for its
+  // read timeout (about 5 in 100,000 connections that send, then reset, on 2 busy
+  // cores). So each receive whose completion said the socket is empty is looked at once,
+  // at the next Wait, with one poll(2) for all of them: a socket the peer has reset or
+  // shut down while its receive is still armed gets its receive replaced, whose first
+  // attempt reads what is left, then the end. (A reset processed after this look wakes
+  // the receive as usual.)
+  void CheckQuietReceives() {
+    if (quiet_receives_.empty()) return;
+    quiet_polls_.clear();
+    for (int fd : quiet_receives_) {
       RingChannel* receiver = channels_[fd];
-      if (receiver == nullptr || !receiver->arm_queued_) continue;
-      receiver->arm_queued_ = false;
-      if (receiver->want_ && !receiver->armed_ && !receiver->starved_ && !receiver->full_ &&
-          receiver->end_.ok()) {
-        ArmReceive(*receiver);
-      }
+      if (receiver == nullptr || !receiver->check_queued_) continue;
+      receiver->check_queued_ = false;
+      if (receiver->armed_ && receiver->end_.ok()) quiet_polls_.push_back({fd, POLLRDHUP, 0});
     }
-    receive_arms_.clear();
-    for (int fd : send_queue_) {
-      RingChannel* channel = channels_[fd];
-      if (channel == nullptr || !channel->send_queued_) continue;
-      channel->send_queued_ = false;
-      if (!channel->send_armed_) ArmSend(*channel);
+    quiet_receives_.clear();
+    if (quiet_polls_.empty() || ::poll(quiet_polls_.data(), quiet_polls_.size(), 0) <= 0) {
+      return;
     }
-    send_queue_.clear();
+    for (const pollfd& p : quiet_polls_) {
+      if ((p.revents & (POLLRDHUP | POLLHUP | POLLERR)) == 0) continue;
+      RingChannel* receiver = channels_[p.fd];
+      if (receiver == nullptr || !receiver->armed_) continue;
+      CancelReceive(*receiver);
+      if (receiver->want_) QueueReceive(*receiver);
+    }
   }
 
   bool running() const { return enabled_ && running_ring == this; }
@@ -944,6 +992,11 @@ class IoUringBackend final : public LoopBackend {
       receiver->armed_ = false;
       --receives_armed_;
     }
+    if (res > 0 && has_buffer && (flags & IORING_CQE_F_MORE) != 0 &&
+        (flags & IORING_CQE_F_SOCK_NONEMPTY) == 0 && !receiver->check_queued_) {
+      receiver->check_queued_ = true;  // see CheckQuietReceives
+      quiet_receives_.push_back(fd);
+    }
     if (res > 0 && has_buffer) {
       receiver->segments_.push_back(
           {static_cast<uint16_t>(bid), 0, static_cast<uint16_t>(res)});
@@ -955,7 +1008,9 @@ class IoUringBackend final : public LoopBackend {
     } else {
       if (has_buffer) Recycle(bid);
       if (res == 0) {
-        receiver->end_ = PeerClosedError("recv");
+        // The first end stays: a receive replaced by CheckQuietReceives may end with the
+        // reset, and its successor then with 0.
+        if (receiver->end_.ok()) receiver->end_ = PeerClosedError("recv");
         QueueReady(*receiver);
       } else if (res == -ENOBUFS) {
         if (!receiver->starved_) {
@@ -963,7 +1018,7 @@ class IoUringBackend final : public LoopBackend {
           starved_.push_back(fd);
         }
       } else if (res != -ECANCELED && res < 0) {
-        receiver->end_ = PosixError(-res, "recv");
+        if (receiver->end_.ok()) receiver->end_ = PosixError(-res, "recv");
         QueueReady(*receiver);
       }
     }
@@ -1179,6 +1234,10 @@ class IoUringBackend final : public LoopBackend {
   std::vector<int> ready_;           // channels with readiness to tell (ready_events_)
   std::vector<int> again_;           // Reap's: input left unread, told again next turn
   std::vector<int> send_queue_;      // sends to arm before the next submit
+  std::vector<int> quiet_receives_;  // receives that read their socket empty
+  std::vector<pollfd> quiet_polls_;  // CheckQuietReceives'
+  std::vector<int> fd_scratch_;          // FlushArms' walks
+  std::vector<uint16_t> index_scratch_;  // FlushArms' walks
   std::vector<Completion> pending_;  // collected, not yet dispatched
   // Sends of closed channels, with the bytes the kernel may still read.
   std::vector<std::pair<uint64_t, std::vector<char>>> orphans_;
