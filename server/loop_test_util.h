@@ -54,17 +54,25 @@ class LoopThread {
   std::thread thread_;
 };
 
-// {server, client}: the server's end non-blocking as an accepted connection's is, the
-// client's non-blocking too.
-inline std::pair<int, int> TcpPair() {
-  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr = {};
+// A listening socket on 127.0.0.1 and an ephemeral port (its address in `addr`), with
+// `flags` added to its type (SOCK_NONBLOCK).
+inline int LoopbackListener(int backlog, sockaddr_in& addr, int flags = 0) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+  addr = {};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof(addr);
   EXPECT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  EXPECT_EQ(::listen(listener, 1), 0);
+  EXPECT_EQ(::listen(listener, backlog), 0);
   EXPECT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  return listener;
+}
+
+// {server, client}: the server's end non-blocking as an accepted connection's is, the
+// client's non-blocking too.
+inline std::pair<int, int> TcpPair() {
+  sockaddr_in addr;
+  const int listener = LoopbackListener(1, addr);
   const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   EXPECT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   const int server = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);

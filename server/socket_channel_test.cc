@@ -525,15 +525,9 @@ class EndCountingServer : public EventLoop::Watcher {
 TEST(SocketChannelTest, APeerThatSendsThenResetsIsAlwaysHeardToEnd) {
   LoopThread t;
   if (t.loop().kind() == EventLoopKind::kEpoll) return;  // epoll reads on readiness
-  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  sockaddr_in addr;
+  const int listener = testutil::LoopbackListener(64, addr, SOCK_NONBLOCK);
   ASSERT_GE(listener, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listener, 64), 0);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
   EndCountingServer server(t.loop(), listener);
   EventLoop::Registration registration;
   t.RunOnLoop([&] {
