@@ -34,13 +34,7 @@ struct TestListener {
 
 TestListener Listen(int backlog = 64) {
   TestListener l;
-  l.fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  l.addr.sin_family = AF_INET;
-  l.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(l.addr);
-  EXPECT_EQ(::bind(l.fd.get(), reinterpret_cast<sockaddr*>(&l.addr), sizeof(l.addr)), 0);
-  EXPECT_EQ(::listen(l.fd.get(), backlog), 0);
-  EXPECT_EQ(::getsockname(l.fd.get(), reinterpret_cast<sockaddr*>(&l.addr), &len), 0);
+  l.fd.reset(testutil::LoopbackListener(backlog, l.addr, SOCK_NONBLOCK));
   return l;
 }
 

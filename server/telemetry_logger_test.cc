@@ -51,7 +51,6 @@ int CountContaining(const std::vector<std::string>& lines, absl::string_view tex
 // Takes every connection and waits: the peer decides how it ends.
 class Waiting : public Handler {};
 
-// Connects to 127.0.0.1:`port`, sends a byte and resets the connection (SO_LINGER 0).
 // The machine's count of connections a full listen backlog dropped (TcpExt
 // ListenOverflows in /proc/net/netstat), or -1.
 int64_t ListenOverflows() {
@@ -71,6 +70,7 @@ int64_t ListenOverflows() {
   return -1;
 }
 
+// Connects to 127.0.0.1:`port`, sends a byte and resets the connection (SO_LINGER 0).
 bool ConnectAndReset(uint16_t port) {
   UniqueFd fd = testutil::RawConnect(port);
   if (!fd) return false;
