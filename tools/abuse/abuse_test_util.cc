@@ -69,11 +69,13 @@ absl::StatusOr<std::unique_ptr<Subprocess>> StartFlood(uint16_t port,
 
 namespace {
 
-std::optional<FloodLine> FindLine(absl::string_view output, absl::string_view what) {
+std::optional<FloodLine> FindLine(absl::string_view output, absl::string_view what,
+                                  absl::FunctionRef<bool(const FloodLine&)> accept) {
   for (FloodLine& line : ParseFloodLines(output)) {
     // A line is whole once its newline arrived; ParseFloodLines also returns the last,
     // possibly partial, one: require the newline after it.
-    if (line.what == what && absl::StrContains(output, absl::StrCat(line.text, "\n"))) {
+    if (line.what == what && absl::StrContains(output, absl::StrCat(line.text, "\n")) &&
+        accept(line)) {
       return std::move(line);
     }
   }
@@ -83,10 +85,11 @@ std::optional<FloodLine> FindLine(absl::string_view output, absl::string_view wh
 }  // namespace
 
 absl::StatusOr<FloodLine> WaitForFloodLine(Subprocess& flood, absl::string_view what,
-                                           absl::Duration timeout) {
-  flood.WaitForStdout([&](absl::string_view out) { return FindLine(out, what).has_value(); },
-                      timeout);
-  std::optional<FloodLine> line = FindLine(flood.Stdout(), what);
+                                           absl::Duration timeout,
+                                           absl::FunctionRef<bool(const FloodLine&)> accept) {
+  flood.WaitForStdout(
+      [&](absl::string_view out) { return FindLine(out, what, accept).has_value(); }, timeout);
+  std::optional<FloodLine> line = FindLine(flood.Stdout(), what, accept);
   if (!line) {
     return absl::DeadlineExceededError(absl::StrCat("no \"flood: ", what, "\" line within ",
                                                     absl::FormatDuration(timeout),
@@ -100,7 +103,10 @@ absl::StatusOr<FloodLine> StopFlood(Subprocess& flood, absl::Duration timeout) {
   return WaitForFloodLine(flood, "summary", timeout);
 }
 
-absl::StatusOr<UniqueFd> ConnectLoopback(uint16_t port, absl::Time deadline) {
+namespace {
+
+// One connect to 127.0.0.1:port, given up at `deadline`.
+absl::StatusOr<UniqueFd> ConnectOnce(uint16_t port, absl::Time deadline) {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
   sockaddr_in addr{};
@@ -119,6 +125,22 @@ absl::StatusOr<UniqueFd> ConnectLoopback(uint16_t port, absl::Time deadline) {
   ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &len);
   if (error != 0) return absl::UnavailableError(absl::StrCat("connect: ", strerror(error)));
   return fd;
+}
+
+}  // namespace
+
+absl::StatusOr<UniqueFd> ConnectLoopback(uint16_t port, absl::Time deadline,
+                                         absl::Duration attempt) {
+  for (int attempts = 1;; ++attempts) {
+    const absl::Time given_up = std::min(deadline, absl::Now() + attempt);
+    absl::StatusOr<UniqueFd> fd = ConnectOnce(port, given_up);
+    if (!absl::IsDeadlineExceeded(fd.status()) || given_up >= deadline) {
+      if (fd.ok() || attempts == 1) return fd;
+      return absl::Status(fd.status().code(),
+                          absl::StrCat(fd.status().message(), " (", attempts, " attempts of ",
+                                       absl::FormatDuration(attempt), ")"));
+    }
+  }
 }
 
 namespace {
@@ -192,8 +214,9 @@ absl::StatusOr<std::string> ReadHttpResponse(int fd, std::string& buffer, absl::
   return head.substr(0, head.find("\r\n"));
 }
 
-absl::StatusOr<std::string> GetOnNewConnection(uint16_t port, absl::Time deadline) {
-  absl::StatusOr<UniqueFd> fd = ConnectLoopback(port, deadline);
+absl::StatusOr<std::string> GetOnNewConnection(uint16_t port, absl::Time deadline,
+                                               absl::Duration connect_attempt) {
+  absl::StatusOr<UniqueFd> fd = ConnectLoopback(port, deadline, connect_attempt);
   if (!fd.ok()) return fd.status();
   if (absl::Status s = SendAll(fd->get(), kGet, deadline); !s.ok()) return s;
   std::string buffer;

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "testing/subprocess.h"
@@ -42,22 +43,31 @@ std::vector<FloodLine> ParseFloodLines(absl::string_view output);
 // Starts //tools/abuse:flood_client against 127.0.0.1:`port` with `flags`.
 absl::StatusOr<std::unique_ptr<Subprocess>> StartFlood(uint16_t port,
                                                       const std::vector<std::string>& flags);
-// The first line of kind `what` the flood printed, waiting up to `timeout`.
-absl::StatusOr<FloodLine> WaitForFloodLine(Subprocess& flood, absl::string_view what,
-                                           absl::Duration timeout);
+// The first line of kind `what` the flood printed (of those `accept` takes, when given),
+// waiting up to `timeout`.
+absl::StatusOr<FloodLine> WaitForFloodLine(
+    Subprocess& flood, absl::string_view what, absl::Duration timeout,
+    absl::FunctionRef<bool(const FloodLine&)> accept = [](const FloodLine&) { return true; });
 // SIGTERM, then its summary line (the flood exits at once on the signal).
 absl::StatusOr<FloodLine> StopFlood(Subprocess& flood, absl::Duration timeout);
 
 // A connected, blocking-free client socket to 127.0.0.1:port, within `deadline`.
-absl::StatusOr<UniqueFd> ConnectLoopback(uint16_t port, absl::Time deadline);
+// With a finite `attempt`, a connect not established within it is given up and tried
+// again on a new socket, as a load balancer's health check does: behind a listen
+// backlog that a flood keeps full, the kernel drops SYNs, and its own retransmits
+// (1, 3, 7, 15, 31 s) give a client only five draws in half a minute.
+absl::StatusOr<UniqueFd> ConnectLoopback(uint16_t port, absl::Time deadline,
+                                         absl::Duration attempt = absl::InfiniteDuration());
 absl::Status SendAll(int fd, absl::string_view data, absl::Time deadline);
 
 // An HTTP/1.1 response framed by Content-Length, read from `fd` on top of `buffer`
 // (what follows it stays there). Returns the status line.
 absl::StatusOr<std::string> ReadHttpResponse(int fd, std::string& buffer, absl::Time deadline);
 
-// One GET on a new connection: the status line of its response.
-absl::StatusOr<std::string> GetOnNewConnection(uint16_t port, absl::Time deadline);
+// One GET on a new connection (connected as ConnectLoopback does): the status line of
+// its response.
+absl::StatusOr<std::string> GetOnNewConnection(
+    uint16_t port, absl::Time deadline, absl::Duration connect_attempt = absl::InfiniteDuration());
 
 inline constexpr absl::string_view kGet = "GET / HTTP/1.1\r\nHost: good\r\n\r\n";
 
