@@ -1317,6 +1317,14 @@ absl::StatusOr<size_t> RingChannel::Stage(absl::Span<const absl::string_view> bu
   const size_t held = unsent();
   if (held >= kStagingLimit) return WouldBlockError("send");
   size_t room = kStagingLimit - held;
+  size_t total = 0;
+  for (absl::string_view b : buffers) total += b.size();
+  if (const size_t needed = staged_.size() + std::min(total, room);
+      staged_.capacity() < needed) {
+    // Grown as a vector grows (doubling) but never past kStagingLimit: a slow reader's
+    // staging holds what it counts, not up to twice that.
+    staged_.reserve(std::min(kStagingLimit, std::max(needed, 2 * staged_.capacity())));
+  }
   size_t n = 0;
   for (absl::string_view b : buffers) {
     const size_t m = std::min(b.size(), room - n);

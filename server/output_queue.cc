@@ -13,9 +13,8 @@ namespace {
 
 // Buffers gathered into one write.
 constexpr size_t kMaxGather = 16;
-// Small pieces join the last queued chunk up to this size: one allocation, not one per
-// piece.
-constexpr size_t kJoinBelow = 64 * 1024;
+// The least a chunk queued behind another is given: small pieces fill it.
+constexpr size_t kBlockSize = 16 * 1024;
 // One sendfile call's share of a file slice.
 constexpr uint64_t kMaxSendfileChunk = 1 << 30;
 
@@ -64,12 +63,24 @@ absl::StatusOr<size_t> OutputQueue::Queue(absl::Span<const absl::string_view> re
         limits_.limit, ")")));
   }
   for (absl::string_view piece : rest) {
-    if (piece.empty()) continue;
-    if (!empty() && !chunks_->back().is_file() && chunks_->back().data.size() < kJoinBelow) {
-      chunks_->back().data.append(piece.data(), piece.size());
-    } else {
+    while (!piece.empty()) {
+      if (!empty() && !chunks_->back().is_file()) {
+        std::string& back = chunks_->back().data;
+        if (const size_t spare = back.capacity() - back.size(); spare > 0) {
+          const size_t n = std::min(spare, piece.size());
+          back.append(piece.data(), n);  // within its capacity: never moved
+          piece.remove_prefix(n);
+          continue;
+        }
+      }
       Chunk chunk;
-      chunk.data.assign(piece.data(), piece.size());
+      // The first chunk holds just its piece (a reply the kernel could not take whole;
+      // an idle connection keeps that small). Behind it the peer is slow, and pieces
+      // fill blocks of at least kBlockSize, each allocated once and never grown: small
+      // pieces cost one allocation per block, and a queue holds about what it counts.
+      if (!empty()) chunk.data.reserve(std::max(kBlockSize, piece.size()));
+      chunk.data.append(piece.data(), piece.size());
+      piece = {};
       Push(std::move(chunk), now);
     }
   }

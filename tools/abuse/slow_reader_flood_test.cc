@@ -37,7 +37,9 @@ using harness::StopAndExpectExit0;
 constexpr int64_t kBudget = int64_t{64} << 20;
 // Past the budget a connection stops reading, but what it read last (one read, at most
 // the worker's 64 KiB read buffer) is still echoed and queued: that much per
-// connection, plus 16 MiB for the allocator's slack.
+// connection, plus 16 MiB for the allocator's slack. (On io_uring a read is one 16 KiB
+// receive buffer, and the loop stages up to 16 KiB more per socket, outside the
+// budget; with the queue's last, partly filled, 16 KiB block that is 48 KiB.)
 constexpr int64_t kPerConnectionMargin = int64_t{64} << 10;
 constexpr int64_t kSlack = int64_t{16} << 20;
 
