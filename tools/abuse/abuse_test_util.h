@@ -54,8 +54,8 @@ absl::StatusOr<FloodLine> StopFlood(Subprocess& flood, absl::Duration timeout);
 // A connected, blocking-free client socket to 127.0.0.1:port, within `deadline`.
 // With a finite `attempt`, a connect not established within it is given up and tried
 // again on a new socket, as a load balancer's health check does: behind a listen
-// backlog that a flood keeps full, the kernel drops SYNs, and its own retransmits
-// (1, 3, 7, 15, 31 s) give a client only five draws in half a minute.
+// backlog that a flood keeps full, the kernel drops SYNs, and a first SYN with its
+// retransmits (at 1, 3, 7 and 15 s) are only five draws in half a minute.
 absl::StatusOr<UniqueFd> ConnectLoopback(uint16_t port, absl::Time deadline,
                                          absl::Duration attempt = absl::InfiniteDuration());
 absl::Status SendAll(int fd, absl::string_view data, absl::Time deadline);

@@ -13,7 +13,7 @@
 // while the backlog is full the kernel drops every SYN, the good client's too. Room
 // opens each time the server sheds and accepts again; the good client gives each
 // connect 250 ms and tries again (as a load balancer's health check does), so it gets
-// many draws at that room instead of the kernel's five retransmits in 30 s, which a
+// many draws at that room instead of the five SYNs the kernel sends in 30 s, which a
 // backlog refilled by 5,000 retransmitting tricklers could refuse, on either loop.
 #include <cstdint>
 #include <memory>
