@@ -74,12 +74,6 @@ class ReceivingWatcher : public EventLoop::Watcher {
     absl::MutexLock lock(&mu_);
     return end_;
   }
-  // Whether the channel's end was read (by OnReady, consuming) within `timeout`.
-  bool WaitForEnd(absl::Duration timeout) const {
-    absl::MutexLock lock(&mu_);
-    auto ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !end_.ok(); };
-    return mu_.AwaitWithTimeout(absl::Condition(&ended), timeout);
-  }
   int calls() const { return calls_.load(); }
   absl::Mutex& mu() ABSL_LOCK_RETURNED(mu_) { return mu_; }
   void set_consuming(bool on) { consuming_.store(on); }
@@ -548,9 +542,8 @@ TEST(SocketChannelTest, APeerThatSendsThenResetsIsAlwaysHeardToEnd) {
   int tried = 0;
   bool all_heard = true;
   while (tried < kConnections && absl::Now() < give_up) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0)
-        << std::strerror(errno);
+    UniqueFd fd = testutil::RawConnect(ntohs(addr.sin_port));
+    ASSERT_TRUE(fd) << std::strerror(errno);
     ++tried;
     seed = seed * 1103515245 + 12345;
     switch ((seed >> 16) % 3) {
@@ -558,10 +551,10 @@ TEST(SocketChannelTest, APeerThatSendsThenResetsIsAlwaysHeardToEnd) {
       case 1: std::this_thread::yield(); break;
       default: spin(20000); break;
     }
-    ASSERT_EQ(::send(fd, "x", 1, MSG_NOSIGNAL), 1);
+    ASSERT_EQ(::send(fd.get(), "x", 1, MSG_NOSIGNAL), 1);
     spin(2000);
-    ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), 0);
-    ::close(fd);
+    ASSERT_EQ(::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), 0);
+    fd.reset();
     const absl::Time deadline = absl::Now() + absl::Seconds(2);
     while (server.ended() < tried && absl::Now() < deadline) std::this_thread::yield();
     if (server.ended() < tried) {
